@@ -1,0 +1,67 @@
+import { join } from "node:path";
+import { lookupGid, lookupUid, primaryGidOf } from "../accounts.js";
+import { acquireLock, defaultLockPath, type Lock } from "../lock.js";
+import type { Logger } from "../log.js";
+import { renderOutputs } from "../render/outputs.js";
+import { resolveReferences } from "../resolve.js";
+import { loadSpec, specOutputNames, specReferences, type Spec } from "../spec.js";
+import { chooseSource, createSource, type SourceOverrides } from "../sources/index.js";
+import { removeFiles, staleTempFiles, writeFilesAtomically, type Owner } from "../write.js";
+
+export interface FetchOptions {
+  readonly specFile: string;
+  readonly overrides: SourceOverrides;
+  readonly deadlineSeconds: number;
+  readonly serialize: boolean;
+  readonly lockPath?: string;
+  /** Write somewhere else than the spec's outputDir (the demo uses this). */
+  readonly outputDir?: string;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+}
+
+export interface FetchResult {
+  readonly outputDir: string;
+  readonly written: string[];
+  readonly references: number;
+}
+
+/** Resolve every reference of a spec, then write all of its outputs — or nothing. */
+export async function runFetch(options: FetchOptions): Promise<FetchResult> {
+  const { log } = options;
+  const spec = await loadSpec(options.specFile);
+  const outputDir = options.outputDir ?? spec.outputDir;
+  const owner = specOwner(spec);
+  const refs = specReferences(spec);
+  const sourceConfig = chooseSource(spec.source, options.overrides);
+
+  let lock: Lock | undefined;
+  if (options.serialize) {
+    lock = await acquireLock(options.lockPath ?? defaultLockPath, { log, ...(options.signal ? { signal: options.signal } : {}) });
+  }
+  let values: Map<string, string>;
+  try {
+    const source = await createSource(sourceConfig, { log });
+    values = await resolveReferences(source, refs, {
+      deadlineSeconds: options.deadlineSeconds,
+      log,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } finally {
+    await lock?.release();
+  }
+
+  const outputs = renderOutputs(spec, values);
+  const files = outputs.map((output) => ({ path: join(outputDir, output.name), content: output.content, mode: output.mode, owner }));
+  await writeFilesAtomically(files, { createDirs: { mode: spec.dirMode, owner }, log });
+  await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
+  log.info(`${spec.name}: wrote ${files.length} file(s) to ${outputDir} from ${refs.length} reference(s) via ${sourceConfig.type}`);
+  return { outputDir, written: files.map((f) => f.path), references: refs.length };
+}
+
+/** The spec's owner and group as ids; by default whoever runs the helper. */
+export function specOwner(spec: Spec): Owner {
+  const uid = spec.owner === undefined ? process.geteuid!() : lookupUid(spec.owner);
+  const gid = spec.group !== undefined ? lookupGid(spec.group) : spec.owner === undefined ? process.getegid!() : (primaryGidOf(uid) ?? process.getegid!());
+  return { uid, gid };
+}

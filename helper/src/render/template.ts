@@ -1,0 +1,26 @@
+import { parseReference, type SecretReference } from "../reference.js";
+
+/** A template split into literal text and references, in 1Password's `op inject` syntax. */
+export type TemplatePart = { readonly text: string } | { readonly ref: SecretReference };
+
+const placeholder = /\{\{\s*(op:\/\/[^}]*?)\s*\}\}/g;
+
+export function parseTemplate(content: string, where: string): TemplatePart[] {
+  const parts: TemplatePart[] = [];
+  let last = 0;
+  for (const match of content.matchAll(placeholder)) {
+    if (match.index > last) parts.push({ text: content.slice(last, match.index) });
+    parts.push({ ref: parseReference(match[1]!, where) });
+    last = match.index + match[0].length;
+  }
+  if (last < content.length) parts.push({ text: content.slice(last) });
+  return parts;
+}
+
+export function renderTemplate(parts: readonly TemplatePart[], values: ReadonlyMap<string, string>): string {
+  return parts.map((part) => ("text" in part ? part.text : values.get(part.ref.raw)!)).join("");
+}
+
+export function templateReferences(parts: readonly TemplatePart[]): SecretReference[] {
+  return parts.flatMap((part) => ("ref" in part ? [part.ref] : []));
+}

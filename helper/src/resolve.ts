@@ -1,0 +1,33 @@
+import { tempFailError } from "./errors.js";
+import type { Logger } from "./log.js";
+import { uniqueReferences, type SecretReference } from "./reference.js";
+import { createDeadline, raceSignal } from "./retry.js";
+import type { Source } from "./sources/source.js";
+
+export interface ResolveOptions {
+  readonly deadlineSeconds: number;
+  readonly log: Logger;
+  /** Aborts early (SIGTERM). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Resolve a batch once, bounded by the deadline: every reference gets a value or the
+ * whole call fails. Sources retry their own transient failures inside this bound.
+ */
+export async function resolveReferences(source: Source, refs: readonly SecretReference[], options: ResolveOptions): Promise<Map<string, string>> {
+  const unique = uniqueReferences(refs);
+  const { log } = options;
+  const deadline = createDeadline(options.deadlineSeconds, options.signal);
+  const started = performance.now();
+  log.debug(`resolving ${unique.length} reference(s) from ${source.name}: ${unique.map((r) => r.raw).join(", ")}`);
+  try {
+    const values = await raceSignal(source.resolveAll(unique, { signal: deadline.signal, log }), deadline.signal);
+    const missing = unique.filter((ref) => !values.has(ref.raw));
+    if (missing.length > 0) throw tempFailError(`${source.name} returned no value for ${missing.map((r) => r.raw).join(", ")}`);
+    log.debug(`resolved ${unique.length} reference(s) in ${Math.round(performance.now() - started)} ms`);
+    return values;
+  } finally {
+    deadline.dispose();
+  }
+}

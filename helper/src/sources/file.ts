@@ -1,0 +1,69 @@
+import { readFile } from "node:fs/promises";
+import { configError, dataError, notFoundError } from "../errors.js";
+import type { SecretReference } from "../reference.js";
+import { totp } from "../totp.js";
+import type { Source } from "./source.js";
+
+/**
+ * A local JSON vault for the demo, development and tests:
+ * `{"vaults":{"V":{"items":{"I":{"fields":{"f":"v"},"sections":{"S":{"f":"v"}}}}}}}`.
+ * Read afresh on every run, so tests can change values between runs.
+ */
+export function createFileSource(path: string): Source {
+  return {
+    name: `file:${path}`,
+    async resolveAll(refs) {
+      const vault = await loadVault(path);
+      const values = new Map<string, string>();
+      const missing: string[] = [];
+      for (const ref of refs) {
+        const value = lookup(vault, ref);
+        if (value === undefined) missing.push(ref.raw);
+        else values.set(ref.raw, value);
+      }
+      if (missing.length > 0) {
+        throw notFoundError(`not found in ${path}: ${missing.join(", ")}`);
+      }
+      return values;
+    },
+  };
+}
+
+type Fields = Record<string, unknown>;
+interface VaultFile {
+  vaults: Record<string, { items?: Record<string, { fields?: Fields; sections?: Record<string, Fields> }> }>;
+}
+
+async function loadVault(path: string): Promise<VaultFile> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw configError(`cannot read vault file ${path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw dataError(`vault file ${path} is not valid JSON`);
+  }
+  const vaults = (parsed as { vaults?: unknown } | null)?.vaults;
+  if (vaults === null || typeof vaults !== "object") throw dataError(`vault file ${path} has no "vaults" object`);
+  return parsed as VaultFile;
+}
+
+function own<T>(record: Record<string, T> | undefined, key: string): T | undefined {
+  return record !== undefined && record !== null && Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+function lookup(vault: VaultFile, ref: SecretReference): string | undefined {
+  const item = own(own(vault.vaults, ref.vault)?.items, ref.item);
+  const fields = ref.section === undefined ? item?.fields : own(item?.sections, ref.section);
+  const value = own(fields, ref.field);
+  if (typeof value !== "string") return undefined;
+  if (ref.attribute) return totp(value, Date.now(), ref.raw);
+  if (ref.sshFormat && !value.startsWith("-----BEGIN OPENSSH PRIVATE KEY-----")) {
+    throw dataError(`${ref.raw}: the field is not an OpenSSH private key`);
+  }
+  return value;
+}

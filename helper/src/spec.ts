@@ -1,0 +1,232 @@
+import { readFile } from "node:fs/promises";
+import { isAbsolute, posix } from "node:path";
+import { configError, dataError } from "./errors.js";
+import { parseJsonWithLines, type LocatedJson } from "./json-locate.js";
+import { parseReference, uniqueReferences, type SecretReference } from "./reference.js";
+import { envKeyPattern } from "./render/env.js";
+import { parseTemplate, templateReferences, type TemplatePart } from "./render/template.js";
+
+/** Where values come from. Tokens are never in a spec, only where to find them. */
+export type SourceConfig =
+  | { readonly type: "onepassword"; readonly tokenCredential?: string; readonly tokenFile?: string }
+  | { readonly type: "connect"; readonly host: string; readonly tokenCredential?: string; readonly tokenFile?: string }
+  | { readonly type: "file"; readonly path: string };
+
+export interface FileOutput {
+  readonly name: string;
+  readonly ref: SecretReference;
+  readonly mode: number;
+}
+
+export interface EnvFileOutput {
+  readonly name: string;
+  readonly mode: number;
+  readonly vars: ReadonlyArray<readonly [string, SecretReference]>;
+}
+
+export interface TemplateOutput {
+  readonly name: string;
+  readonly mode: number;
+  readonly parts: readonly TemplatePart[];
+}
+
+export interface Spec {
+  readonly file: string;
+  readonly name: string;
+  readonly outputDir: string;
+  /** User and group names or numeric ids; undefined means "whoever runs the helper". */
+  readonly owner: string | number | undefined;
+  readonly group: string | number | undefined;
+  readonly dirMode: number;
+  readonly source: SourceConfig | undefined;
+  readonly files: readonly FileOutput[];
+  readonly envFiles: readonly EnvFileOutput[];
+  readonly templates: readonly TemplateOutput[];
+}
+
+const defaultFileMode = 0o400;
+const defaultDirMode = 0o750;
+const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/;
+const topLevelKeys = new Set(["version", "name", "outputDir", "owner", "group", "dirMode", "source", "files", "envFiles", "templates"]);
+
+export async function loadSpec(file: string): Promise<Spec> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw configError(`cannot read spec ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  return parseSpec(text, file);
+}
+
+export function parseSpec(text: string, file: string): Spec {
+  const json = parseJsonWithLines(text, file);
+  const at = (pointer: string) => `${file}:${json.lineOf(pointer)}: ${pointer.slice(1).replace(/\//g, ".") || "spec"}`;
+  const v = new Validator(json, at);
+
+  const root = v.object("");
+  for (const key of Object.keys(root)) if (!topLevelKeys.has(key)) throw dataError(`${at(`/${key}`)}: unknown key`);
+  if (root["version"] !== 1) throw dataError(`${at("/version")}: must be 1 (this helper reads spec version 1)`);
+  const name = v.string("/name", { pattern: namePattern, what: "a unit-style name" });
+  const outputDir = v.string("/outputDir");
+  if (!isAbsolute(outputDir) || outputDir.split("/").includes("..") || posix.normalize(outputDir) === "/") {
+    throw dataError(`${at("/outputDir")}: must be an absolute directory path without ".." (not "/")`);
+  }
+  const owner = v.optionalAccount("/owner");
+  const group = v.optionalAccount("/group");
+  const dirMode = v.mode("/dirMode", defaultDirMode);
+  const source = root["source"] === undefined ? undefined : parseSource(v, at);
+
+  const outputNames = new Map<string, string>();
+  const claim = (outName: string, pointer: string) => {
+    if (!namePattern.test(outName) || outName.endsWith(".hs-tmp")) {
+      throw dataError(`${at(pointer)}: output name must be a plain file name (letters, digits, "._@-", no "/")`);
+    }
+    const previous = outputNames.get(outName);
+    if (previous) throw dataError(`${at(pointer)}: output "${outName}" is already defined at ${previous}`);
+    outputNames.set(outName, at(pointer));
+  };
+
+  const files: FileOutput[] = Object.keys(v.optionalObject("/files")).map((outName) => {
+    const pointer = `/files/${escape(outName)}`;
+    claim(outName, pointer);
+    v.onlyKeys(pointer, ["ref", "mode"]);
+    return { name: outName, ref: v.reference(`${pointer}/ref`), mode: v.mode(`${pointer}/mode`, defaultFileMode) };
+  });
+
+  const envFiles: EnvFileOutput[] = Object.keys(v.optionalObject("/envFiles")).map((outName) => {
+    const pointer = `/envFiles/${escape(outName)}`;
+    claim(outName, pointer);
+    v.onlyKeys(pointer, ["vars", "mode"]);
+    const vars = Object.keys(v.object(`${pointer}/vars`)).map((key): [string, SecretReference] => {
+      if (!envKeyPattern.test(key)) throw dataError(`${at(`${pointer}/vars/${escape(key)}`)}: "${key}" is not a valid variable name`);
+      return [key, v.reference(`${pointer}/vars/${escape(key)}`)];
+    });
+    if (vars.length === 0) throw dataError(`${at(`${pointer}/vars`)}: needs at least one variable`);
+    return { name: outName, mode: v.mode(`${pointer}/mode`, defaultFileMode), vars };
+  });
+
+  const templates: TemplateOutput[] = Object.keys(v.optionalObject("/templates")).map((outName) => {
+    const pointer = `/templates/${escape(outName)}`;
+    claim(outName, pointer);
+    v.onlyKeys(pointer, ["content", "mode"]);
+    const content = v.string(`${pointer}/content`, { allowEmpty: true });
+    return { name: outName, mode: v.mode(`${pointer}/mode`, defaultFileMode), parts: parseTemplate(content, at(`${pointer}/content`)) };
+  });
+
+  if (outputNames.size === 0) throw dataError(`${at("")}: defines no files, envFiles or templates`);
+  return { file, name, outputDir: posix.normalize(outputDir), owner, group, dirMode, source, files, envFiles, templates };
+}
+
+function parseSource(v: Validator, at: (p: string) => string): SourceConfig {
+  const source = v.object("/source");
+  const type = source["type"];
+  if (type === "file") {
+    v.onlyKeys("/source", ["type", "path"]);
+    const path = v.string("/source/path");
+    if (!isAbsolute(path)) throw dataError(`${at("/source/path")}: must be an absolute path`);
+    return { type, path };
+  }
+  const tokenCredential = v.optionalString("/source/tokenCredential", /^[A-Za-z0-9_.@-]+$/);
+  const tokenFile = v.optionalString("/source/tokenFile");
+  const token = { ...(tokenCredential ? { tokenCredential } : {}), ...(tokenFile ? { tokenFile } : {}) };
+  if (type === "onepassword") {
+    v.onlyKeys("/source", ["type", "tokenCredential", "tokenFile"]);
+    return { type, ...token };
+  }
+  if (type === "connect") {
+    v.onlyKeys("/source", ["type", "host", "tokenCredential", "tokenFile"]);
+    const host = v.string("/source/host");
+    if (!/^https?:\/\/[^\s/]+/.test(host)) throw dataError(`${at("/source/host")}: must be an http:// or https:// URL`);
+    return { type, host, ...token };
+  }
+  throw dataError(`${at("/source/type")}: must be "onepassword", "connect" or "file"`);
+}
+
+/** Every reference a spec needs, once each, in first-seen order. */
+export function specReferences(spec: Spec): SecretReference[] {
+  return uniqueReferences([
+    ...spec.files.map((f) => f.ref),
+    ...spec.envFiles.flatMap((e) => e.vars.map(([, ref]) => ref)),
+    ...spec.templates.flatMap((t) => templateReferences(t.parts)),
+  ]);
+}
+
+export function specOutputNames(spec: Spec): string[] {
+  return [...spec.files, ...spec.envFiles, ...spec.templates].map((o) => o.name);
+}
+
+const escape = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
+
+class Validator {
+  constructor(
+    private readonly json: LocatedJson,
+    private readonly at: (pointer: string) => string,
+  ) {}
+
+  private get(pointer: string): unknown {
+    let value: unknown = this.json.value;
+    for (const raw of pointer.split("/").slice(1)) {
+      const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+      value = value !== null && typeof value === "object" && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+    }
+    return value;
+  }
+
+  private fail(pointer: string, why: string): never {
+    throw dataError(`${this.at(pointer)}: ${why}`);
+  }
+
+  object(pointer: string): Record<string, unknown> {
+    const value = this.get(pointer);
+    if (value === null || typeof value !== "object" || Array.isArray(value)) this.fail(pointer, "must be an object");
+    return value as Record<string, unknown>;
+  }
+
+  optionalObject(pointer: string): Record<string, unknown> {
+    return this.get(pointer) === undefined ? {} : this.object(pointer);
+  }
+
+  onlyKeys(pointer: string, allowed: readonly string[]): void {
+    for (const key of Object.keys(this.object(pointer))) {
+      if (!allowed.includes(key)) this.fail(`${pointer}/${escape(key)}`, `unknown key (allowed: ${allowed.join(", ")})`);
+    }
+  }
+
+  string(pointer: string, options: { pattern?: RegExp; what?: string; allowEmpty?: boolean } = {}): string {
+    const value = this.get(pointer);
+    if (value === undefined) this.fail(pointer, "is required");
+    if (typeof value !== "string") this.fail(pointer, "must be a string");
+    if (!options.allowEmpty && value.length === 0) this.fail(pointer, "must not be empty");
+    if (options.pattern && !options.pattern.test(value)) this.fail(pointer, `"${value}" is not ${options.what ?? "valid"}`);
+    return value;
+  }
+
+  optionalString(pointer: string, pattern?: RegExp): string | undefined {
+    if (this.get(pointer) === undefined) return undefined;
+    return this.string(pointer, pattern ? { pattern } : {});
+  }
+
+  optionalAccount(pointer: string): string | number | undefined {
+    const value = this.get(pointer);
+    if (value === undefined) return undefined;
+    if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value < 2 ** 32 - 1) return value;
+    if (typeof value === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(value)) return value;
+    return this.fail(pointer, "must be a user/group name or a numeric id");
+  }
+
+  mode(pointer: string, fallback: number): number {
+    const value = this.get(pointer);
+    if (value === undefined) return fallback;
+    if (typeof value !== "string" || !/^0?[0-7]{3}$/.test(value)) {
+      this.fail(pointer, 'must be an octal mode string such as "0400" (no setuid, setgid or sticky bits)');
+    }
+    return parseInt(value, 8);
+  }
+
+  reference(pointer: string): SecretReference {
+    const value = this.get(pointer);
+    if (typeof value !== "string") this.fail(pointer, 'must be an "op://…" reference string');
+    return parseReference(value, this.at(pointer));
+  }
+}

@@ -1,0 +1,255 @@
+import { constants } from "node:fs";
+import { lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, chown, chmod } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { basename, dirname, isAbsolute, join, posix } from "node:path";
+import { cantCreateError, configError } from "./errors.js";
+import type { Logger } from "./log.js";
+
+export interface Owner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface FileToWrite {
+  readonly path: string;
+  readonly content: Uint8Array;
+  readonly mode: number;
+  readonly owner?: Owner;
+}
+
+export interface DirectorySettings {
+  readonly mode: number;
+  readonly owner?: Owner;
+}
+
+export interface WriteOptions {
+  /** Create missing parent directories (and fix the owner/mode of the immediate parent) with these settings. */
+  readonly createDirs?: DirectorySettings;
+  readonly log: Logger;
+}
+
+const tempSuffix = ".hs-tmp";
+const tempPattern = /^\.(.+)\.[0-9a-f]{16}\.hs-tmp$/;
+
+/**
+ * Write every file or none: each goes to a fresh temp file beside its target
+ * (O_CREAT|O_EXCL|O_NOFOLLOW, owner and mode set before any content, fsync), and only when
+ * all temp files are complete are they renamed over their targets. rename(2) replaces a
+ * symlink planted at a target instead of following it.
+ */
+export async function writeFilesAtomically(files: readonly FileToWrite[], options: WriteOptions): Promise<void> {
+  const { log } = options;
+  const seen = new Set<string>();
+  for (const file of files) {
+    if (!isAbsolute(file.path)) throw configError(`output path "${file.path}" is not absolute`);
+    if (file.path.split("/").includes("..")) throw configError(`output path "${file.path}" contains ".."`);
+    const normal = posix.normalize(file.path);
+    if (seen.has(normal)) throw configError(`output path "${file.path}" is written twice`);
+    seen.add(normal);
+  }
+
+  const directories = [...new Set(files.map((f) => dirname(posix.normalize(f.path))))];
+  for (const directory of directories) await prepareDirectory(directory, options.createDirs, log);
+  for (const file of files) await refuseDirectoryTarget(file.path);
+
+  const written: { temp: string; target: string }[] = [];
+  try {
+    for (const file of files) {
+      const target = posix.normalize(file.path);
+      const temp = join(dirname(target), `.${basename(target)}.${randomBytes(8).toString("hex")}${tempSuffix}`);
+      written.push({ temp, target });
+      await writeTemp(temp, file);
+    }
+  } catch (error) {
+    await Promise.all(written.map(({ temp }) => unlink(temp).catch(() => undefined)));
+    throw asWriteError(error, written.at(-1)?.target ?? "output");
+  }
+
+  for (const [index, { temp, target }] of written.entries()) {
+    try {
+      await rename(temp, target);
+    } catch (error) {
+      await Promise.all(written.slice(index).map(({ temp: t }) => unlink(t).catch(() => undefined)));
+      throw asWriteError(error, target);
+    }
+    log.debug(`wrote ${target}`);
+  }
+  for (const directory of directories) await fsyncDirectory(directory);
+}
+
+async function writeTemp(temp: string, file: FileToWrite): Promise<void> {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  const handle = await open(temp, flags, 0o600);
+  try {
+    if (file.owner) await handle.chown(file.owner.uid, file.owner.gid);
+    await handle.chmod(file.mode);
+    let offset = 0;
+    while (offset < file.content.length) {
+      const { bytesWritten } = await handle.write(file.content, offset, file.content.length - offset);
+      offset += bytesWritten;
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function refuseDirectoryTarget(path: string): Promise<void> {
+  const stats = await lstatOrUndefined(path);
+  if (stats?.isDirectory()) throw cantCreateError(`cannot write ${path}: a directory is in the way`);
+}
+
+async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } catch {
+    // Some filesystems refuse fsync on directories; the renames are still atomic.
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Make sure `directory` exists as a real directory whose ancestors cannot be swapped by
+ * anyone but root or us. Missing directories are created with `settings`.
+ */
+export async function prepareDirectory(directory: string, settings: DirectorySettings | undefined, log: Logger): Promise<void> {
+  const { missing } = await assertSafeDirectory(directory);
+  if (missing.length > 0 && !settings) {
+    throw cantCreateError(`cannot write into ${directory}: it does not exist`);
+  }
+  let current = directory;
+  for (let i = missing.length; i > 0; i--) current = dirname(current);
+  for (const [index, part] of missing.entries()) {
+    current = join(current, part);
+    try {
+      // Intermediate directories stay traversable; the last one gets `settings` below.
+      await mkdir(current, { mode: index === missing.length - 1 ? 0o700 : 0o755 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw asWriteError(error, current);
+    }
+    log.debug(`created directory ${current}`);
+  }
+  const stats = await lstat(directory);
+  if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${directory}: not a directory`);
+  if (settings) {
+    try {
+      if (settings.owner && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) {
+        await chown(directory, settings.owner.uid, settings.owner.gid);
+      }
+      if ((stats.mode & 0o7777) !== settings.mode) await chmod(directory, settings.mode);
+    } catch (error) {
+      throw asWriteError(error, directory);
+    }
+  }
+}
+
+export interface SafeDirectory {
+  /** Path components below the deepest existing directory that do not exist yet. */
+  readonly missing: string[];
+}
+
+/**
+ * Walk `path` from the root. Every existing ancestor must be a directory owned by root or
+ * by us and not writable by others (sticky directories such as /tmp excepted); symlinks
+ * are followed only when root owns them. The last component may belong to another owner
+ * (the service the files are for): we never follow links inside it.
+ */
+export async function assertSafeDirectory(path: string): Promise<SafeDirectory> {
+  if (!isAbsolute(path)) throw configError(`directory "${path}" is not absolute`);
+  const euid = process.geteuid?.() ?? 0;
+  const queue = path.split("/").filter((p) => p.length > 0 && p !== ".");
+  if (queue.includes("..")) throw configError(`directory "${path}" contains ".."`);
+  let current = "/";
+  let hops = 0;
+  while (queue.length > 0) {
+    const part = queue.shift()!;
+    const next = part === ".." ? dirname(current) : join(current, part);
+    const stats = await lstatOrUndefined(next);
+    if (!stats) return { missing: [part, ...queue] };
+    if (stats.isSymbolicLink()) {
+      if (stats.uid !== 0) throw cantCreateError(`refusing to follow ${next}: a symlink not owned by root`);
+      if (++hops > 32) throw cantCreateError(`too many symlinks under ${path}`);
+      const target = await readlink(next);
+      queue.unshift(...target.split("/").filter((p) => p.length > 0 && p !== "."));
+      if (isAbsolute(target)) current = "/";
+      continue;
+    }
+    if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${path}: ${next} is not a directory`);
+    const isLast = queue.length === 0;
+    if (!isLast) assertTrustedAncestor(next, stats, euid);
+    current = next;
+  }
+  return { missing: [] };
+}
+
+function assertTrustedAncestor(path: string, stats: Stats, euid: number): void {
+  if (stats.uid !== 0 && stats.uid !== euid) {
+    throw cantCreateError(`refusing to write below ${path}: owned by uid ${stats.uid}, not root or us`);
+  }
+  const sticky = (stats.mode & 0o1000) !== 0;
+  if ((stats.mode & 0o022) !== 0 && !sticky) {
+    throw cantCreateError(`refusing to write below ${path}: writable by group or others`);
+  }
+}
+
+async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw asWriteError(error, path);
+  }
+}
+
+/** Remove files we wrote (missing ones are fine); returns how many were removed. */
+export async function removeFiles(paths: readonly string[], log: Logger): Promise<number> {
+  let removed = 0;
+  for (const path of paths) {
+    try {
+      await unlink(path);
+      removed++;
+      log.debug(`removed ${path}`);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT") throw asWriteError(error, path);
+    }
+  }
+  return removed;
+}
+
+/** Temp files a killed run may have left for the given output names. */
+export async function staleTempFiles(directory: string, names: ReadonlySet<string>): Promise<string[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(directory);
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((entry) => {
+      const match = tempPattern.exec(entry);
+      return match !== null && names.has(match[1]!);
+    })
+    .map((entry) => join(directory, entry));
+}
+
+/** Remove a directory if it is empty; keep it otherwise. */
+export async function removeDirectoryIfEmpty(directory: string): Promise<boolean> {
+  try {
+    await rmdir(directory);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function asWriteError(error: unknown, path: string): Error {
+  if (error instanceof Error && error.name === "HomelabError") return error;
+  const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
+  const reason =
+    code === "ENOSPC" ? "no space left on device" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "ELOOP" ? "a symlink is in the way" : code;
+  return cantCreateError(`cannot write ${path}: ${reason} (${code})`, error);
+}
