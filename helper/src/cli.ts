@@ -35,17 +35,22 @@ function action<A extends CommonArgs>(run: (argv: A, log: Logger, signal: AbortS
     const onInt = () => stop("SIGINT");
     process.once("SIGTERM", onTerm);
     process.once("SIGINT", onInt);
+    let code: number = ExitCode.ok;
     try {
       await run(argv, log, controller.signal);
-      process.exitCode = ExitCode.ok;
     } catch (error) {
       log.error(error instanceof HomelabError ? error.message : `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      process.exitCode = exitCodeOf(error);
-    } finally {
-      process.off("SIGTERM", onTerm);
-      process.off("SIGINT", onInt);
+      code = exitCodeOf(error);
     }
+    // Exit now: a backend call abandoned at the deadline (the SDK's own ~10 s connect
+    // timeout, a hanging socket) must not keep a oneshot unit alive.
+    await Promise.all([drain(process.stdout), drain(process.stderr)]);
+    process.exit(code);
   };
+}
+
+function drain(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => stream.write("", () => resolve()));
 }
 
 function withCommon<T>(y: Argv<T>) {
@@ -54,9 +59,17 @@ function withCommon<T>(y: Argv<T>) {
     .option("connect-host", { type: "string", describe: "1Password Connect server URL (with --source connect)" })
     .option("token-credential", { type: "string", describe: "systemd credential holding the token (default op-token; op-connect-token for Connect)" })
     .option("token-file", { type: "string", describe: "Read the token from this file instead (must not be group/other readable)" })
-    .option("deadline", { type: "number", default: defaultDeadlineSeconds, describe: "Give up after this many seconds in total" })
+    .option("deadline", { type: "number", default: defaultDeadlineSeconds, coerce: parseDeadline, describe: "Give up after this many seconds in total" })
     .option("serialize", { type: "boolean", default: false, describe: "Let one fetch run at a time on this host" })
     .option("verbose", { alias: "v", type: "boolean", default: false, describe: "Log more detail (never secret values)" });
+}
+
+/** NaN, 0, negative or huge (> 2^31 ms overflows setTimeout) deadlines would abort at once. */
+function parseDeadline(value: number): number {
+  if (!Number.isFinite(value) || value <= 0 || value > 86400) {
+    throw usageError(`--deadline must be a number of seconds above 0 and at most 86400, not "${String(value)}"`);
+  }
+  return value;
 }
 
 function parseMode(text: string): number {
@@ -137,8 +150,11 @@ export function buildCli(args: string[]) {
     .alias("help", "h")
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((message, error) => {
-      if (error) throw error;
-      process.stderr.write(`homelab-secrets: error: ${message}\nRun "homelab-secrets --help" for usage.\n`);
+      // yargs wraps errors thrown by option parsing (coerce) in a YError: a usage error.
+      if (error && error.name !== "YError" && !(error instanceof HomelabError)) throw error;
+      const log = createLogger();
+      log.error(error?.message ?? message);
+      log.info('Run "homelab-secrets --help" for usage.');
       process.exit(ExitCode.usage);
     });
 }
