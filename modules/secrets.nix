@@ -1,0 +1,484 @@
+# homelab.secrets.<service>: 1Password secrets fetched into /run for one systemd service.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    attrNames
+    attrValues
+    concatLists
+    concatMap
+    filter
+    filterAttrs
+    length
+    literalExpression
+    mapAttrs'
+    mapAttrsToList
+    mkDefault
+    mkIf
+    mkMerge
+    mkOption
+    nameValuePair
+    optional
+    optionalAttrs
+    types
+    unique
+    ;
+
+  cfg = config.homelab;
+  hsLib = import ../nix/lib.nix { inherit lib; };
+
+  helpers = hsLib.mkHelpers {
+    inherit pkgs;
+    inherit (cfg) package;
+    inherit (cfg.onePassword) tokenFile connectTokenFile;
+  };
+
+  modeOption =
+    default:
+    mkOption {
+      type = types.str;
+      inherit default;
+      example = "0440";
+      description = ''
+        Octal file mode. Group write and any access for others are refused at evaluation time.
+      '';
+    };
+
+  sourceModule = {
+    options = {
+      type = mkOption {
+        type = types.enum [
+          "onepassword"
+          "connect"
+          "file"
+        ];
+        default = "onepassword";
+        description = ''
+          Where references are resolved: `onepassword` (1Password service account, the
+          default), `connect` (a 1Password Connect server, see `host`) or `file` (a local
+          JSON vault, for demos and tests only).
+        '';
+      };
+      host = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "http://127.0.0.1:8080";
+        description = "Connect server URL (for `type = \"connect\"`).";
+      };
+      path = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/etc/homelab-secrets/vault.json";
+        description = "Local JSON vault (for `type = \"file\"`).";
+      };
+      tokenCredential = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = ''
+          Name of the systemd credential holding the token (`LoadCredential=NAME:…`).
+          Default: `op-token`, or `op-connect-token` for Connect.
+        '';
+      };
+    };
+  };
+
+  serviceModule =
+    { name, config, ... }:
+    {
+      options = {
+        enable = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Whether to fetch secrets for the service `${name}`.";
+        };
+
+        files = mkOption {
+          default = { };
+          example = literalExpression ''{ "rpc-password" = { reference = "op://Homelab/Transmission/password"; }; }'';
+          description = "Raw files: the exact bytes of one field each (no newline added).";
+          type = types.attrsOf (
+            types.submodule {
+              options = {
+                reference = mkOption {
+                  type = types.str;
+                  example = "op://Homelab/Transmission/password";
+                  description = "Secret reference `op://vault/item/[section/]field[?attribute=otp]`.";
+                };
+                mode = modeOption "0400";
+              };
+            }
+          );
+        };
+
+        envFiles = mkOption {
+          default = { };
+          example = literalExpression ''{ "app.env" = { vars.DB_PASSWORD = "op://Homelab/Postgres/password"; }; }'';
+          description = ''
+            Environment files (`KEY="value"` lines, quoted so that systemd, dash and bash read
+            the exact value back).
+          '';
+          type = types.attrsOf (
+            types.submodule {
+              options = {
+                vars = mkOption {
+                  type = types.attrsOf types.str;
+                  example = {
+                    DB_PASSWORD = "op://Homelab/Postgres/password";
+                  };
+                  description = "Variable name to secret reference.";
+                };
+                mode = modeOption "0400";
+                environmentFile = mkOption {
+                  type = types.bool;
+                  default = true;
+                  description = ''
+                    Add the file to the service's `EnvironmentFile=` (never with a `-` prefix:
+                    a missing file must fail the start, not start the service without its
+                    secrets). Ignored for `dynamicUser` services, where systemd would read the
+                    file before `ExecStartPre=` has written it.
+                  '';
+                };
+              };
+            }
+          );
+        };
+
+        templates = mkOption {
+          default = { };
+          example = literalExpression ''{ "settings.json".content = '''{"rpc-password": "{{ op://Homelab/Transmission/password }}"}'''; }'';
+          description = "Files rendered from a template with `{{ op://… }}` placeholders (`op inject` syntax).";
+          type = types.attrsOf (
+            types.submodule {
+              options = {
+                content = mkOption {
+                  type = types.lines;
+                  description = "Template text; references are stored in the Nix store, values never are.";
+                };
+                mode = modeOption "0400";
+              };
+            }
+          );
+        };
+
+        owner = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "transmission";
+          description = "Owner of the files. Default: the service's `User=`, else root.";
+        };
+
+        group = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "transmission";
+          description = "Group of the files. Default: the service's `Group=`, else the owner's primary group.";
+        };
+
+        dirMode = modeOption "0750";
+
+        outputDir = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/run/transmission-secrets";
+          description = ''
+            Directory the files are written to. Default: `/run/<service>-secrets` (the secrets
+            unit's `RuntimeDirectory=`, removed when the service stops), or
+            `/run/<runtimeDirectory>` for `dynamicUser` services.
+          '';
+        };
+
+        dynamicUser = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            The service runs with `DynamicUser=yes`: fetch from an `ExecStartPre=` of the
+            service itself into its own `RuntimeDirectory=` instead of a separate root unit.
+            The token is then loaded into the service, so its main process can read it too.
+          '';
+        };
+
+        runtimeDirectory = mkOption {
+          type = types.str;
+          default = name;
+          description = "`RuntimeDirectory=` of a `dynamicUser` service.";
+        };
+
+        source = mkOption {
+          type = types.submodule sourceModule;
+          default = { };
+          example = literalExpression ''{ type = "connect"; host = "http://127.0.0.1:8080"; }'';
+          description = "Backend that resolves the references.";
+        };
+
+        tokenFile = mkOption {
+          type = types.nullOr (types.either types.path types.str);
+          default = null;
+          description = ''
+            Token for this service only; default: `homelab.onePassword.tokenFile`
+            (`connectTokenFile` for Connect). Loaded with `LoadCredential=`, never an
+            environment variable.
+          '';
+        };
+
+        deadline = mkOption {
+          type = types.ints.between 1 3600;
+          default = hsLib.defaultDeadline;
+          description = ''
+            Seconds the helper may spend (`--deadline`), retries included.
+            `TimeoutStartSec=` is set above it.
+          '';
+        };
+
+        serialize = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Let only one fetch run at a time on this host (`--serialize`).";
+        };
+
+        verbose = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Log every step (`--verbose`); references are logged, values never.";
+        };
+
+        serviceConfig = mkOption {
+          type = types.attrsOf types.anything;
+          default = { };
+          example = {
+            Nice = 10;
+          };
+          description = "Extra `[Service]` settings for the `<service>-secrets` unit.";
+        };
+      };
+    };
+
+  enabled = filterAttrs (_: s: s.enable) cfg.secrets;
+
+  svcConfigOf = name: config.systemd.services.${name}.serviceConfig or { };
+
+  ownerOf =
+    name: s:
+    if s.owner != null then
+      s.owner
+    else
+      let
+        u = (svcConfigOf name).User or null;
+      in
+      if u != null then u else "root";
+
+  groupOf =
+    name: s:
+    let
+      owner = ownerOf name s;
+      g = (svcConfigOf name).Group or null;
+    in
+    if s.group != null then
+      s.group
+    else if g != null then
+      g
+    else if owner == "root" then
+      "root"
+    else
+      let
+        ug = config.users.users.${owner}.group or "";
+      in
+      if ug != "" then ug else owner;
+
+  outputDirOf =
+    name: s:
+    if s.outputDir != null then
+      s.outputDir
+    else if s.dynamicUser then
+      "/run/${s.runtimeDirectory}"
+    else
+      "/run/${name}-secrets";
+
+  wiredEnvFiles = s: attrNames (filterAttrs (_: e: e.environmentFile) s.envFiles);
+
+  argsOf = name: s: {
+    inherit name;
+    inherit (s)
+      files
+      envFiles
+      templates
+      dirMode
+      deadline
+      serialize
+      verbose
+      tokenFile
+      ;
+    source = s.source;
+    owner = ownerOf name s;
+    group = groupOf name s;
+    outputDir = outputDirOf name s;
+  };
+
+  specOf =
+    name: s:
+    let
+      a = argsOf name s;
+    in
+    if s.dynamicUser then
+      hsLib.mkSpec (
+        removeAttrs a [
+          "owner"
+          "group"
+          "dirMode"
+        ]
+        // {
+          name = "${name}-runtime";
+        }
+      )
+    else
+      hsLib.mkSpec a;
+
+  tokenConfigured =
+    s:
+    s.source.type == "file"
+    || s.tokenFile != null
+    || (
+      if s.source.type == "connect" then
+        cfg.onePassword.connectTokenFile != null
+      else
+        cfg.onePassword.tokenFile != null
+    );
+
+  unitsFor =
+    name: s:
+    let
+      a = argsOf name s;
+    in
+    if s.dynamicUser then
+      {
+        ${name} = mkMerge [
+          (helpers.fetchSecretFile (
+            a
+            // {
+              inherit (s) runtimeDirectory;
+            }
+          ))
+          { environment.HOMELAB_SECRETS_DIR = a.outputDir; }
+        ];
+      }
+    else
+      {
+        "${name}-secrets" = helpers.mkSecretService (a // { inherit (s) serviceConfig; });
+        ${name} = helpers.serviceConfig {
+          inherit name;
+          inherit (a) outputDir;
+          envFiles = wiredEnvFiles s;
+        };
+      };
+
+  allOutputDirs = mapAttrsToList outputDirOf enabled;
+in
+{
+  options.homelab = {
+    package = mkOption {
+      type = types.package;
+      default = pkgs.homelab-secrets or (pkgs.callPackage ../nix/package.nix { });
+      defaultText = literalExpression "pkgs.homelab-secrets";
+      description = "The homelab-secrets package (CLI `homelab-secrets` and the per-user wrapper).";
+    };
+
+    onePassword = {
+      tokenFile = mkOption {
+        type = types.nullOr (types.either types.path types.str);
+        default = null;
+        example = literalExpression "config.age.secrets.op-service-account.path";
+        description = ''
+          File holding the 1Password service-account token (for example an agenix secret,
+          `root:root 0400`). Every secrets unit loads it with `LoadCredential=op-token:…`;
+          it never enters an environment variable or the Nix store.
+        '';
+      };
+      connectTokenFile = mkOption {
+        type = types.nullOr (types.either types.path types.str);
+        default = null;
+        example = literalExpression "config.age.secrets.op-connect-token.path";
+        description = "Token for services whose source is a 1Password Connect server (`LoadCredential=op-connect-token:…`).";
+      };
+    };
+
+    secrets = mkOption {
+      type = types.attrsOf (types.submodule serviceModule);
+      default = { };
+      example = literalExpression ''
+        {
+          transmission = {
+            files."rpc-password".reference = "op://Homelab/Transmission/password";
+            envFiles."transmission.env".vars.RPC_PASSWORD = "op://Homelab/Transmission/password";
+          };
+        }
+      '';
+      description = ''
+        Secrets per systemd service. For each `<service>`, a `<service>-secrets` oneshot
+        fetches them into `/run/<service>-secrets` before the service starts (again on every
+        restart) and removes them when the service stops.
+      '';
+    };
+  };
+
+  config = mkMerge [
+    { _module.args.homelab = helpers; }
+
+    (mkIf (enabled != { }) {
+      assertions =
+        concatLists (
+          mapAttrsToList (
+            name: s:
+            map (message: {
+              assertion = false;
+              inherit message;
+            }) (hsLib.specProblems (specOf name s))
+            ++ [
+              {
+                assertion = tokenConfigured s;
+                message = "homelab-secrets (${name}): no token configured for the ${s.source.type} source; set homelab.onePassword.${
+                  if s.source.type == "connect" then "connectTokenFile" else "tokenFile"
+                } (e.g. config.age.secrets.<x>.path) or homelab.secrets.${name}.tokenFile";
+              }
+              {
+                assertion = hsLib.isValidUnitName name;
+                message = "homelab-secrets: \"${name}\" is not a valid systemd unit name";
+              }
+              {
+                assertion = s.dynamicUser || !((svcConfigOf name).DynamicUser or false);
+                message = "homelab-secrets (${name}): the service has DynamicUser=yes; set homelab.secrets.${name}.dynamicUser = true";
+              }
+              {
+                assertion = !s.dynamicUser || ((svcConfigOf name).DynamicUser or false);
+                message = "homelab-secrets (${name}): dynamicUser = true, but the service does not set DynamicUser=yes";
+              }
+              {
+                assertion = !s.dynamicUser || s.outputDir == null || s.outputDir == "/run/${s.runtimeDirectory}";
+                message = "homelab-secrets (${name}): a dynamicUser service fetches into its own RuntimeDirectory=; leave outputDir unset";
+              }
+            ]
+          ) enabled
+        )
+        ++ map (d: {
+          assertion = false;
+          message = "homelab-secrets: two services write to the same outputDir ${d}";
+        }) (unique (filter (d: length (filter (x: x == d) allOutputDirs) > 1) allOutputDirs));
+
+      warnings = concatMap (
+        name:
+        let
+          s = enabled.${name};
+        in
+        optional (s.dynamicUser && filterAttrs (_: e: e.environmentFile) s.envFiles != { })
+          "homelab-secrets (${name}): env files of a dynamicUser service are written to /run/${s.runtimeDirectory} but not loaded as EnvironmentFile= (systemd reads those before ExecStartPre= runs); source them from ExecStart or set environmentFile = false."
+      ) (attrNames enabled);
+
+      systemd.services = mkMerge (mapAttrsToList unitsFor enabled);
+
+      systemd.tmpfiles.rules = optional (lib.any (s: s.serialize) (attrValues enabled)) "d ${hsLib.lockDir} 0700 root root - -";
+    })
+  ];
+}

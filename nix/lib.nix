@@ -1,0 +1,603 @@
+# The homelab-secrets Nix library.
+#
+#   hsLib = import ./nix/lib.nix { inherit lib; };
+#
+# Pure parts (no pkgs): reference/mode validation, spec generation, the hardening profile.
+# `hsLib.mkHelpers { pkgs; package; tokenFile; ... }` binds the unit helpers to a package set:
+#
+#   mkSecretService  -> the `<name>-secrets` oneshot (a `systemd.services.<x>` value)
+#   serviceConfig    -> the fragment for the consuming service (ordering, EnvironmentFile=)
+#   fetchSecretFile  -> ExecStartPre= + LoadCredential= for DynamicUser= services
+#
+# The NixOS module passes these to configuration.nix as the `homelab` module argument.
+{ lib }:
+
+let
+  inherit (lib)
+    all
+    attrNames
+    attrValues
+    concatLists
+    concatMap
+    concatStringsSep
+    elem
+    filter
+    filterAttrs
+    hasPrefix
+    isAttrs
+    isString
+    length
+    mapAttrs
+    mapAttrsToList
+    optional
+    optionalAttrs
+    optionalString
+    splitString
+    unique
+    ;
+
+  # ---------------------------------------------------------------------------------------
+  # Validation (mirrors helper/src/reference.ts; the CLI re-checks everything at build time)
+  # ---------------------------------------------------------------------------------------
+
+  # One path segment: letters, digits, space, "-", "_", "." and no leading/trailing space.
+  segmentRegex = "[A-Za-z0-9_.-]([A-Za-z0-9 _.-]*[A-Za-z0-9_.-])?";
+  queryRegex = "(\\?(attribute=(otp|totp)|ssh-format=openssh))?";
+  referenceRegex = "op://${segmentRegex}/${segmentRegex}/${segmentRegex}(/${segmentRegex})?${queryRegex}";
+
+  isValidReference = ref: isString ref && builtins.match referenceRegex ref != null;
+
+  # "0400", "400", "0640" … (octal, no setuid/setgid/sticky bits on secrets).
+  isValidMode = mode: isString mode && builtins.match "0?[0-7]{3}" mode != null;
+
+  normalizeMode = mode: if isValidMode mode && builtins.stringLength mode == 3 then "0${mode}" else mode;
+
+  # A mode that lets "other" read or anybody write a secret is refused.
+  isSafeMode =
+    mode:
+    isValidMode mode
+    && (
+      let
+        digits = lib.stringToCharacters (normalizeMode mode);
+        group = lib.toInt (builtins.elemAt digits 2);
+        other = lib.toInt (builtins.elemAt digits 3);
+      in
+      other == 0 && !(elem group [ 2 3 6 7 ])
+    );
+
+  isValidEnvName = name: builtins.match "[A-Za-z_][A-Za-z0-9_]*" name != null;
+
+  # An output name is one plain file name inside the output directory.
+  isValidOutputName =
+    name:
+    name != ""
+    && name != "."
+    && name != ".."
+    && builtins.match ".*[/[:cntrl:]].*" name == null
+    && !(hasPrefix ".hs-" name);
+
+  # `op inject` syntax: {{ op://vault/item/field }} (spaces inside the braces optional).
+  templateReferences =
+    content:
+    map (m: lib.trim (builtins.head m)) (
+      filter builtins.isList (builtins.split "[{][{]([^}]*)[}][}]" content)
+    );
+
+  isValidUnitName = name: builtins.match "[a-zA-Z0-9@%:_.\\\\-]+" name != null;
+
+  # ---------------------------------------------------------------------------------------
+  # Spec (DESIGN.md "Spec (JSON, version 1)")
+  # ---------------------------------------------------------------------------------------
+
+  defaultTokenCredential =
+    type:
+    {
+      onepassword = "op-token";
+      connect = "op-connect-token";
+      file = null;
+    }
+    .${type};
+
+  # Source as it appears in a spec: { type; tokenCredential?; host?; path? }.
+  normalizeSource =
+    source:
+    let
+      s = {
+        type = "onepassword";
+      }
+      // filterAttrs (_: v: v != null) source;
+      cred = s.tokenCredential or (defaultTokenCredential s.type);
+    in
+    assert lib.assertMsg (elem s.type [
+      "onepassword"
+      "connect"
+      "file"
+    ]) "homelab-secrets: source.type must be onepassword, connect or file (got ${toString s.type})";
+    { inherit (s) type; }
+    // optionalAttrs (cred != null && s.type != "file") { tokenCredential = cred; }
+    // optionalAttrs (s.type == "connect") { host = s.host or null; }
+    // optionalAttrs (s.type == "file") { path = s.path or null; };
+
+  # A file may be given as "op://…" or { reference | ref; mode; }.
+  normalizeFile =
+    default: v:
+    if isString v then
+      {
+        ref = v;
+        mode = default;
+      }
+    else
+      {
+        ref = v.reference or v.ref;
+        mode = normalizeMode (v.mode or default);
+      };
+
+  normalizeEnvFile = v: {
+    mode = normalizeMode (v.mode or "0400");
+    inherit (v) vars;
+  };
+
+  normalizeTemplate =
+    v:
+    if isString v then
+      {
+        mode = "0400";
+        content = v;
+      }
+    else
+      {
+        mode = normalizeMode (v.mode or "0400");
+        inherit (v) content;
+      };
+
+  mkSpec =
+    {
+      name,
+      outputDir ? "/run/${name}-secrets",
+      owner ? null,
+      group ? null,
+      dirMode ? null,
+      source ? { },
+      files ? { },
+      envFiles ? { },
+      templates ? { },
+      ...
+    }:
+    {
+      version = 1;
+      inherit name outputDir;
+      source = normalizeSource source;
+      files = mapAttrs (_: normalizeFile "0400") files;
+      envFiles = mapAttrs (_: normalizeEnvFile) envFiles;
+      templates = mapAttrs (_: normalizeTemplate) templates;
+    }
+    // optionalAttrs (owner != null) { inherit owner; }
+    // optionalAttrs (group != null) { inherit group; }
+    // optionalAttrs (dirMode != null) { dirMode = normalizeMode dirMode; };
+
+  # Every reference a spec mentions (for assertions and docs).
+  specReferences =
+    spec:
+    (mapAttrsToList (_: f: f.ref) spec.files)
+    ++ concatLists (mapAttrsToList (_: e: attrValues e.vars) spec.envFiles)
+    ++ concatLists (mapAttrsToList (_: t: templateReferences t.content) spec.templates);
+
+  # Human-readable problems with a spec; [] when it is fine. Used for module assertions.
+  specProblems =
+    spec:
+    let
+      where = "homelab-secrets (${spec.name})";
+      outputs =
+        attrNames spec.files ++ attrNames spec.envFiles ++ attrNames spec.templates;
+      dups = unique (filter (n: length (filter (m: m == n) outputs) > 1) outputs);
+      modes =
+        mapAttrsToList (n: f: {
+          inherit n;
+          inherit (f) mode;
+        }) spec.files
+        ++ mapAttrsToList (n: f: {
+          inherit n;
+          inherit (f) mode;
+        }) spec.envFiles
+        ++ mapAttrsToList (n: f: {
+          inherit n;
+          inherit (f) mode;
+        }) spec.templates;
+      src = spec.source;
+    in
+    map (r: "${where}: invalid secret reference \"${toString r}\" (expected op://vault/item/[section/]field[?attribute=otp|totp|?ssh-format=openssh]; names may use letters, digits, space, '-', '_', '.')") (
+      filter (r: !isValidReference r) (specReferences spec)
+    )
+    ++ map (m: "${where}: output \"${m.n}\" has mode \"${toString m.mode}\"; use an octal mode like \"0400\" without write access for group or any access for others") (
+      filter (m: !isSafeMode m.mode) modes
+    )
+    ++ optional (spec ? dirMode && !isValidMode spec.dirMode) "${where}: dirMode \"${spec.dirMode}\" is not an octal mode like \"0750\""
+    ++ map (n: "${where}: duplicate output \"${n}\" (files, envFiles and templates share one directory)") dups
+    ++ map (n: "${where}: output name \"${n}\" must be a plain file name (no \"/\", no \"..\", not starting with \".hs-\")") (
+      filter (n: !isValidOutputName n) outputs
+    )
+    ++ concatLists (
+      mapAttrsToList (
+        f: e:
+        map (k: "${where}: envFiles.${f}: variable name \"${k}\" must match ^[A-Za-z_][A-Za-z0-9_]*$") (
+          filter (k: !isValidEnvName k) (attrNames e.vars)
+        )
+        ++ optional (e.vars == { }) "${where}: envFiles.${f} has no vars"
+      ) spec.envFiles
+    )
+    ++ map (n: "${where}: template \"${n}\" contains no {{ op://… }} reference") (
+      attrNames (filterAttrs (_: t: templateReferences t.content == [ ]) spec.templates)
+    )
+    ++ optional (
+      !(hasPrefix "/" spec.outputDir) || builtins.match ".*/\\.\\.?(/.*)?" spec.outputDir != null
+    ) "${where}: outputDir \"${spec.outputDir}\" must be an absolute path without . or .. components"
+    ++ optional (outputs == [ ]) "${where}: nothing to fetch (no files, envFiles or templates)"
+    ++ optional (src.type == "connect" && !(isString (src.host or null) && builtins.match "https?://.+" src.host != null)) "${where}: a connect source needs host = \"http(s)://…\""
+    ++ optional (src.type == "file" && !(isString (src.path or null) && hasPrefix "/" src.path)) "${where}: a file source needs an absolute path";
+
+  # ---------------------------------------------------------------------------------------
+  # Unit pieces
+  # ---------------------------------------------------------------------------------------
+
+  # The helper's exit codes that retrying cannot fix (DESIGN.md "Exit codes").
+  permanentExitCodes = [
+    65
+    69
+    77
+    78
+  ];
+
+  defaultDeadline = 45;
+
+  # TimeoutStartSec= must be above --deadline so the helper reports its own clear error
+  # before systemd kills it.
+  timeoutFor = deadline: if deadline + 30 > 60 then deadline + 30 else 60;
+
+  # The strongest sandbox under which Node + the 1Password SDK (WASM) still run and the
+  # helper can still create files owned by another user. No MemoryDenyWriteExecute=: V8's
+  # JIT and WASM compilation need writable+executable memory.
+  hardening =
+    {
+      network ? true,
+    }:
+    {
+      ProtectSystem = "strict";
+      ProtectHome = true;
+      PrivateTmp = true;
+      PrivateDevices = true;
+      PrivateIPC = true;
+      NoNewPrivileges = true;
+      ProtectKernelTunables = true;
+      ProtectKernelModules = true;
+      ProtectKernelLogs = true;
+      ProtectControlGroups = true;
+      ProtectClock = true;
+      ProtectHostname = true;
+      ProtectProc = "invisible";
+      ProcSubset = "pid";
+      RestrictNamespaces = true;
+      RestrictRealtime = true;
+      RestrictSUIDSGID = true;
+      LockPersonality = true;
+      RemoveIPC = true;
+      KeyringMode = "private";
+      UMask = "0077";
+      # chown/chmod of outputs for another user, and writing into that user's directory.
+      CapabilityBoundingSet = [
+        "CAP_CHOWN"
+        "CAP_FOWNER"
+        "CAP_DAC_OVERRIDE"
+      ];
+      AmbientCapabilities = "";
+      SystemCallArchitectures = "native";
+      SystemCallFilter = [ "@system-service" ];
+      SystemCallErrorNumber = "EPERM";
+      RestrictAddressFamilies =
+        if network then
+          [
+            "AF_UNIX"
+            "AF_INET"
+            "AF_INET6"
+          ]
+        else
+          [ "AF_UNIX" ];
+    }
+    // optionalAttrs (!network) { PrivateNetwork = true; };
+
+  # Directory that `--serialize` uses for its host-wide lock (created by tmpfiles).
+  lockDir = "/run/homelab-secrets";
+
+  # "/run/foo" -> "foo" when the output dir is a direct child of /run (then it can be the
+  # secrets unit's RuntimeDirectory=, which systemd creates, makes writable and removes).
+  runtimeDirectoryOf =
+    dir:
+    let
+      m = builtins.match "/run/([^/]+)/?" dir;
+    in
+    if m == null then null else builtins.head m;
+
+  # ---------------------------------------------------------------------------------------
+  # Helpers bound to a package set
+  # ---------------------------------------------------------------------------------------
+  mkHelpers =
+    {
+      pkgs,
+      package,
+      # Default token for onepassword (and file) sources: e.g. config.age.secrets.op.path.
+      tokenFile ? null,
+      # Default token for connect sources.
+      connectTokenFile ? null,
+    }:
+    let
+      exe = "${package}/bin/homelab-secrets";
+
+      # The spec in the store, checked by `homelab-secrets check` when it is built.
+      specFile =
+        spec:
+        let
+          problems = specProblems spec;
+        in
+        if problems != [ ] then
+          throw (concatStringsSep "\n" problems)
+        else
+          pkgs.runCommand "${spec.name}-spec.json"
+            {
+              json = builtins.toJSON spec;
+              passAsFile = [ "json" ];
+              nativeBuildInputs = [ package ];
+              preferLocalBuild = true;
+              allowSubstitutes = false;
+            }
+            ''
+              homelab-secrets check --spec "$jsonPath"
+              cp "$jsonPath" "$out"
+            '';
+
+      tokenFor =
+        source: explicit:
+        if explicit != null then
+          explicit
+        else if (source.type or "onepassword") == "connect" then
+          connectTokenFile
+        else
+          tokenFile;
+
+      credentialFor =
+        spec: token:
+        let
+          name = spec.source.tokenCredential or (defaultTokenCredential "onepassword");
+        in
+        optional (token != null) "${name}:${toString token}";
+
+      fetchCommand =
+        {
+          spec,
+          deadline,
+          serialize,
+          verbose ? false,
+        }:
+        concatStringsSep " " (
+          [
+            exe
+            "fetch"
+            "--spec"
+            "${specFile spec}"
+            "--deadline"
+            (toString deadline)
+          ]
+          ++ optional serialize "--serialize"
+          ++ optional verbose "--verbose"
+        );
+    in
+    rec {
+      inherit specFile;
+
+      /**
+        The `<name>-secrets` oneshot for the service `<name>`. Assign it to
+        `systemd.services."<name>-secrets"` (or use `homelab.secrets.<name>`, which does).
+
+        Arguments: name; files / secrets (alias); envFiles; templates; owner; group;
+        dirMode ("0750"); outputDir ("/run/<name>-secrets"); source ({ type = "onepassword"; });
+        tokenFile (default: the module's homelab.onePassword.tokenFile, or connectTokenFile
+        for connect); deadline (45); serialize (false); verbose (false); service
+        ("<name>.service", the consumer); serviceConfig (extra [Service] keys).
+      */
+      mkSecretService =
+        args@{
+          name,
+          files ? args.secrets or { },
+          envFiles ? { },
+          templates ? { },
+          owner ? "root",
+          group ? owner,
+          dirMode ? "0750",
+          outputDir ? "/run/${name}-secrets",
+          source ? { },
+          tokenFile ? null,
+          deadline ? defaultDeadline,
+          serialize ? false,
+          verbose ? false,
+          service ? "${name}.service",
+          serviceConfig ? { },
+          ...
+        }:
+        let
+          spec = mkSpec {
+            inherit
+              name
+              outputDir
+              owner
+              group
+              dirMode
+              source
+              files
+              envFiles
+              templates
+              ;
+          };
+          token = tokenFor spec.source tokenFile;
+          network = spec.source.type != "file";
+          runtimeDir = runtimeDirectoryOf outputDir;
+        in
+        {
+          description = "homelab-secrets: fetch secrets for ${service}";
+          before = [ service ];
+          partOf = [ service ];
+          requiredBy = [ service ];
+          after = optional network "network-online.target";
+          wants = optional network "network-online.target";
+          # A failing fetch must not turn into a tight loop that burns 1Password rate limits.
+          startLimitIntervalSec = 300;
+          startLimitBurst = 5;
+          serviceConfig =
+            hardening { inherit network; }
+            // {
+              Type = "oneshot";
+              RemainAfterExit = true;
+              ExecStart = fetchCommand {
+                inherit
+                  spec
+                  deadline
+                  serialize
+                  verbose
+                  ;
+              };
+              ExecStop = "${exe} cleanup --spec ${specFile spec}";
+              LoadCredential = credentialFor spec token;
+              TimeoutStartSec = toString (timeoutFor deadline);
+              Restart = "on-failure";
+              RestartSec = "10s";
+              RestartPreventExitStatus = map toString permanentExitCodes;
+              SyslogIdentifier = "${name}-secrets";
+            }
+            // (
+              if runtimeDir != null then
+                {
+                  # systemd creates it (writable despite ProtectSystem=strict) and removes it,
+                  # with everything in it, when this unit stops, i.e. when the service stops.
+                  RuntimeDirectory = runtimeDir;
+                  RuntimeDirectoryMode = normalizeMode dirMode;
+                }
+              else
+                { ReadWritePaths = [ (builtins.dirOf outputDir) ]; }
+            )
+            // optionalAttrs serialize {
+              ReadWritePaths = (optional (runtimeDir == null) (builtins.dirOf outputDir)) ++ [ lockDir ];
+            }
+            // serviceConfig;
+        };
+
+      /**
+        The consuming service's side: `systemd.services.<name> = lib.mkMerge [ (homelab.serviceConfig { … }) { … } ];`
+
+        Arguments: name; envFiles (names of env files in the output dir, or attrs as given to
+        mkSecretService: every one becomes an EnvironmentFile= WITHOUT "-", so a missing or
+        unreadable file fails the start instead of starting without secrets);
+        outputDir ("/run/<name>-secrets"); secretsUnit ("<name>-secrets.service");
+        supplementaryGroups ([]).
+      */
+      serviceConfig =
+        {
+          name,
+          envFiles ? [ ],
+          outputDir ? "/run/${name}-secrets",
+          secretsUnit ? "${name}-secrets.service",
+          supplementaryGroups ? [ ],
+          ...
+        }:
+        let
+          envNames = if isAttrs envFiles then attrNames envFiles else envFiles;
+        in
+        {
+          after = [ secretsUnit ];
+          requires = [ secretsUnit ];
+          environment.HOMELAB_SECRETS_DIR = outputDir;
+          serviceConfig =
+            optionalAttrs (envNames != [ ]) {
+            EnvironmentFile = map (n: "${outputDir}/${n}") envNames;
+          }
+            // optionalAttrs (supplementaryGroups != [ ]) { SupplementaryGroups = supplementaryGroups; };
+        };
+
+      /**
+        For `DynamicUser=yes` services: an ExecStartPre= that fetches into the service's own
+        RuntimeDirectory= (which systemd creates for the dynamic user and removes on stop).
+        Returns a service fragment: `systemd.services.<name> = lib.mkMerge [ (homelab.fetchSecretFile { … }) { … } ];`
+
+        The token is loaded with LoadCredential= into the service itself, so the service's
+        main process can read it too (systemd offers no per-ExecStartPre credentials) — use it
+        only for services you trust with the token, or a Connect token scoped to one vault.
+
+        Arguments: name; reference (one secret) and file ("secret") and mode ("0400"), or
+        files / envFiles / templates like mkSecretService; runtimeDirectory (name);
+        source; tokenFile; deadline; serialize.
+      */
+      fetchSecretFile =
+        args@{
+          name,
+          runtimeDirectory ? name,
+          reference ? null,
+          file ? "secret",
+          mode ? "0400",
+          files ? { },
+          envFiles ? { },
+          templates ? { },
+          source ? { },
+          tokenFile ? null,
+          deadline ? defaultDeadline,
+          serialize ? false,
+          verbose ? false,
+          ...
+        }:
+        let
+          spec = mkSpec {
+            name = "${name}-runtime";
+            outputDir = "/run/${runtimeDirectory}";
+            inherit source envFiles templates;
+            files = files // optionalAttrs (reference != null) { ${file} = { inherit reference mode; }; };
+          };
+          token = tokenFor spec.source tokenFile;
+        in
+        {
+          serviceConfig = {
+            RuntimeDirectory = runtimeDirectory;
+            ExecStartPre = [
+              (fetchCommand {
+                inherit
+                  spec
+                  deadline
+                  serialize
+                  verbose
+                  ;
+              })
+            ];
+            LoadCredential = credentialFor spec token;
+          }
+          // optionalAttrs serialize { ReadWritePaths = [ lockDir ]; };
+        };
+    };
+in
+{
+  inherit
+    referenceRegex
+    isValidReference
+    isValidMode
+    isSafeMode
+    normalizeMode
+    isValidEnvName
+    isValidOutputName
+    isValidUnitName
+    templateReferences
+    normalizeSource
+    mkSpec
+    specReferences
+    specProblems
+    permanentExitCodes
+    defaultDeadline
+    timeoutFor
+    hardening
+    lockDir
+    runtimeDirectoryOf
+    mkHelpers
+    ;
+}

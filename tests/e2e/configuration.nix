@@ -1,0 +1,157 @@
+# The host the systemd-nspawn end-to-end suite reproduces. tests/nix/update-golden.sh evaluates
+# it (tests/nix/eval-harness.nix) into tests/golden/units.json, which the e2e suite installs
+# into a Debian systemd 252 container.
+#
+# Everything resolves from the local `file` vault /etc/homelab-secrets/vault.json (the e2e
+# suite writes it), except connect-demo (a Connect server on 127.0.0.1:18181).
+# Vault fields used: Demo/static/{password,username}, Demo/nasty/n1…n12,
+# Demo/dynamic/password, Demo/connect/password, Demo/storm/password,
+# Demo/alice/token, Demo/bob/token; Demo/missing does not exist.
+{
+  lib,
+  homelab,
+  ...
+}:
+
+let
+  vault = {
+    type = "file";
+    path = "/etc/homelab-secrets/vault.json";
+  };
+  probe = name: "/usr/local/bin/e2e-probe ${name}";
+  stormNames = map (i: "storm-${lib.fixedWidthNumber 2 i}") (lib.range 1 20);
+in
+{
+  # The token still reaches every secrets unit (and only those) as a credential, so the suite
+  # can check where it is visible, although the file source does not need it.
+  homelab.onePassword.tokenFile = "/etc/homelab-secrets/token";
+  homelab.onePassword.connectTokenFile = "/etc/homelab-secrets/connect-token";
+
+  users.users.static-demo = {
+    isSystemUser = true;
+    group = "static-demo";
+  };
+  users.groups.static-demo = { };
+  users.users.connect-demo = {
+    isSystemUser = true;
+    group = "connect-demo";
+  };
+  users.groups.connect-demo = { };
+  users.users.alice = {
+    isNormalUser = true;
+    group = "users";
+  };
+  users.users.bob = {
+    isNormalUser = true;
+    group = "users";
+  };
+
+  # --- the options layer -------------------------------------------------------------
+  homelab.secrets = {
+    static-demo = {
+      source = vault;
+      files.password = {
+        reference = "op://Demo/static/password";
+        mode = "0400";
+      };
+      envFiles."static.env".vars = lib.listToAttrs (
+        map (i: lib.nameValuePair "NASTY_${toString i}" "op://Demo/nasty/n${toString i}") (lib.range 1 12)
+      );
+      templates."config.ini".content = ''
+        [database]
+        user = {{ op://Demo/static/username }}
+        password = {{ op://Demo/static/password }}
+      '';
+    };
+
+    missing-demo = {
+      source = vault;
+      files.password.reference = "op://Demo/missing/password";
+    };
+  }
+  // lib.genAttrs stormNames (_: {
+    source = vault;
+    files.password.reference = "op://Demo/storm/password";
+    serialize = true;
+  });
+
+  systemd.services = {
+    static-demo.serviceConfig = {
+      User = "static-demo";
+      Group = "static-demo";
+      ExecStart = probe "static-demo";
+    };
+
+    missing-demo.serviceConfig.ExecStart = probe "missing-demo";
+
+    # --- the helpers, used directly ----------------------------------------------------
+    dynamic-demo = lib.mkMerge [
+      (homelab.fetchSecretFile {
+        name = "dynamic-demo";
+        reference = "op://Demo/dynamic/password";
+        file = "password";
+        source = vault;
+      })
+      {
+        serviceConfig = {
+          DynamicUser = true;
+          RuntimeDirectory = "dynamic-demo";
+          ExecStart = probe "dynamic-demo";
+        };
+      }
+    ];
+
+    connect-demo-secrets = homelab.mkSecretService {
+      name = "connect-demo";
+      owner = "connect-demo";
+      group = "connect-demo";
+      files.password = "op://Demo/connect/password";
+      source = {
+        type = "connect";
+        host = "http://127.0.0.1:18181";
+        tokenCredential = "op-connect-token";
+      };
+    };
+
+    connect-demo = lib.mkMerge [
+      (homelab.serviceConfig { name = "connect-demo"; })
+      {
+        serviceConfig = {
+          User = "connect-demo";
+          Group = "connect-demo";
+          ExecStart = probe "connect-demo";
+        };
+      }
+    ];
+  }
+  // lib.genAttrs stormNames (name: {
+    serviceConfig.ExecStart = probe name;
+  });
+
+  # --- per-user secrets through the wrapper ----------------------------------------------
+  homelab.userSecrets = {
+    source = vault;
+    entries = [
+      {
+        user = "alice";
+        reference = "op://Demo/alice/token";
+        path = "token";
+        tags = [ "dev" ];
+      }
+      {
+        user = "alice";
+        reference = "op://Demo/static/password";
+        path = "shared/static-password";
+      }
+      {
+        user = "bob";
+        reference = "op://Demo/bob/token";
+        path = "token";
+        tags = [
+          "dev"
+          "ops"
+        ];
+      }
+    ];
+  };
+}

@@ -1,0 +1,272 @@
+// Module evaluation tests: the NixOS module, evaluated with nixpkgs' lib (NIXPKGS_LIB) through
+// tests/nix/eval-harness.nix, must generate the units DESIGN.md promises and must refuse bad
+// configurations with clear assertion messages. Also guards tests/golden/units.json.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { evalHarness, findNixInstantiate, findNixpkgsLib, inCI, repoRoot } from "./nix-env.js";
+
+type Section = Record<string, string | string[]>;
+type Unit = Record<string, Section>;
+interface Golden {
+  storePaths: { package: string };
+  files: Record<string, string>;
+  units: Record<string, Unit>;
+  etc: Record<string, { text?: string; mode: string; user: string; group: string }>;
+  tmpfiles: string[];
+  wrappers: Record<string, { source: string; owner: string; group: string; setuid: boolean; setgid: boolean }>;
+}
+
+const nix = findNixInstantiate();
+const lib = findNixpkgsLib();
+const why = nix === undefined ? "nix-instantiate not found (apt-get install nix-bin)" : lib.why;
+const skip = why !== undefined;
+
+const asList = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+if (skip && inCI && nix === undefined) {
+  describe("nix: module evaluation", () => {
+    it("needs nix-instantiate in CI", () => {
+      throw new Error(`${why}; CI must run the Nix evaluation tests`);
+    });
+  });
+} else {
+  if (skip) console.warn(`SKIPPED tests/nix/eval.test.ts: ${why}`);
+  describe.skipIf(skip)(skip ? `nix: module evaluation (SKIPPED: ${why})` : "nix: module evaluation", () => {
+    const run = (attr: string, configuration: string, readWrite = false) =>
+      evalHarness(nix!, lib.dir!, { attr, configuration, readWrite });
+
+    describe("e2e configuration (tests/e2e/configuration.nix)", () => {
+      const e2e = "./tests/e2e/configuration.nix";
+      let golden: Golden;
+      const g = (): Golden => (golden ??= run("golden", e2e, true) as Golden);
+
+      it("passes every assertion without warnings", () => {
+        expect(run("failedAssertions", e2e)).toEqual([]);
+        expect(run("warnings", e2e)).toEqual([]);
+      });
+
+      it("matches the committed tests/golden/units.json (run tests/nix/update-golden.sh)", () => {
+        const committed = JSON.parse(readFileSync(join(repoRoot, "tests/golden/units.json"), "utf8"));
+        expect(committed).toEqual(g());
+      });
+
+      it("orders the secrets unit before the service, part of it and required by it", () => {
+        const s = g().units["static-demo-secrets.service"]!;
+        expect(s.Unit!.Before).toBe("static-demo.service");
+        expect(s.Unit!.PartOf).toBe("static-demo.service");
+        expect(s.Install!.RequiredBy).toBe("static-demo.service");
+        expect(s.Service!.Type).toBe("oneshot");
+        expect(s.Service!.RemainAfterExit).toBe("true");
+        const app = g().units["static-demo.service"]!;
+        expect(app.Unit!.After).toBe("static-demo-secrets.service");
+        expect(app.Unit!.Requires).toBe("static-demo-secrets.service");
+        expect(app.Service!.ExecStart).toBe("/usr/local/bin/e2e-probe static-demo");
+      });
+
+      it("loads the token as a credential, never through the environment", () => {
+        const golden = g();
+        const s = golden.units["static-demo-secrets.service"]!.Service!;
+        expect(s.LoadCredential).toBe("op-token:/etc/homelab-secrets/token");
+        expect(golden.units["connect-demo-secrets.service"]!.Service!.LoadCredential).toBe(
+          "op-connect-token:/etc/homelab-secrets/connect-token",
+        );
+        for (const [name, unit] of Object.entries(golden.units)) {
+          for (const env of asList(unit.Service?.Environment)) expect(env, name).not.toMatch(/token/i);
+        }
+      });
+
+      it("runs fetch with the spec from the store, a deadline and a start timeout above it", () => {
+        const golden = g();
+        const s = golden.units["static-demo-secrets.service"]!.Service!;
+        const m = String(s.ExecStart).match(/^(\/nix\/store\/\S+)\/bin\/homelab-secrets fetch --spec (\/nix\/store\/\S+-static-demo-spec\.json) --deadline (\d+)$/);
+        expect(m, String(s.ExecStart)).not.toBeNull();
+        expect(m![1]).toBe(golden.storePaths.package);
+        expect(golden.storePaths.package).toMatch(/^\/nix\/store\/[0-9a-z]{32}-homelab-secrets-0\.1\.0$/);
+        expect(Number(s.TimeoutStartSec)).toBeGreaterThanOrEqual(60);
+        expect(Number(s.TimeoutStartSec)).toBeGreaterThan(Number(m![3]));
+        expect(s.ExecStop).toBe(`${golden.storePaths.package}/bin/homelab-secrets cleanup --spec ${m![2]}`);
+        expect(asList(s.RestartPreventExitStatus)).toEqual(["65", "69", "77", "78"]);
+        expect(s.RuntimeDirectory).toBe("static-demo-secrets");
+      });
+
+      it("writes a version 1 spec with every output", () => {
+        const golden = g();
+        const path = Object.keys(golden.files).find((p) => p.endsWith("-static-demo-spec.json"))!;
+        const spec = JSON.parse(golden.files[path]!);
+        expect(spec).toMatchObject({
+          version: 1,
+          name: "static-demo",
+          outputDir: "/run/static-demo-secrets",
+          owner: "static-demo",
+          group: "static-demo",
+          dirMode: "0750",
+          source: { type: "file", path: "/etc/homelab-secrets/vault.json" },
+          files: { password: { ref: "op://Demo/static/password", mode: "0400" } },
+        });
+        expect(Object.keys(spec.envFiles["static.env"].vars)).toHaveLength(12);
+        expect(spec.envFiles["static.env"].vars.NASTY_3).toBe("op://Demo/nasty/n3");
+        expect(spec.templates["config.ini"].content).toContain("{{ op://Demo/static/username }}");
+        // Every store file a unit mentions is in `files`.
+        for (const unit of Object.values(golden.units)) {
+          for (const line of Object.values(unit.Service ?? {}).flat()) {
+            for (const p of String(line).match(/\/nix\/store\/[0-9a-z]{32}-[^\s]+-spec\.json/g) ?? []) {
+              expect(golden.files).toHaveProperty([p]);
+            }
+          }
+        }
+      });
+
+      it("hardens the secrets unit (without MemoryDenyWriteExecute, which Node's JIT cannot run under)", () => {
+        const golden = g();
+        for (const name of ["static-demo-secrets.service", "connect-demo-secrets.service", "storm-07-secrets.service"]) {
+          const s = golden.units[name]!.Service!;
+          expect(s, name).toMatchObject({
+            ProtectSystem: "strict",
+            ProtectHome: "true",
+            PrivateTmp: "true",
+            PrivateDevices: "true",
+            NoNewPrivileges: "true",
+            SystemCallFilter: "@system-service",
+            SystemCallArchitectures: "native",
+            RestrictNamespaces: "true",
+            LockPersonality: "true",
+          });
+          expect(asList(s.CapabilityBoundingSet).sort()).toEqual(["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]);
+          expect(s.MemoryDenyWriteExecute).toBeUndefined();
+        }
+        expect(golden.units["connect-demo-secrets.service"]!.Service!.RestrictAddressFamilies).toEqual(["AF_UNIX", "AF_INET", "AF_INET6"]);
+        expect(golden.units["connect-demo-secrets.service"]!.Unit!.After).toBe("network-online.target");
+        // the file source needs no network at all
+        expect(golden.units["static-demo-secrets.service"]!.Service!.RestrictAddressFamilies).toBe("AF_UNIX");
+        expect(golden.units["static-demo-secrets.service"]!.Service!.PrivateNetwork).toBe("true");
+      });
+
+      it("never writes EnvironmentFile=- (a broken file would silently drop every variable)", () => {
+        const golden = g();
+        const envFiles = Object.values(golden.units).flatMap((u) => asList(u.Service?.EnvironmentFile));
+        expect(envFiles).toContain("/run/static-demo-secrets/static.env");
+        for (const e of envFiles) expect(e.startsWith("-")).toBe(false);
+      });
+
+      it("fetches DynamicUser services into their own RuntimeDirectory from ExecStartPre", () => {
+        const golden = g();
+        const d = golden.units["dynamic-demo.service"]!.Service!;
+        expect(d.DynamicUser).toBe("true");
+        expect(d.RuntimeDirectory).toBe("dynamic-demo");
+        expect(d.LoadCredential).toBe("op-token:/etc/homelab-secrets/token");
+        expect(String(d.ExecStartPre)).toMatch(/bin\/homelab-secrets fetch --spec \/nix\/store\/\S+-dynamic-demo-runtime-spec\.json --deadline 45$/);
+        expect(golden.units["dynamic-demo-secrets.service"]).toBeUndefined();
+        const spec = JSON.parse(golden.files[String(d.ExecStartPre).split(" ")[3]!]!);
+        expect(spec.outputDir).toBe("/run/dynamic-demo");
+        expect(spec.owner).toBeUndefined();
+        expect(spec.files.password.ref).toBe("op://Demo/dynamic/password");
+      });
+
+      it("serializes the storm units and gives them the lock directory", () => {
+        const golden = g();
+        const storms = Object.keys(golden.units).filter((n) => /^storm-\d\d-secrets\.service$/.test(n));
+        expect(storms).toHaveLength(20);
+        for (const n of storms) {
+          expect(String(golden.units[n]!.Service!.ExecStart)).toMatch(/ --serialize$/);
+          expect(golden.units[n]!.Service!.ReadWritePaths).toBe("/run/homelab-secrets");
+        }
+        expect(golden.tmpfiles).toContain("d /run/homelab-secrets 0700 root root - -");
+        expect(golden.units["storm-20.service"]!.Service!.ExecStart).toBe("/usr/local/bin/e2e-probe storm-20");
+      });
+
+      it("installs the mapfile, config.json and the SUID/SGID wrapper for user mode", () => {
+        const golden = g();
+        expect(golden.etc["homelab-secrets/mapfile"]).toMatchObject({ mode: "0640", user: "root", group: "homelab-secrets" });
+        expect(golden.etc["homelab-secrets/mapfile"]!.text).toContain("alice op://Demo/alice/token token dev\n");
+        expect(golden.etc["homelab-secrets/mapfile"]!.text).toContain("bob op://Demo/bob/token token dev,ops\n");
+        expect(JSON.parse(golden.etc["homelab-secrets/config.json"]!.text!)).toEqual({
+          source: { type: "file", path: "/etc/homelab-secrets/vault.json" },
+        });
+        expect(golden.wrappers["homelab-secrets-user"]).toMatchObject({
+          owner: "homelab-secrets",
+          group: "homelab-secrets",
+          setuid: true,
+          setgid: true,
+          source: `${golden.storePaths.package}/libexec/homelab-secrets/homelab-secrets-user`,
+        });
+      });
+    });
+
+    describe("example configuration (examples/configuration.nix)", () => {
+      it("evaluates cleanly and wires agenix's token path", () => {
+        const ex = "./examples/configuration.nix";
+        expect(run("failedAssertions", ex)).toEqual([]);
+        const units = run("units", ex) as Record<string, Unit>;
+        const secretUnits = Object.keys(units).filter((n) => n.endsWith("-secrets.service"));
+        expect(secretUnits.length).toBeGreaterThanOrEqual(2);
+        for (const n of secretUnits) {
+          expect(units[n]!.Service!.LoadCredential).toMatch(/^op-(connect-)?token:\/run\/agenix\//);
+        }
+      });
+    });
+
+    describe("assertions", () => {
+      const cfg = (body: string, token = `homelab.onePassword.tokenFile = "/run/agenix/op";`) =>
+        `{ ${token} systemd.services.app.serviceConfig.ExecStart = "/bin/true"; ${body} }`;
+      const failures = (config: string) => run("failedAssertions", config) as string[];
+
+      const cases: Array<[string, string, RegExp]> = [
+        ["a bad reference", `homelab.secrets.app.files.x.reference = "op://Vault/item";`, /invalid secret reference "op:\/\/Vault\/item"/],
+        ["a bad query", `homelab.secrets.app.files.x.reference = "op://V/i/f?attribute=password";`, /invalid secret reference/],
+        ["a bad reference in a template", `homelab.secrets.app.templates.t.content = "a={{ op://V/i }}";`, /invalid secret reference "op:\/\/V\/i"/],
+        ["a bad reference in an env file", `homelab.secrets.app.envFiles."e.env".vars.A = "vault/item/field";`, /invalid secret reference/],
+        ["a world-readable mode", `homelab.secrets.app.files.x = { reference = "op://V/i/f"; mode = "0644"; };`, /output "x" has mode "0644"/],
+        ["a mode that is not octal", `homelab.secrets.app.files.x = { reference = "op://V/i/f"; mode = "rw"; };`, /has mode "rw"/],
+        ["a bad dirMode", `homelab.secrets.app = { files.x.reference = "op://V/i/f"; dirMode = "75x"; };`, /dirMode "75x"/],
+        ["duplicate outputs", `homelab.secrets.app = { files.x.reference = "op://V/i/f"; templates.x.content = "{{ op://V/i/g }}"; };`, /duplicate output "x"/],
+        [
+          "two services sharing an output dir",
+          `homelab.secrets.app = { files.x.reference = "op://V/i/f"; outputDir = "/run/shared"; }; homelab.secrets.other = { files.y.reference = "op://V/i/f"; outputDir = "/run/shared"; };`,
+          /same outputDir \/run\/shared/,
+        ],
+        ["an output name with a slash", `homelab.secrets.app.files."../x".reference = "op://V/i/f";`, /must be a plain file name/],
+        ["a bad variable name", `homelab.secrets.app.envFiles."e.env".vars."1X" = "op://V/i/f";`, /variable name "1X"/],
+        ["a template without references", `homelab.secrets.app.templates.t.content = "static";`, /contains no/],
+        ["a connect source without host", `homelab.secrets.app = { files.x.reference = "op://V/i/f"; source.type = "connect"; tokenFile = "/t"; };`, /needs host/],
+        [
+          "a DynamicUser service not declared dynamic",
+          `homelab.secrets.app.files.x.reference = "op://V/i/f"; systemd.services.app.serviceConfig.DynamicUser = true;`,
+          /set homelab\.secrets\.app\.dynamicUser = true/,
+        ],
+        ["a bad user-secrets reference", `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/my item/f"; path = "x"; } ];`, /mapfile references cannot contain spaces/],
+        ["a user-secrets path with ..", `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/i/f"; path = "../x"; } ];`, /must not contain \.\. components/],
+        [
+          "a user token with the wrong owner",
+          `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/i/f"; path = "x"; } ]; age.secrets.t = { file = /dev/null; path = "/etc/homelab-secrets/token"; mode = "0400"; };`,
+          /must be owner = "homelab-secrets", mode = "0600"/,
+        ],
+      ];
+
+      it.each(cases)("fires on %s", (_name, body, message) => {
+        const messages = failures(cfg(body));
+        expect(messages.some((m) => message.test(m)), messages.join("\n")).toBe(true);
+      });
+
+      it("fires when no token is configured", () => {
+        const messages = failures(cfg(`homelab.secrets.app.files.x.reference = "op://V/i/f";`, ""));
+        expect(messages.join("\n")).toMatch(/no token configured for the onepassword source; set homelab\.onePassword\.tokenFile/);
+        const connect = failures(
+          cfg(`homelab.secrets.app = { files.x.reference = "op://V/i/f"; source = { type = "connect"; host = "http://127.0.0.1:8080"; }; };`),
+        );
+        expect(connect.join("\n")).toMatch(/connectTokenFile/);
+      });
+
+      it("accepts a good configuration (file source needs no token)", () => {
+        expect(failures(cfg(`homelab.secrets.app = { files.x.reference = "op://V/i/f"; source = { type = "file"; path = "/etc/v.json"; }; };`, ""))).toEqual([]);
+        expect(
+          failures(
+            cfg(
+              `homelab.secrets.app = { files."a b".reference = "op://My Vault/Some Item/sec tion/field"; files.otp = { reference = "op://V/i/f?attribute=totp"; mode = "440"; }; };`,
+            ),
+          ),
+        ).toEqual([]);
+      });
+    });
+  });
+}
