@@ -37,7 +37,8 @@ export interface Spec {
   /** User and group names or numeric ids; undefined means "whoever runs the helper". */
   readonly owner: string | number | undefined;
   readonly group: string | number | undefined;
-  readonly dirMode: number;
+  /** undefined: create missing directories 0700 and leave an existing one as it is. */
+  readonly dirMode: number | undefined;
   readonly source: SourceConfig | undefined;
   readonly files: readonly FileOutput[];
   readonly envFiles: readonly EnvFileOutput[];
@@ -45,7 +46,6 @@ export interface Spec {
 }
 
 const defaultFileMode = 0o400;
-const defaultDirMode = 0o750;
 const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/;
 const topLevelKeys = new Set(["version", "name", "outputDir", "owner", "group", "dirMode", "source", "files", "envFiles", "templates"]);
 
@@ -74,7 +74,7 @@ export function parseSpec(text: string, file: string): Spec {
   }
   const owner = v.optionalAccount("/owner");
   const group = v.optionalAccount("/group");
-  const dirMode = v.mode("/dirMode", defaultDirMode);
+  const dirMode = v.optionalMode("/dirMode");
   const source = root["source"] === undefined ? undefined : parseSource(v, at);
 
   const outputNames = new Map<string, string>();
@@ -216,8 +216,12 @@ class Validator {
   }
 
   mode(pointer: string, fallback: number): number {
+    return this.optionalMode(pointer) ?? fallback;
+  }
+
+  optionalMode(pointer: string): number | undefined {
     const value = this.get(pointer);
-    if (value === undefined) return fallback;
+    if (value === undefined) return undefined;
     if (typeof value !== "string" || !/^0?[0-7]{3}$/.test(value)) {
       this.fail(pointer, 'must be an octal mode string such as "0400" (no setuid, setgid or sticky bits)');
     }

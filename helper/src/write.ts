@@ -15,12 +15,14 @@ export interface FileToWrite {
   readonly path: string;
   readonly content: Uint8Array;
   readonly mode: number;
-  readonly owner?: Owner;
+  readonly owner?: Owner | undefined;
 }
 
 export interface DirectorySettings {
   readonly mode: number;
-  readonly owner?: Owner;
+  readonly owner?: Owner | undefined;
+  /** Leave an existing directory's owner and mode alone (systemd's RuntimeDirectory= made it). */
+  readonly keepExisting?: boolean;
 }
 
 export interface WriteOptions {
@@ -134,7 +136,7 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   }
   const stats = await lstat(directory);
   if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${directory}: not a directory`);
-  if (settings) {
+  if (settings && (missing.length > 0 || !settings.keepExisting)) {
     try {
       if (settings.owner && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) {
         await chown(directory, settings.owner.uid, settings.owner.gid);

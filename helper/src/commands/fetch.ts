@@ -53,15 +53,20 @@ export async function runFetch(options: FetchOptions): Promise<FetchResult> {
 
   const outputs = renderOutputs(spec, values);
   const files = outputs.map((output) => ({ path: join(outputDir, output.name), content: output.content, mode: output.mode, owner }));
-  await writeFilesAtomically(files, { createDirs: { mode: spec.dirMode, owner }, log });
+  const createDirs = { mode: spec.dirMode ?? 0o700, owner, keepExisting: spec.dirMode === undefined && spec.owner === undefined };
+  await writeFilesAtomically(files, { createDirs, log });
   await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
   log.info(`${spec.name}: wrote ${files.length} file(s) to ${outputDir} from ${refs.length} reference(s) via ${sourceConfig.type}`);
   return { outputDir, written: files.map((f) => f.path), references: refs.length };
 }
 
-/** The spec's owner and group as ids; by default whoever runs the helper. */
-export function specOwner(spec: Spec): Owner {
+/**
+ * The spec's owner and group as ids. Without either, files belong to whoever runs the
+ * helper (a DynamicUser= service fetching for itself) and nothing is chowned.
+ */
+export function specOwner(spec: Spec): Owner | undefined {
+  if (spec.owner === undefined && spec.group === undefined) return undefined;
   const uid = spec.owner === undefined ? process.geteuid!() : lookupUid(spec.owner);
-  const gid = spec.group !== undefined ? lookupGid(spec.group) : spec.owner === undefined ? process.getegid!() : (primaryGidOf(uid) ?? process.getegid!());
+  const gid = spec.group !== undefined ? lookupGid(spec.group) : (primaryGidOf(uid) ?? process.getegid!());
   return { uid, gid };
 }

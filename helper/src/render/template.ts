@@ -1,3 +1,4 @@
+import { dataError } from "../errors.js";
 import { parseReference, type SecretReference } from "../reference.js";
 
 /** A template split into literal text and references, in 1Password's `op inject` syntax. */
@@ -14,6 +15,12 @@ export function parseTemplate(content: string, where: string): TemplatePart[] {
     last = match.index + match[0].length;
   }
   if (last < content.length) parts.push({ text: content.slice(last) });
+  // A placeholder that does not parse (a missing "}", a "}" inside) would otherwise be
+  // written out as literal text; refuse it instead.
+  for (const part of parts) {
+    const broken = "text" in part ? /\{\{\s*op:\/\//.exec(part.text) : null;
+    if (broken && "text" in part) throw dataError(`${where}: malformed placeholder "${part.text.slice(broken.index, broken.index + 80).replace(/[\u0000-\u001f]/g, " ")}" (write {{ op://vault/item/field }})`);
+  }
   return parts;
 }
 
