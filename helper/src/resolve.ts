@@ -1,4 +1,4 @@
-import { tempFailError } from "./errors.js";
+import { ExitCode, HomelabError, tempFailError } from "./errors.js";
 import type { Logger } from "./log.js";
 import { uniqueReferences, type SecretReference } from "./reference.js";
 import { createDeadline, raceSignal } from "./retry.js";
@@ -22,7 +22,9 @@ export async function resolveReferences(source: Source, refs: readonly SecretRef
   const started = performance.now();
   log.debug(`resolving ${unique.length} reference(s) from ${source.name}: ${unique.map((r) => r.raw).join(", ")}`);
   try {
-    const values = await raceSignal(source.resolveAll(unique, { signal: deadline.signal, log }), deadline.signal);
+    const values = await raceSignal(source.resolveAll(unique, { signal: deadline.signal, log }), deadline.signal).catch((error: unknown) => {
+      throw nameReferences(error, unique);
+    });
     const missing = unique.filter((ref) => !values.has(ref.raw));
     if (missing.length > 0) throw tempFailError(`${source.name} returned no value for ${missing.map((r) => r.raw).join(", ")}`);
     log.debug(`resolved ${unique.length} reference(s) in ${Math.round(performance.now() - started)} ms`);
@@ -30,4 +32,15 @@ export async function resolveReferences(source: Source, refs: readonly SecretRef
   } finally {
     deadline.dispose();
   }
+}
+
+/**
+ * Backend-wide failures (unreachable, rejected token, deadline) do not say which references
+ * were affected; add them so a journal line tells the operator what the service is missing.
+ * Not-found and bad-reference errors name their references already.
+ */
+function nameReferences(error: unknown, refs: readonly SecretReference[]): unknown {
+  if (!(error instanceof HomelabError) || error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.dataErr) return error;
+  const shown = refs.slice(0, 5).map((r) => r.raw).join(", ") + (refs.length > 5 ? ` and ${refs.length - 5} more` : "");
+  return new HomelabError(error.exitCode, `could not resolve ${shown}: ${error.message}`, { cause: error });
 }

@@ -1,0 +1,272 @@
+/**
+ * A throwaway Debian container running a real systemd 252 (systemd-nspawn --boot), driven
+ * through nsenter because the host's PID 1 is not systemd (see shared facts/systemd-252.md).
+ *
+ * Life cycle: `Container.create()` lays an overlay (or a reflink copy) over the cached rootfs,
+ * the caller writes files into `root`, `boot()` starts nspawn in its own process group,
+ * `cx()` runs commands inside, `teardown()` ends everything by PID and removes the run dir.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  out: Buffer;
+  ms: number;
+}
+
+export interface RunOptions {
+  input?: string | Buffer;
+  timeoutMs?: number;
+  /** Resolve instead of rejecting on a non-zero exit. */
+  allowFail?: boolean;
+}
+
+/** Run a host command without a shell; rejects on non-zero exit unless allowFail. */
+export function run(cmd: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const buf = Buffer.concat(out);
+      const result = { code: code ?? 128, stdout: buf.toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), out: buf, ms: Date.now() - started };
+      if (result.code !== 0 && !options.allowFail) {
+        reject(new Error(`${cmd} ${args.join(" ")} → ${signal ?? result.code}\n${result.stderr}${result.stdout}`.slice(0, 4000)));
+      } else resolve(result);
+    });
+    child.stdin.on("error", () => {}); // the command may exit before reading its input
+    child.stdin.end(options.input ?? "");
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+const alive = (pid: number) => existsSync(`/proc/${pid}`);
+const runBase = "/var/tmp/homelab-secrets-e2e";
+
+/**
+ * Remove what a crashed earlier run left behind (its test process is gone): end its nspawn
+ * process group by the recorded id, unmount its overlay, delete its run dir.
+ */
+async function sweepStale(): Promise<void> {
+  for (const entry of readdirSync(runBase)) {
+    const dir = join(runBase, entry);
+    const read = (f: string) => Number(readFileSync(join(dir, f), "utf8").trim() || 0);
+    let owner = 0;
+    try {
+      owner = read("owner");
+    } catch {
+      continue; // being created right now, or not ours
+    }
+    if (owner && alive(owner)) continue;
+    try {
+      const pgid = read("nspawn-pgid");
+      if (pgid && alive(pgid)) process.kill(-pgid, "SIGKILL");
+    } catch {
+      /* never booted, or already gone */
+    }
+    await run("umount", ["-l", join(dir, "root")], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface JournalEntry {
+  message: string;
+  priority: number;
+  /** microseconds since the epoch */
+  realtimeUs: bigint;
+  pid: number;
+  unit: string;
+}
+
+export interface ContainerOptions {
+  name: string;
+  rootfs: string;
+  /** host path → container path, read-only */
+  bindsRo?: Record<string, string>;
+  /** seconds before `timeout` ends nspawn no matter what (default 600) */
+  lifetimeSec?: number;
+}
+
+export class Container {
+  readonly name: string;
+  readonly runDir: string;
+  readonly root: string;
+  private overlay = false;
+  private timeoutPid = 0;
+  private leader = 0;
+
+  private constructor(private readonly options: ContainerOptions, runDir: string) {
+    this.name = options.name;
+    this.runDir = runDir;
+    this.root = join(runDir, "root");
+  }
+
+  /** Prepare a private root over the cached rootfs: overlayfs if possible, else a reflink copy. */
+  static async create(options: ContainerOptions): Promise<Container> {
+    mkdirSync(runBase, { recursive: true });
+    await sweepStale();
+    const c = new Container(options, mkdtempSync(`${runBase}/${options.name}-`));
+    for (const d of ["root", "upper", "work"]) mkdirSync(join(c.runDir, d));
+    writeFileSync(join(c.runDir, "owner"), `${process.pid}\n`);
+    const mount = await run(
+      "mount",
+      ["-t", "overlay", "overlay", "-o", `lowerdir=${options.rootfs},upperdir=${c.runDir}/upper,workdir=${c.runDir}/work`, c.root],
+      { allowFail: true },
+    );
+    if (mount.code === 0) c.overlay = true;
+    else await run("cp", ["-a", "--reflink=auto", `${options.rootfs}/.`, c.root], { timeoutMs: 300_000 });
+    Container.live.add(c);
+    return c;
+  }
+
+  /** Boot systemd and wait until it is `running` or `degraded`. */
+  async boot(): Promise<void> {
+    const binds = Object.entries(this.options.bindsRo ?? {}).map(([h, c]) => `--bind-ro=${h}:${c}`);
+    const lifetime = String(this.options.lifetimeSec ?? 600);
+    const console = join(this.runDir, "console.log");
+    const child = spawn(
+      "sh",
+      ["-c", 'exec timeout --kill-after=10 "$@" >"$0" 2>&1 </dev/null', console, lifetime,
+        "systemd-nspawn", "-D", this.root, "--boot", `--machine=${this.name}`, "--register=no", "--keep-unit",
+        "--console=read-only", "-q", ...binds],
+      { detached: true, stdio: "ignore", env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } },
+    );
+    child.unref();
+    this.timeoutPid = child.pid!;
+    writeFileSync(join(this.runDir, "nspawn-pgid"), `${this.timeoutPid}\n`);
+    const deadline = Date.now() + 30_000;
+    while (!this.leader) {
+      const nspawn = childrenOf(this.timeoutPid)[0];
+      const init = nspawn ? childrenOf(nspawn)[0] : undefined;
+      if (init) this.leader = init;
+      else if (!alive(this.timeoutPid) || Date.now() > deadline) throw new Error(`nspawn did not start:\n${this.console()}`);
+      else await sleep(20);
+    }
+    for (;;) {
+      const state = await this.cx(["systemctl", "is-system-running"], { allowFail: true }).catch(() => undefined);
+      if (state && /running|degraded/.test(state.stdout)) return;
+      if (Date.now() > deadline) throw new Error(`container did not boot: ${state?.stdout}\n${this.console()}`);
+      await sleep(50);
+    }
+  }
+
+  console(): string {
+    try {
+      return readFileSync(join(this.runDir, "console.log"), "utf8").slice(-4000);
+    } catch {
+      return "";
+    }
+  }
+
+  /** Run a command inside the container, with a clean environment. */
+  cx(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+    if (!this.leader) throw new Error("container is not booted");
+    return run(
+      "nsenter",
+      ["-t", String(this.leader), "-a", "--", "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SYSTEMD_COLORS=0", ...argv],
+      options,
+    );
+  }
+
+  /** `sh -c script` inside; extra args become $1.. */
+  sh(script: string, args: string[] = [], options: RunOptions = {}): Promise<RunResult> {
+    return this.cx(["sh", "-c", script, "sh", ...args], options);
+  }
+
+  async writeFile(path: string, content: string | Buffer, mode = "0644", owner = "root:root"): Promise<void> {
+    await this.sh('umask 077; cat > "$1.e2e-tmp" && chown "$3" "$1.e2e-tmp" && chmod "$2" "$1.e2e-tmp" && mv -f "$1.e2e-tmp" "$1"', [path, mode, owner], { input: content });
+  }
+
+  /** `systemctl show` properties as a record. */
+  async show(unit: string, props: string[]): Promise<Record<string, string>> {
+    const r = await this.cx(["systemctl", "show", unit, ...props.map((p) => `--property=${p}`)]);
+    return Object.fromEntries(r.stdout.split("\n").filter(Boolean).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  }
+
+  /** Poll ActiveState until it is `state` or the time is up; returns the last state seen. */
+  async waitForState(unit: string, state: string, timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { ActiveState } = await this.show(unit, ["ActiveState"]);
+      if (ActiveState === state || Date.now() > deadline) return ActiveState ?? "";
+      await sleep(50);
+    }
+  }
+
+  /** This boot's journal, optionally for some units; messages decoded even when binary. */
+  async journal(units: string[] = [], since?: string): Promise<JournalEntry[]> {
+    const args = ["journalctl", "-b0", "--no-pager", "-o", "json", ...units.flatMap((u) => ["-u", u])];
+    if (since) args.push(`--since=${since}`);
+    const r = await this.cx(args, { allowFail: true });
+    return r.stdout.split("\n").filter(Boolean).map((line) => {
+      const e = JSON.parse(line) as Record<string, unknown>;
+      const m = e["MESSAGE"];
+      const message = Array.isArray(m) ? Buffer.from(m as number[]).toString("utf8") : String(m ?? "");
+      return {
+        message,
+        priority: Number(e["PRIORITY"] ?? 6),
+        realtimeUs: BigInt(String(e["__REALTIME_TIMESTAMP"])),
+        pid: Number(e["_PID"] ?? 0),
+        unit: String(e["_SYSTEMD_UNIT"] ?? e["UNIT"] ?? ""),
+      };
+    });
+  }
+
+  /** Make journald write out what it has, so a following query sees every line. */
+  async syncJournal(): Promise<void> {
+    await this.cx(["journalctl", "--sync"], { allowFail: true });
+  }
+
+  /** Power off; end by PID what does not go on its own; unmount; remove the run dir. */
+  async teardown(): Promise<void> {
+    Container.live.delete(this);
+    if (this.leader && alive(this.leader)) {
+      await this.cx(["systemctl", "poweroff", "--no-block"], { allowFail: true, timeoutMs: 5_000 }).catch(() => undefined);
+      for (let i = 0; i < 100 && alive(this.timeoutPid); i++) await sleep(50);
+    }
+    this.kill();
+    for (let i = 0; i < 100 && this.timeoutPid && alive(this.timeoutPid); i++) await sleep(50);
+    if (this.overlay) await run("umount", ["-l", this.root], { allowFail: true });
+    if (!process.env["HOMELAB_E2E_KEEP"]) rmSync(this.runDir, { recursive: true, force: true });
+  }
+
+  /** Synchronous last resort: SIGKILL the container's init and the nspawn process group. */
+  kill(): void {
+    for (const [pid, group] of [[this.leader, false], [this.timeoutPid, true]] as const) {
+      if (!pid) continue;
+      try {
+        process.kill(group ? -pid : pid, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  static readonly live = new Set<Container>();
+}
+
+// If the worker dies without afterAll (crash, Ctrl-C), still end every container by PID.
+process.once("exit", () => {
+  for (const c of Container.live) c.kill();
+});
