@@ -19,6 +19,7 @@ export const defaultRetry = { retries: 4, minTimeoutMs: 500, maxTimeoutMs: 8000 
  */
 export async function withRetry<T>(what: string, operation: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const { signal, log } = options;
+  let lastFailure: HomelabError | undefined;
   try {
     return await pRetry(
       async (attempt) => {
@@ -33,6 +34,7 @@ export async function withRetry<T>(what: string, operation: (attempt: number) =>
         signal,
         shouldRetry: ({ error }) => isTransient(error) && !signal.aborted,
         onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
+          if (error instanceof HomelabError && isTransient(error)) lastFailure = error;
           if (!isTransient(error) || retriesLeft === 0 || signal.aborted) return;
           const wait = error instanceof HomelabError ? error.retryAfterMs : undefined;
           log.warn(`${what}: attempt ${attemptNumber} failed (${error.message}); retrying`);
@@ -44,7 +46,14 @@ export async function withRetry<T>(what: string, operation: (attempt: number) =>
       },
     );
   } catch (error) {
-    if (signal.aborted && !(error instanceof HomelabError && !isTransient(error))) throw abortReason(signal);
+    if (signal.aborted && !(error instanceof HomelabError && !isTransient(error))) {
+      const reason = abortReason(signal);
+      // "deadline passed" alone does not tell an operator why; keep the last real failure.
+      if (lastFailure && lastFailure !== reason) {
+        throw new HomelabError(reason.exitCode, `${reason.message}; last failure: ${lastFailure.message}`, { cause: lastFailure });
+      }
+      throw reason;
+    }
     throw error;
   }
 }

@@ -151,7 +151,8 @@ describe("withRetry", () => {
     deadline.dispose();
     expect(calls).toBe(1);
     expect(error.exitCode).toBe(75);
-    expect(error.message).toBe("deadline of 0.3s passed before all references resolved");
+    // The operator learns both why it stopped and what the backend last said.
+    expect(error.message).toBe("deadline of 0.3s passed before all references resolved; last failure: rate limited");
     expect(elapsed).toBeGreaterThanOrEqual(295);
     expect(elapsed).toBeLessThan(2000);
   });

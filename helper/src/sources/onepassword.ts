@@ -84,6 +84,7 @@ export function classifySdkError(error: unknown, token: string, sdk?: { RateLimi
   if (isInstance(sdk?.RateLimitExceededError) || /rate limit/i.test(raw)) {
     return tempFailError(`1Password rate limit reached: ${message}`, { retryAfterMs: 30_000 });
   }
+  if (/ParsingSecretReference|could not be parsed/.test(raw)) return dataError(`1Password could not parse a reference: ${message}`);
   if (isInstance(sdk?.AuthExpiredError)) return permissionError(`1Password authentication expired: ${message}`);
   if (/invalid service account token|invalid token|unauthori[sz]ed|forbidden|access denied|not authorized/i.test(raw)) {
     return permissionError(`1Password rejected the service account token: ${message}`);
