@@ -1,4 +1,3 @@
-import pRetry from "p-retry";
 import { HomelabError, isTransient, tempFailError } from "./errors.js";
 import type { Logger } from "./log.js";
 
@@ -20,6 +19,8 @@ export const defaultRetry = { retries: 4, minTimeoutMs: 500, maxTimeoutMs: 8000 
 export async function withRetry<T>(what: string, operation: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
   const { signal, log } = options;
   let lastFailure: HomelabError | undefined;
+  // Loaded on first use: the file source never retries, and boot-time startup counts.
+  const { default: pRetry } = await import("p-retry");
   try {
     return await pRetry(
       async (attempt) => {

@@ -1,0 +1,96 @@
+import { ExitCode, exitCodeOf, HomelabError, usageError } from "./errors.js";
+import { createLogger, type Logger } from "./log.js";
+import type { SourceOverrides } from "./sources/index.js";
+
+export interface CommonArgs {
+  source?: string;
+  "connect-host"?: string;
+  "token-credential"?: string;
+  "token-file"?: string;
+  deadline: number;
+  serialize: boolean;
+  verbose: boolean;
+}
+
+export const defaultDeadlineSeconds = 45;
+
+/**
+ * The flags every command shares, in one table: yargs builds --help and validation from
+ * it, and the boot-time `fetch` fast path (cli.ts) parses with it via util.parseArgs.
+ */
+export const commonOptions = {
+  source: { type: "string", describe: 'Backend: "onepassword" (default), "connect" or "file:PATH"' },
+  "connect-host": { type: "string", describe: "1Password Connect server URL (with --source connect)" },
+  "token-credential": { type: "string", describe: "systemd credential holding the token (default op-token; op-connect-token for Connect)" },
+  "token-file": { type: "string", describe: "Read the token from this file instead (must not be group/other readable)" },
+  deadline: { type: "number", default: defaultDeadlineSeconds, describe: "Give up after this many seconds in total" },
+  serialize: { type: "boolean", default: false, describe: "Let one fetch run at a time on this host" },
+  verbose: { type: "boolean", alias: "v", default: false, describe: "Log more detail (never secret values)" },
+} as const;
+
+export const fetchOptions = {
+  spec: { type: "string", describe: "Spec file (JSON, version 1)" },
+  "output-dir": { type: "string", describe: "Write here instead of the spec's outputDir", hidden: true },
+} as const;
+
+export function overridesOf(argv: CommonArgs): SourceOverrides {
+  return { source: argv.source, connectHost: argv["connect-host"], tokenCredential: argv["token-credential"], tokenFile: argv["token-file"] };
+}
+
+/** Run a command with a logger, SIGTERM/SIGINT wired to an abort signal, and errors mapped to exit codes. */
+export function action<A extends Pick<CommonArgs, "verbose">>(run: (argv: A, log: Logger, signal: AbortSignal) => Promise<void>) {
+  return async (argv: A) => {
+    const log = createLogger({ verbose: argv.verbose });
+    const controller = new AbortController();
+    const stop = (name: string) => {
+      log.warn(`received ${name}, stopping`);
+      controller.abort(new HomelabError(ExitCode.tempFail, `stopped by ${name}`));
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+    let code: number = ExitCode.ok;
+    try {
+      await run(argv, log, controller.signal);
+    } catch (error) {
+      log.error(error instanceof HomelabError ? error.message : `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      code = exitCodeOf(error);
+    }
+    // Exit now: a backend call abandoned at the deadline (the SDK's own ~10 s connect
+    // timeout, a hanging socket) must not keep a oneshot unit alive.
+    await Promise.all([drain(process.stdout), drain(process.stderr)]);
+    process.exit(code);
+  };
+}
+
+function drain(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => stream.write("", () => resolve()));
+}
+
+/** NaN, 0, negative or huge (> 2^31 ms overflows setTimeout) deadlines would abort at once. */
+export function parseDeadline(value: number): number {
+  if (!Number.isFinite(value) || value <= 0 || value > 86400) {
+    throw usageError(`--deadline must be a number of seconds above 0 and at most 86400, not "${String(value)}"`);
+  }
+  return value;
+}
+
+export function parseMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw usageError(`--mode must be an octal mode such as 0600, not "${text}"`);
+  return parseInt(text, 8);
+}
+
+export type FetchArgs = CommonArgs & { spec: string; "output-dir"?: string };
+
+export const fetchAction = action<FetchArgs>(async (argv, log, signal) => {
+  const { runFetch } = await import("./commands/fetch.js");
+  await runFetch({
+    specFile: argv.spec,
+    overrides: overridesOf(argv),
+    deadlineSeconds: argv.deadline,
+    serialize: argv.serialize,
+    ...(process.env["HOMELAB_SECRETS_LOCK"] ? { lockPath: process.env["HOMELAB_SECRETS_LOCK"] } : {}),
+    ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}),
+    log,
+    signal,
+  });
+});
