@@ -2,6 +2,8 @@ import yargs, { type Argv, type Options } from "yargs";
 import { ExitCode, HomelabError, usageError } from "./errors.js";
 import { createLogger } from "./log.js";
 import { version } from "./version.js";
+import { doctorCommand } from "./commands/doctor.js";
+import { userCommand } from "./commands/user.js";
 import { action, commonOptions, fetchAction, fetchOptions, overridesOf, parseDeadline, parseMode, type CommonArgs } from "./cli-common.js";
 
 function withCommon<T>(y: Argv<T>) {
@@ -38,11 +40,9 @@ export function buildCli(args: string[]) {
       (y: Argv) => withCommon(y).option("spec", { type: "string", describe: "Spec file to check" }).option("mapfile", { type: "string", describe: "Mapfile to check" }),
       action<CommonArgs & { spec?: string; mapfile?: string }>(async (argv) => {
         if (!argv.spec && !argv.mapfile) throw usageError("check needs --spec FILE or --mapfile FILE");
-        const { checkSpec } = await import("./commands/check.js");
+        const { checkSpec, checkMapfile } = await import("./commands/check.js");
         if (argv.spec) process.stdout.write(`${await checkSpec(argv.spec)}\n`);
-        if (argv.mapfile) {
-          throw usageError("check --mapfile is not available yet");
-        }
+        if (argv.mapfile) process.stdout.write(`${await checkMapfile(argv.mapfile)}\n`);
       }),
     )
     .command(
@@ -54,6 +54,8 @@ export function buildCli(args: string[]) {
         await runCleanup({ specFile: argv.spec, ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}), log });
       }),
     )
+    .command(userCommand)
+    .command(doctorCommand)
     .command(
       "demo",
       "Fetch the bundled example spec from the bundled demo vault into a temp dir and show it",

@@ -14,7 +14,9 @@ if (fast) {
   await fetchAction(fast);
 } else {
   const { buildCli } = await import("./cli-yargs.js");
-  await buildCli(args).parseAsync();
+  // op-secret-manager (Go's flag package) takes `-map-file-path` as well as `--map-file-path`.
+  const normalized = args[0] === "user" ? (await import("./commands/user.js")).normalizeUserArgv(args) : args;
+  await buildCli(normalized).parseAsync();
 }
 
 function parseFetch(rest: string[]): FetchArgs | undefined {

@@ -1,0 +1,151 @@
+/**
+ * `homelab-secrets doctor`: check a host's per-user setup — one line per check, "ok" or
+ * "UNSAFE", exit 78 when anything is unsafe. Reads only metadata (and config.json).
+ */
+import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
+import { join } from "node:path";
+import type { Argv, CommandModule } from "yargs";
+import { lookupUid, primaryGidOf } from "../accounts.js";
+import { ExitCode } from "../errors.js";
+import { defaultConfigDir, parseHostConfig } from "../user/host-config.js";
+
+export interface DoctorArgs {
+  "config-dir": string;
+  wrapper?: string;
+  "service-user": string;
+}
+
+export interface Finding {
+  readonly ok: boolean;
+  readonly what: string;
+  readonly detail: string;
+}
+
+/** Where NixOS's security.wrappers puts SUID wrappers. */
+export const nixosWrapperPath = "/run/wrappers/bin/homelab-secrets-user";
+
+const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
+
+export function runDoctor(options: { configDir: string; wrapper?: string | undefined; serviceUser: string }): Finding[] {
+  const findings: Finding[] = [];
+  const ok = (what: string, detail: string) => findings.push({ ok: true, what, detail });
+  const unsafe = (what: string, detail: string) => findings.push({ ok: false, what, detail });
+
+  let svcUid: number | undefined;
+  let svcGid: number | undefined;
+  try {
+    svcUid = lookupUid(options.serviceUser);
+    svcGid = primaryGidOf(svcUid);
+    if (svcUid === 0) unsafe("service account", `${options.serviceUser} is root; use an unprivileged account`);
+    else ok("service account", `${options.serviceUser} (uid ${svcUid}, gid ${svcGid ?? "?"})`);
+  } catch {
+    unsafe("service account", `${options.serviceUser} does not exist (--service-user NAME)`);
+  }
+
+  const stat = (what: string, path: string, optional = false): Stats | undefined => {
+    try {
+      return statSync(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (optional && code === "ENOENT") ok(what, `${path} absent (optional)`);
+      else unsafe(what, `${path}: ${code === "ENOENT" ? "missing" : code}`);
+      return undefined;
+    }
+  };
+  const problems = (checks: [boolean, string][]) => checks.filter(([bad]) => bad).map(([, why]) => why);
+  const report = (what: string, path: string, stats: Stats, why: string[]) => {
+    const summary = `${path} (owner ${stats.uid}:${stats.gid}, mode ${octal(stats.mode)})`;
+    if (why.length === 0) ok(what, summary);
+    else unsafe(what, `${summary}: ${why.join("; ")}`);
+  };
+
+  const dir = options.configDir;
+  const dirStats = stat("config directory", dir);
+  if (dirStats) {
+    report("config directory", dir, dirStats, problems([
+      [!dirStats.isDirectory(), "not a directory"],
+      [dirStats.uid !== 0, "not owned by root"],
+      [(dirStats.mode & 0o022) !== 0, "writable by group or others"],
+    ]));
+  }
+
+  const tokenPath = join(dir, "token");
+  const token = stat("token", tokenPath);
+  if (token) {
+    report("token", tokenPath, token, problems([
+      [!token.isFile(), "not a regular file"],
+      [svcUid !== undefined && token.uid !== svcUid, `not owned by ${options.serviceUser}`],
+      [(token.mode & 0o077) !== 0, "accessible to group or others (want 0600)"],
+    ]));
+  }
+
+  const mapfilePath = join(dir, "mapfile");
+  const mapfile = stat("mapfile", mapfilePath);
+  if (mapfile) {
+    report("mapfile", mapfilePath, mapfile, problems([
+      [!mapfile.isFile(), "not a regular file"],
+      [mapfile.uid !== 0, "not owned by root"],
+      [svcGid !== undefined && mapfile.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
+      [(mapfile.mode & 0o022) !== 0, "writable by group or others"],
+      [(mapfile.mode & 0o040) === 0, "not readable by the service group (want 0640)"],
+      [(mapfile.mode & 0o007) !== 0, "readable by others: every user could see every mapping (want 0640)"],
+    ]));
+  }
+
+  const configPath = join(dir, "config.json");
+  const config = stat("config.json", configPath, true);
+  if (config) {
+    const why = problems([
+      [!config.isFile(), "not a regular file"],
+      [config.uid !== 0, "not owned by root"],
+      [(config.mode & 0o022) !== 0, "writable by group or others"],
+    ]);
+    if (config.isFile()) {
+      try {
+        const source = parseHostConfig(readFileSync(configPath, "utf8"), configPath);
+        if (why.length === 0) ok("config.json", `${configPath}: source ${source.type}`);
+      } catch (error) {
+        why.push((error as Error).message);
+      }
+    }
+    if (why.length > 0) report("config.json", configPath, config, why);
+  }
+
+  const wrapper = options.wrapper ?? (existsSync(nixosWrapperPath) ? nixosWrapperPath : undefined);
+  if (wrapper === undefined) {
+    ok("wrapper", `not checked: none at ${nixosWrapperPath} (give --wrapper PATH)`);
+  } else {
+    const w = stat("wrapper", wrapper);
+    if (w) {
+      report("wrapper", wrapper, w, problems([
+        [!w.isFile(), "not a regular file"],
+        [(w.mode & 0o4000) === 0, "not set-user-ID"],
+        [(w.mode & 0o2000) === 0, "not set-group-ID"],
+        [w.uid === 0, "set-user-ID root: install it SUID+SGID to the service account instead"],
+        [svcUid !== undefined && w.uid !== svcUid, `not owned by ${options.serviceUser}`],
+        [svcGid !== undefined && w.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
+        [(w.mode & 0o022) !== 0, "writable by group or others"],
+      ]));
+    }
+  }
+  return findings;
+}
+
+export function formatFindings(findings: readonly Finding[]): string {
+  return findings.map((f) => `${f.ok ? "ok    " : "UNSAFE"}  ${f.what}: ${f.detail}\n`).join("");
+}
+
+export const doctorCommand: CommandModule<object, DoctorArgs> = {
+  command: "doctor",
+  describe: "Check the host's per-user setup: token, mapfile, config.json and wrapper owners and modes",
+  builder: (y: Argv) =>
+    y
+      .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory" })
+      .option("wrapper", { type: "string", describe: `The SUID wrapper to check (default ${nixosWrapperPath} when present)` })
+      .option("service-user", { type: "string", default: "homelab-secrets", describe: "The service account the wrapper runs the fetch as" }) as unknown as Argv<DoctorArgs>,
+  handler: (argv) => {
+    const findings = runDoctor({ configDir: argv["config-dir"], wrapper: argv.wrapper, serviceUser: argv["service-user"] });
+    process.stdout.write(formatFindings(findings));
+    process.exitCode = findings.every((f) => f.ok) ? ExitCode.ok : ExitCode.config;
+  },
+};

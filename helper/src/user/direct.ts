@@ -1,0 +1,107 @@
+/**
+ * `homelab-secrets user` run directly, without the privilege wrapper: an ordinary user with
+ * their own token and mapfile, or root. Nothing is privileged here, so the path overrides
+ * are honoured (flag > env > default, as op-secret-manager).
+ */
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import { userNameOf } from "../accounts.js";
+import { configError, permissionError } from "../errors.js";
+import { acquireLock, defaultLockPath, type Lock } from "../lock.js";
+import type { Logger } from "../log.js";
+import type { SourceConfig } from "../spec.js";
+import { planEntries, removeUserFiles, resolvePlanned, tagFilter, tokenText, writeUserFiles, type Caller } from "./core.js";
+import { parseHostConfig } from "./host-config.js";
+
+export interface DirectOptions {
+  readonly configDir: string;
+  readonly apiKeyPath: string | undefined;
+  readonly mapFilePath: string | undefined;
+  readonly cleanup: boolean;
+  readonly serialize: boolean;
+  readonly tags: string | undefined;
+  readonly untagged: boolean;
+  readonly deadlineSeconds: number;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly environment?: NodeJS.ProcessEnv;
+}
+
+/** flag > env > default (op-secret-manager's precedence). */
+export function chooseUserPaths(options: Pick<DirectOptions, "configDir" | "apiKeyPath" | "mapFilePath" | "environment">) {
+  const environment = options.environment ?? process.env;
+  return {
+    tokenPath: options.apiKeyPath || environment["OP_API_KEY_PATH"] || join(options.configDir, "token"),
+    mapfilePath: options.mapFilePath || environment["OP_MAP_FILE_PATH"] || join(options.configDir, "mapfile"),
+  };
+}
+
+export async function runDirect(options: DirectOptions): Promise<void> {
+  const { log } = options;
+  const uid = process.getuid!();
+  if (process.geteuid!() !== uid || process.getegid!() !== process.getgid!()) {
+    throw permissionError("homelab-secrets user must not run set-id; install the wrapper (homelab-secrets-user) instead");
+  }
+  const caller: Caller = { uid, user: userNameOf(uid) ?? userInfo().username };
+  const { tokenPath, mapfilePath } = chooseUserPaths(options);
+
+  const mapfile = await readConfigFile(mapfilePath, false, uid === 0 ? "mapfile" : undefined);
+  const planned = planEntries(mapfile!, mapfilePath, caller, tagFilter(options.tags, options.untagged), false);
+  log.debug(`${planned.length} entr${planned.length === 1 ? "y" : "ies"} for ${caller.user} (uid ${uid}) in ${mapfilePath}`);
+  if (options.cleanup) {
+    const removed = await removeUserFiles(planned.map((p) => p.path), uid, log);
+    log.info(`${caller.user}: removed ${removed} of ${planned.length} file(s)`);
+    return;
+  }
+
+  const configPath = join(options.configDir, "config.json");
+  const configText = await readConfigFile(configPath, true, uid === 0 ? "config" : undefined);
+  const sourceConfig: SourceConfig = configText === undefined ? { type: "onepassword" } : parseHostConfig(configText, configPath);
+  const token =
+    sourceConfig.type === "file" || planned.length === 0 ? undefined : tokenText((await readConfigFile(tokenPath, false, "token"))!, tokenPath);
+
+  let lock: Lock | undefined;
+  if (options.serialize && planned.length > 0) {
+    lock = await acquireLock(uid === 0 ? defaultLockPath : `/run/user/${uid}/homelab-secrets-user.lock`, { log, signal: options.signal });
+  }
+  let files: { path: string; value: Buffer }[];
+  try {
+    files = await resolvePlanned(planned, sourceConfig, token, { deadlineSeconds: options.deadlineSeconds, log, signal: options.signal, tokenPath });
+  } finally {
+    await lock?.release();
+  }
+  await writeUserFiles(files, uid, log);
+  log.info(`${caller.user}: wrote ${files.length} file(s)`);
+}
+
+/**
+ * Read a host file. `rule`: "mapfile"/"config" for root (must be root-owned and not
+ * group/other-writable, op-secret-manager's root rule); "token" (not accessible to
+ * group/others). Absent optional files give undefined.
+ */
+async function readConfigFile(path: string, optional: boolean, rule: "mapfile" | "config" | "token" | undefined): Promise<string | undefined> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (optional && code === "ENOENT") return undefined;
+    throw configError(`cannot open ${path}: ${code ?? "error"}`);
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw configError(`${path} is not a regular file`);
+    const mode = (stats.mode & 0o777).toString(8).padStart(3, "0");
+    if ((rule === "mapfile" || rule === "config") && (stats.uid !== 0 || (stats.mode & 0o022) !== 0)) {
+      throw configError(`unsafe ${path}: root may use only a root-owned file that group and others cannot write (owner uid ${stats.uid}, mode ${mode})`);
+    }
+    if (rule === "token" && (stats.mode & 0o077) !== 0) {
+      throw configError(`unsafe token ${path}: mode ${mode}, must not be accessible to group or others (chmod 600)`);
+    }
+    return await handle.readFile("utf8");
+  } finally {
+    await handle.close();
+  }
+}

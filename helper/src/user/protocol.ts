@@ -1,0 +1,155 @@
+/**
+ * The wrapper <-> node protocol, version 1 (mirrored in the comment at the top of
+ * helper/wrapper/homelab-secrets-user.c; change both together).
+ *
+ * The SUID/SGID wrapper splits into two processes and execs `HS_NODE HS_CLI user [flags]`
+ * (only --verbose --cleanup --serialize --untagged --tags=T --deadline=S; never a path)
+ * in each, with a fixed environment (nothing inherited from the caller but a validated
+ * JOURNAL_STREAM):
+ *
+ *   HS_WRAPPER=1            run by the wrapper (protocol version)
+ *   HS_ROLE                 "fetcher" (service account) or "writer" (the caller)
+ *   HS_CALLER_UID/GID/USER  who ran the wrapper (the mapfile's user field is matched
+ *                           against HS_CALLER_USER; relative paths use HS_CALLER_UID)
+ *   HS_MAPFILE_PATH         where fd 3 came from (for FILE:LINE messages only)
+ *
+ * fetcher only: HS_WRITER_PID — its parent; when getppid() no longer says so, it stops.
+ * fetcher fds: 3 mapfile (HS_MAPFILE_FD), 4 token (HS_TOKEN_FD, only when the file
+ * exists), 5 config.json (HS_CONFIG_FD, only when it exists), 6 the pipe to the writer
+ * (HS_OUT_FD). With --serialize, fd 3 carries the host-wide flock; the fetcher closes it
+ * as soon as the values are resolved.
+ * writer fds: 3 the pipe from the fetcher (HS_IN_FD).
+ *
+ * Frames on the pipe: type (1 byte, ASCII), payload length (u32 big-endian), payload.
+ *   'P' put:     u32 BE path length, path (UTF-8, absolute), the value's bytes
+ *   'C' cleanup: path (UTF-8, absolute)
+ *   'E' error:   exit code (1 byte), message (UTF-8) — the writer writes nothing
+ *   'D' done:    empty; the writer acts only after it (all or nothing)
+ * EOF before 'D' or 'E' means the fetcher died: the writer writes nothing (exit 75).
+ * The fetcher stops by itself when its parent (the writer) goes away: the caller may not
+ * signal it, and PR_SET_PDEATHSIG is delivered with the dying parent's rights, so it
+ * would not reach the service account.
+ */
+import { dataError } from "../errors.js";
+
+export const protocolVersion = 1;
+
+export const env = {
+  wrapper: "HS_WRAPPER",
+  role: "HS_ROLE",
+  callerUid: "HS_CALLER_UID",
+  callerGid: "HS_CALLER_GID",
+  callerUser: "HS_CALLER_USER",
+  mapfilePath: "HS_MAPFILE_PATH",
+  mapfileFd: "HS_MAPFILE_FD",
+  tokenFd: "HS_TOKEN_FD",
+  configFd: "HS_CONFIG_FD",
+  outFd: "HS_OUT_FD",
+  writerPid: "HS_WRITER_PID",
+  inFd: "HS_IN_FD",
+} as const;
+
+export type Frame =
+  | { readonly type: "put"; readonly path: string; readonly value: Uint8Array }
+  | { readonly type: "cleanup"; readonly path: string }
+  | { readonly type: "error"; readonly exitCode: number; readonly message: string }
+  | { readonly type: "done" };
+
+/** Largest payload accepted: a value of up to 16 MiB plus its path. */
+export const maxPayload = 16 * 1024 * 1024 + 4096 + 4;
+const maxPath = 4096;
+
+const typeByte = { put: 0x50, cleanup: 0x43, error: 0x45, done: 0x44 } as const; // P C E D
+
+export function encodeFrame(frame: Frame): Buffer {
+  let payload: Buffer;
+  switch (frame.type) {
+    case "put": {
+      const path = Buffer.from(frame.path, "utf8");
+      if (path.length > maxPath) throw dataError(`path too long: ${frame.path.slice(0, 80)}…`);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(path.length);
+      payload = Buffer.concat([head, path, frame.value]);
+      break;
+    }
+    case "cleanup":
+      payload = Buffer.from(frame.path, "utf8");
+      break;
+    case "error":
+      payload = Buffer.concat([Buffer.from([frame.exitCode & 0xff]), Buffer.from(frame.message, "utf8")]);
+      break;
+    case "done":
+      payload = Buffer.alloc(0);
+      break;
+  }
+  if (payload.length > maxPayload) throw dataError("a value is too large to hand to the writer (16 MiB at most)");
+  const header = Buffer.alloc(5);
+  header[0] = typeByte[frame.type];
+  header.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([header, payload]);
+}
+
+/**
+ * Incremental decoder: feed chunks, take complete frames. Throws on anything malformed —
+ * the writer then writes nothing.
+ */
+export class FrameDecoder {
+  private buffer = Buffer.alloc(0);
+
+  push(chunk: Uint8Array): Frame[] {
+    this.buffer = this.buffer.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buffer, chunk]);
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.buffer.length < 5) break;
+      const length = this.buffer.readUInt32BE(1);
+      if (length > maxPayload) throw protocolError(`frame of ${length} bytes is too large`);
+      if (this.buffer.length < 5 + length) break;
+      const type = this.buffer[0];
+      const payload = this.buffer.subarray(5, 5 + length);
+      this.buffer = this.buffer.subarray(5 + length);
+      frames.push(decodePayload(type, payload));
+    }
+    return frames;
+  }
+
+  /** Bytes of an incomplete frame still buffered. */
+  get pending(): number {
+    return this.buffer.length;
+  }
+}
+
+function decodePayload(type: number | undefined, payload: Buffer): Frame {
+  switch (type) {
+    case typeByte.put: {
+      if (payload.length < 4) throw protocolError("short put frame");
+      const pathLength = payload.readUInt32BE(0);
+      if (pathLength === 0 || pathLength > maxPath || 4 + pathLength > payload.length) throw protocolError("bad path length in put frame");
+      const path = decodeUtf8(payload.subarray(4, 4 + pathLength));
+      // Copy: the value must not keep the whole receive buffer alive.
+      return { type: "put", path, value: new Uint8Array(payload.subarray(4 + pathLength)) };
+    }
+    case typeByte.cleanup:
+      if (payload.length === 0 || payload.length > maxPath) throw protocolError("bad cleanup frame");
+      return { type: "cleanup", path: decodeUtf8(payload) };
+    case typeByte.error:
+      if (payload.length < 1) throw protocolError("short error frame");
+      return { type: "error", exitCode: payload[0]!, message: decodeUtf8(payload.subarray(1)) };
+    case typeByte.done:
+      if (payload.length !== 0) throw protocolError("done frame with a payload");
+      return { type: "done" };
+    default:
+      throw protocolError(`unknown frame type ${type}`);
+  }
+}
+
+function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw protocolError("a path or message is not valid UTF-8");
+  }
+}
+
+function protocolError(message: string): Error {
+  return dataError(`wrapper protocol: ${message}`);
+}

@@ -1,0 +1,65 @@
+/** `homelab-secrets doctor` against a real per-user setup, then with each thing broken. */
+import { chmodSync, chownSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { cliPath, createHost, describeAsRoot, type Host } from "./harness.js";
+
+describeAsRoot("homelab-secrets doctor", () => {
+  let host: Host;
+  beforeAll(async () => {
+    host = await createHost({ users: 1 });
+    host.writeMapfile(`${host.users[0]!.name} op://V/A/one one.txt\n`);
+  });
+  afterAll(async () => {
+    await host?.destroy();
+  });
+  const doctor = () =>
+    execa(process.execPath, [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", host.wrapper, "--service-user", host.svc.name], { reject: false });
+  const restore = () => {
+    chmodSync(join(host.configDir, "token"), 0o600);
+    chownSync(join(host.configDir, "token"), host.svc.uid, host.svc.gid);
+    host.writeMapfile(`${host.users[0]!.name} op://V/A/one one.txt\n`);
+    host.writeConfig({ source: { type: "file", path: host.vaultFile } });
+    chownSync(host.wrapper, host.svc.uid, host.svc.gid);
+    chmodSync(host.wrapper, 0o6755);
+    chmodSync(host.configDir, 0o755);
+  };
+  afterEach(restore);
+
+  it("passes a correct setup, one ok line per check", async () => {
+    const r = await doctor();
+    expect(r.exitCode, r.stdout).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines.map((l) => l.split(":")[0])).toEqual([
+      "ok      service account",
+      "ok      config directory",
+      "ok      token",
+      "ok      mapfile",
+      "ok      config.json",
+      "ok      wrapper",
+    ]);
+  });
+
+  it.each([
+    ["token readable by others", () => chmodSync(join(host.configDir, "token"), 0o644), /UNSAFE {2}token: .*accessible to group or others/],
+    ["token owned by root", () => chownSync(join(host.configDir, "token"), 0, 0), /UNSAFE {2}token: .*not owned by/],
+    ["mapfile group-writable", () => host.writeMapfile("", { mode: 0o660 }), /UNSAFE {2}mapfile: .*writable by group or others/],
+    ["mapfile world-readable", () => host.writeMapfile("", { mode: 0o644 }), /UNSAFE {2}mapfile: .*readable by others/],
+    ["mapfile owned by the service account", () => host.writeMapfile("", { owner: host.svc.uid }), /UNSAFE {2}mapfile: .*not owned by root/],
+    ["mapfile in root's group", () => host.writeMapfile("", { group: 0 }), /UNSAFE {2}mapfile: .*group is not/],
+    ["config.json writable by others", () => chmodSync(join(host.configDir, "config.json"), 0o666), /UNSAFE {2}config\.json: .*writable by group or others/],
+    ["config.json invalid", () => writeFileSync(join(host.configDir, "config.json"), "{"), /UNSAFE {2}config\.json: .*not valid JSON/],
+    ["wrapper without SUID", () => chmodSync(host.wrapper, 0o2755), /UNSAFE {2}wrapper: .*not set-user-ID/],
+    ["wrapper without SGID", () => chmodSync(host.wrapper, 0o4755), /UNSAFE {2}wrapper: .*not set-group-ID/],
+    ["wrapper world-writable", () => chmodSync(host.wrapper, 0o6757), /UNSAFE {2}wrapper: .*writable by group or others/],
+    ["wrapper SUID root", () => { chownSync(host.wrapper, 0, 0); chmodSync(host.wrapper, 0o6755); }, /UNSAFE {2}wrapper: .*set-user-ID root/],
+    ["config directory group-writable", () => chmodSync(host.configDir, 0o775), /UNSAFE {2}config directory: .*writable by group or others/],
+  ])("flags %s (exit 78)", async (_name, breakIt, pattern) => {
+    breakIt();
+    const r = await doctor();
+    expect(r.exitCode).toBe(78);
+    expect(r.stdout).toMatch(pattern);
+    expect(r.stdout.match(/^UNSAFE/gm)).toHaveLength(1);
+  });
+});

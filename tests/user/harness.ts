@@ -1,0 +1,267 @@
+/**
+ * A real per-user setup for the wrapper suites, as root: a service account and ordinary
+ * users (unique names per run, removed afterwards), a private wrapper build with its own
+ * config directory, installed SUID+SGID to the service account, and /run/user/<uid>
+ * directories standing in for logind's.
+ *
+ * Without root (or cc, setpriv, useradd, a built helper/dist) the suites are skipped with
+ * a loud warning; with CI=true a missing prerequisite fails instead.
+ */
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa, type Options, type Result } from "execa";
+import { describe, it } from "vitest";
+// @ts-ignore: plain JavaScript build script without type declarations
+import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const distCli = join(repoRoot, "helper/dist/cli.js");
+
+/** The CLI entry point the test wrapper execs (the same one a real install uses). */
+export function cliPath(): string {
+  return distCli;
+}
+
+function which(command: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function missingPrerequisite(): string | undefined {
+  if (process.getuid?.() !== 0) return "not running as root (needs real users, chown and a SUID install)";
+  for (const tool of ["cc", "setpriv", "useradd", "userdel", "groupdel"]) if (!which(tool)) return `${tool} is not installed`;
+  if (!existsSync(distCli)) return "helper/dist is not built (run npm run build)";
+  return undefined;
+}
+
+/** describe() for suites that need root; skips loudly, or fails under CI=true. */
+export function describeAsRoot(name: string, body: () => void): void {
+  const missing = missingPrerequisite();
+  if (!missing) return describe(name, body);
+  if (process.env["CI"] === "true") {
+    describe(name, () => {
+      it("has its prerequisites (CI=true: a missing prerequisite is a failure)", () => {
+        throw new Error(`${name}: ${missing}`);
+      });
+    });
+    return;
+  }
+  console.warn(`\n*** SKIPPING "${name}": ${missing} ***\n`);
+  describe.skip(name, body);
+}
+
+export interface Account {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface Host {
+  readonly dir: string;
+  readonly configDir: string;
+  readonly wrapper: string;
+  readonly svc: Account;
+  readonly users: Account[];
+  readonly token: string;
+  readonly vaultFile: string;
+  writeMapfile(text: string, options?: { owner?: number; group?: number; mode?: number }): void;
+  writeVault(vault: unknown): void;
+  writeConfig(config: unknown | undefined): void;
+  secretsDir(user: Account): string;
+  /** Run the wrapper as `user` with only the given environment (plus PATH). */
+  run(user: Account, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<Result>;
+  /** Run any command as `user`. */
+  runAs(user: Account, command: string, args: string[], options?: Options): ReturnType<typeof execa>;
+  destroy(): Promise<void>;
+}
+
+function idOf(kind: "-u" | "-g", name: string): number {
+  return Number(execFileSync("id", [kind, name], { encoding: "utf8" }).trim());
+}
+
+export async function createHost(options: { users: number; lockTimeoutSeconds?: number; vault?: unknown }): Promise<Host> {
+  const tag = `hst${randomBytes(3).toString("hex")}`;
+  const created: string[] = [];
+  const runDirs: string[] = [];
+  const dir = mkdtempSync("/tmp/hs-user-");
+  const destroy = async () => {
+    const uids = new Set(created.map((name) => idOf("-u", name)));
+    killProcessesOf(uids);
+    for (const name of created) {
+      try {
+        execFileSync("userdel", [name], { stdio: "ignore" });
+      } catch {
+        /* reported below */
+      }
+      try {
+        execFileSync("groupdel", [name], { stdio: "ignore" });
+      } catch {
+        /* userdel usually removed it */
+      }
+    }
+    for (const runDir of runDirs) rmSync(runDir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+    const left = created.filter((name) => {
+      try {
+        execFileSync("id", [name], { stdio: "ignore" });
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (left.length > 0) throw new Error(`could not remove test users ${left.join(", ")}`);
+  };
+  try {
+    chmodSync(dir, 0o755);
+    const add = (name: string, system: boolean): Account => {
+      execFileSync("useradd", [...(system ? ["-r"] : []), "-M", "-U", "-s", system ? "/usr/sbin/nologin" : "/bin/sh", name], { stdio: "pipe" });
+      created.push(name);
+      return { name, uid: idOf("-u", name), gid: idOf("-g", name) };
+    };
+    const svc = add(`${tag}svc`, true);
+    const users = Array.from({ length: options.users }, (_, i) => add(`${tag}u${i}`, false));
+
+    const configDir = join(dir, "etc");
+    mkdirSync(configDir, { mode: 0o755 });
+    const vaultDir = join(dir, "vault");
+    mkdirSync(vaultDir, { mode: 0o700 });
+    chownSync(vaultDir, svc.uid, svc.gid);
+    const vaultFile = join(vaultDir, "vault.json");
+    const token = `test-token-${randomBytes(12).toString("hex")}`;
+    writeOwned(join(configDir, "token"), `${token}\n`, svc.uid, svc.gid, 0o600);
+
+    const binDir = join(dir, "bin");
+    mkdirSync(binDir, { mode: 0o755 });
+    const wrapper: string = buildWrapper({
+      configDir,
+      out: join(binDir, "homelab-secrets-user"),
+      cli: cliPath(),
+      ...(options.lockTimeoutSeconds ? { lockTimeoutSeconds: options.lockTimeoutSeconds } : {}),
+    });
+    chownSync(wrapper, svc.uid, svc.gid);
+    chmodSync(wrapper, 0o6755);
+
+    for (const user of users) {
+      const runDir = `/run/user/${user.uid}`;
+      rmSync(runDir, { recursive: true, force: true });
+      mkdirSync(runDir, { recursive: true, mode: 0o700 });
+      chownSync(runDir, user.uid, user.gid);
+      chmodSync(runDir, 0o700);
+      runDirs.push(runDir);
+    }
+
+    const host: Host = {
+      dir,
+      configDir,
+      wrapper,
+      svc,
+      users,
+      token,
+      vaultFile,
+      writeMapfile(text, o = {}) {
+        writeOwned(join(configDir, "mapfile"), text, o.owner ?? 0, o.group ?? svc.gid, o.mode ?? 0o640);
+      },
+      writeVault(vault) {
+        writeOwned(vaultFile, JSON.stringify(vault), svc.uid, svc.gid, 0o600);
+      },
+      writeConfig(config) {
+        const path = join(configDir, "config.json");
+        if (config === undefined) rmSync(path, { force: true });
+        else writeOwned(path, JSON.stringify(config), 0, 0, 0o644);
+      },
+      secretsDir: (user) => `/run/user/${user.uid}/secrets`,
+      run(user, args, o = {}) {
+        // env(1) runs as the user already: setpriv itself never sees the test's variables.
+        const vars = Object.entries({ PATH: "/usr/bin:/bin", ...o.env }).map(([k, v]) => `${k}=${v}`);
+        return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, wrapper, ...args], {
+          env: { PATH: "/usr/bin:/bin" },
+          extendEnv: false,
+          reject: false,
+          cwd: "/",
+          timeout: o.timeoutMs ?? 60_000,
+        });
+      },
+      runAs(user, command, args, o = {}) {
+        const vars = Object.entries({ PATH: "/usr/bin:/bin", ...(o.env as Record<string, string> | undefined) }).map(([k, v]) => `${k}=${v}`);
+        return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, command, ...args], {
+          reject: false,
+          cwd: "/",
+          ...o,
+          env: { PATH: "/usr/bin:/bin" },
+          extendEnv: false,
+        });
+      },
+      destroy,
+    };
+    host.writeVault(options.vault ?? { vaults: {} });
+    host.writeConfig({ source: { type: "file", path: vaultFile } });
+    host.writeMapfile("");
+    return host;
+  } catch (error) {
+    await destroy().catch(() => undefined);
+    throw error;
+  }
+}
+
+function asUser(user: Account): string[] {
+  return ["--reuid", String(user.uid), "--regid", String(user.gid), "--init-groups", "--"];
+}
+
+function writeOwned(path: string, text: string, uid: number, gid: number, mode: number): void {
+  rmSync(path, { force: true });
+  writeFileSync(path, text, { mode });
+  chownSync(path, uid, gid);
+  chmodSync(path, mode);
+}
+
+/** Processes owned by the test accounts (all started by these tests), killed by pid. */
+export function processesOf(uids: ReadonlySet<number>): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      const uidLine = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+      if (uidLine && [1, 2, 3].some((i) => uids.has(Number(uidLine[i])))) pids.push(Number(entry));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+function killProcessesOf(uids: ReadonlySet<number>): void {
+  for (const pid of processesOf(uids)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+export function modeOf(path: string): number {
+  return lstatSync(path).mode & 0o7777;
+}
+
+/** Every path below `dir` (relative), sorted; [] when it does not exist. */
+export function listTree(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (sub: string) => {
+    for (const entry of readdirSync(join(dir, sub), { withFileTypes: true })) {
+      const rel = sub ? `${sub}/${entry.name}` : entry.name;
+      out.push(entry.isDirectory() ? `${rel}/` : rel);
+      if (entry.isDirectory()) walk(rel);
+    }
+  };
+  walk("");
+  return out.sort();
+}
