@@ -30,7 +30,8 @@ interface Holder {
 /**
  * A host-wide lock file holding the owner's pid, created with O_EXCL. A lock whose owner
  * no longer exists (killed with SIGKILL) is taken over. Waits up to 5 minutes, polling
- * every second, saying so every 5 seconds, and gives up at once on the abort signal.
+ * every ~100 ms (a boot storm hands over quickly), saying so every 5 seconds, and gives up
+ * at once on the abort signal.
  *
  * Each acquisition writes a random nonce beside its pid, so a holder never removes a lock
  * that is no longer its own and a stale lock is only broken if it is still the same one.
@@ -38,7 +39,7 @@ interface Holder {
 export async function acquireLock(path: string, options: LockOptions): Promise<Lock> {
   const { log, signal } = options;
   const timeoutMs = options.timeoutMs ?? 300_000;
-  const pollMs = options.pollMs ?? 1000;
+  const pollMs = options.pollMs ?? 100;
   const reportMs = options.reportMs ?? 5000;
   await mkdir(dirname(path), { recursive: true, mode: 0o755 }).catch(() => undefined);
   const started = performance.now();
@@ -65,7 +66,8 @@ export async function acquireLock(path: string, options: LockOptions): Promise<L
       lastReport = now;
     }
     try {
-      await sleep(pollMs, signal);
+      // Jitter keeps waiters from polling in lockstep.
+      await sleep(pollMs + Math.floor(Math.random() * (pollMs / 2)), signal);
     } catch {
       throw tempFailError(`interrupted while waiting for the lock ${path}`);
     }
