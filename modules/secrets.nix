@@ -36,6 +36,8 @@ let
     inherit pkgs;
     inherit (cfg) package;
     inherit (cfg.onePassword) tokenFile connectTokenFile;
+    # Its systemctl: every secrets unit queues its service's start (recovery after a failed fetch).
+    systemd = config.systemd.package;
   };
 
   modeOption =

@@ -327,9 +327,13 @@ let
       tokenFile ? null,
       # Default token for connect sources.
       connectTokenFile ? null,
+      # The systemd whose systemctl the secrets unit uses to start its service again after a
+      # late success (NixOS: config.systemd.package).
+      systemd ? pkgs.systemd,
     }:
     let
       exe = "${package}/bin/homelab-secrets";
+      systemctl = "${systemd}/bin/systemctl";
 
       # The spec in the store, checked by `homelab-secrets check` when it is built.
       specFile =
@@ -462,6 +466,21 @@ let
                   verbose
                   ;
               };
+              # Recovery from a transient failure (e.g. exit 75: backend unreachable at boot).
+              # A failed fetch fails the service's start job (result `dependency`) and that job
+              # is gone; Restart= then re-runs only this unit, so nothing would start the
+              # service again. So every run first queues a start of the service: it waits for
+              # this unit (After=) and needs it (Requires=), so it starts the service only if
+              # this run's fetch succeeds, and fails as `dependency` again otherwise.
+              # - When the service's own start or restart job is what runs this unit, the
+              #   queued start merges into that job: no second start. --no-block: never wait
+              #   for a job that itself waits for this unit.
+              # - --job-mode=fail: a pending stop (`systemctl stop` racing us) is never undone.
+              # - ExecStartPre=, not ExecStartPost=: systemd re-applies RuntimeDirectory=
+              #   ownership (recursively, to this unit's user, root) before every command, which
+              #   after the fetch would take the files away from their owner.
+              # - "+": outside this unit's sandbox; "-": a refused start is logged and ignored.
+              ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${service}" ];
               ExecStop = "${exe} cleanup --spec ${specFile spec}";
               LoadCredential = credentialFor spec token;
               TimeoutStartSec = toString (timeoutFor deadline);

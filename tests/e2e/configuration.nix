@@ -3,7 +3,9 @@
 # into a Debian systemd 252 container.
 #
 # Everything resolves from the local `file` vault /etc/homelab-secrets/vault.json (the e2e
-# suite writes it), except connect-demo (a Connect server on 127.0.0.1:18181).
+# suite writes it), except connect-demo (a Connect server on 127.0.0.1:18181) and
+# recovery-demo (its own Connect server on 127.0.0.1:18182: connect.test.ts and
+# recovery.test.ts run in parallel and the containers share the host's loopback).
 # Vault fields used: Demo/static/{password,username}, Demo/nasty/n1…n12,
 # Demo/dynamic/password, Demo/connect/password, Demo/storm/password,
 # Demo/alice/token, Demo/bob/token; Demo/missing does not exist.
@@ -37,6 +39,11 @@ in
     group = "connect-demo";
   };
   users.groups.connect-demo = { };
+  users.users.recovery-demo = {
+    isSystemUser = true;
+    group = "recovery-demo";
+  };
+  users.groups.recovery-demo = { };
   users.users.alice = {
     isNormalUser = true;
     group = "users";
@@ -68,6 +75,17 @@ in
       source = vault;
       files.password.reference = "op://Demo/missing/password";
     };
+
+    # Connect down at start, up later: the fetch fails with 75 after a short deadline, the
+    # secrets unit restarts after RestartSec= and then starts the service (recovery.test.ts).
+    recovery-demo = {
+      source = {
+        type = "connect";
+        host = "http://127.0.0.1:18182";
+      };
+      files.password.reference = "op://Demo/connect/password";
+      deadline = 3;
+    };
   }
   // lib.genAttrs stormNames (_: {
     source = vault;
@@ -83,6 +101,12 @@ in
     };
 
     missing-demo.serviceConfig.ExecStart = probe "missing-demo";
+
+    recovery-demo.serviceConfig = {
+      User = "recovery-demo";
+      Group = "recovery-demo";
+      ExecStart = probe "recovery-demo";
+    };
 
     # --- the helpers, used directly ----------------------------------------------------
     dynamic-demo = lib.mkMerge [

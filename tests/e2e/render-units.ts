@@ -28,9 +28,15 @@ export interface Golden {
   tmpfiles?: string[];
 }
 
-/** Where each store path named in `storePaths` lives inside the container. */
+/**
+ * Where each store path named in `storePaths` lives inside the container:
+ * - `package`: the helper, installed by scenario.ts under /opt/homelab-secrets;
+ * - `systemd`: the systemd package (the secrets units run `<systemd>/bin/systemctl`): the
+ *   container's own systemd, whose binaries Debian keeps under /usr (/usr/bin/systemctl).
+ */
 export const containerPathFor: Record<string, string> = {
   package: "/opt/homelab-secrets",
+  systemd: "/usr",
 };
 
 export function loadGolden(path: string): Golden {

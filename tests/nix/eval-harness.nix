@@ -410,6 +410,11 @@ let
         type = types.attrsOf (types.submodule serviceModule);
         default = { };
       };
+      # nixos/modules/system/boot/systemd.nix
+      systemd.package = mkOption {
+        type = types.package;
+        default = pkgs.systemd;
+      };
       systemd.tmpfiles.rules = mkOption {
         type = types.listOf types.str;
         default = [ ];
@@ -610,11 +615,19 @@ in
   inherit (config) warnings;
   tmpfiles = config.systemd.tmpfiles.rules;
   wrappers = config.security.wrappers;
-  storePaths.package = toString config.homelab.package;
+  storePaths = {
+    package = toString config.homelab.package;
+    systemd = toString config.systemd.package;
+  };
 
   # The golden file for the nspawn e2e suite (needs --read-write-mode for `files`).
   golden = {
-    storePaths.package = toString config.homelab.package;
+    # Store paths the units name; the e2e suite maps each to its place in the container
+    # (tests/e2e/render-units.ts containerPathFor): the helper, and systemd (for systemctl).
+    storePaths = {
+      package = toString config.homelab.package;
+      systemd = toString config.systemd.package;
+    };
     files = listToAttrs (map (p: nameValuePair p (builtins.readFile p)) referencedFiles);
     inherit units etc;
     tmpfiles = config.systemd.tmpfiles.rules;

@@ -9,7 +9,7 @@ import { evalHarness, findNixInstantiate, findNixpkgsLib, inCI, repoRoot } from 
 type Section = Record<string, string | string[]>;
 type Unit = Record<string, Section>;
 interface Golden {
-  storePaths: { package: string };
+  storePaths: { package: string; systemd: string };
   files: Record<string, string>;
   units: Record<string, Unit>;
   etc: Record<string, { text?: string; mode: string; user: string; group: string }>;
@@ -62,6 +62,33 @@ if (skip && inCI && nix === undefined) {
         expect(app.Unit!.After).toBe("static-demo-secrets.service");
         expect(app.Unit!.Requires).toBe("static-demo-secrets.service");
         expect(app.Service!.ExecStart).toBe("/usr/local/bin/e2e-probe static-demo");
+      });
+
+      it("queues the service's start from every run of the secrets unit, so a retry that succeeds brings the service back", () => {
+        const golden = g();
+        expect(golden.storePaths.systemd).toMatch(/^\/nix\/store\/[0-9a-z]{32}-systemd-/);
+        const secretsUnits = Object.keys(golden.units).filter((n) => n.endsWith("-secrets.service"));
+        expect(secretsUnits.length).toBeGreaterThanOrEqual(24);
+        for (const name of secretsUnits) {
+          const service = name.replace(/-secrets\.service$/, ".service");
+          const unit = golden.units[name]!;
+          // Before the fetch: the queued start waits for this unit (After=) and needs it (Requires=).
+          expect(asList(unit.Service!.ExecStartPre), name).toEqual([
+            `-+${golden.storePaths.systemd}/bin/systemctl start --no-block --job-mode=fail ${service}`,
+          ]);
+          // Not after it: systemd re-chowns RuntimeDirectory= to the unit's user before every command.
+          expect(unit.Service!.ExecStartPost, name).toBeUndefined();
+          expect(unit.Service!.Restart, name).toBe("on-failure");
+          expect(unit.Service!.RestartSec, name).toBe("10s");
+          expect(unit.Unit!.PartOf, name).toBe(service);
+          expect(golden.units[service]!.Unit!.After, service).toBe(name);
+          expect(golden.units[service]!.Unit!.Requires, service).toBe(name);
+        }
+        // DynamicUser services fetch in their own ExecStartPre=: nothing to queue there.
+        expect(asList(golden.units["dynamic-demo.service"]!.Service!.ExecStartPre)).toHaveLength(1);
+        expect(String(golden.units["dynamic-demo.service"]!.Service!.ExecStartPre)).not.toContain("systemctl");
+        // The e2e recovery scenario's unit: its own Connect port and a short deadline.
+        expect(String(golden.units["recovery-demo-secrets.service"]!.Service!.ExecStart)).toMatch(/ --deadline 3$/);
       });
 
       it("loads the token as a credential, never through the environment", () => {
@@ -190,6 +217,23 @@ if (skip && inCI && nix === undefined) {
           setgid: true,
           source: `${golden.storePaths.package}/libexec/homelab-secrets/homelab-secrets-user`,
         });
+      });
+    });
+
+    describe("systemd.package", () => {
+      it("is the systemd whose systemctl the secrets unit runs", () => {
+        const units = run(
+          "units",
+          `{ ... }: {
+            systemd.package = { type = "derivation"; name = "systemd-custom"; outPath = "/nix/store/00000000000000000000000000000000-systemd-custom"; };
+            homelab.onePassword.tokenFile = "/run/agenix/op";
+            homelab.secrets.app.files.x.reference = "op://V/i/f";
+            systemd.services.app.serviceConfig.ExecStart = "/bin/true";
+          }`,
+        ) as Record<string, Unit>;
+        expect(units["app-secrets.service"]!.Service!.ExecStartPre).toBe(
+          "-+/nix/store/00000000000000000000000000000000-systemd-custom/bin/systemctl start --no-block --job-mode=fail app.service",
+        );
       });
     });
 
