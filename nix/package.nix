@@ -6,7 +6,7 @@
 #                                                               it SUID/SGID via security.wrappers)
 #
 # npm dependencies come from package-lock.json through nix/npm-deps.nix (fixed-output
-# `npm pack` per package, hashes = the lock's integrity); see docs/nix.md for why not node2nix.
+# `npm pack` per package, hashes = the lock's integrity); see README.md, "Packaging: why not node2nix".
 {
   lib,
   stdenv,

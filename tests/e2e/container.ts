@@ -7,7 +7,7 @@
  * `cx()` runs commands inside, `teardown()` ends everything by PID and removes the run dir.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface RunResult {
@@ -65,6 +65,57 @@ const alive = (pid: number) => existsSync(`/proc/${pid}`);
 const runBase = "/var/tmp/homelab-secrets-e2e";
 
 /**
+ * nspawn --keep-unit puts a container's `payload` cgroup under the cgroup it starts in, so two
+ * containers started from one test process would share (and fight over) one. Each container
+ * gets a cgroup of its own below ours instead; that also lets teardown end every process of
+ * it at once (cgroup.kill), including the container's init, which nspawn puts in its own session.
+ */
+function ownCgroup2Dir(): string | undefined {
+  try {
+    const mount = readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .map((line) => line.split(" "))
+      .find((f) => f[f.indexOf("-") + 1] === "cgroup2");
+    const own = readFileSync("/proc/self/cgroup", "utf8").split("\n").find((l) => l.startsWith("0::"));
+    if (!mount || !own) return undefined;
+    return join(mount[4]!, own.slice(3));
+  } catch {
+    return undefined;
+  }
+}
+
+function killCgroup(dir: string): void {
+  try {
+    writeFileSync(join(dir, "cgroup.kill"), "1");
+  } catch {
+    /* gone already, or a kernel without cgroup.kill */
+  }
+}
+
+/** rmdir a cgroup tree, children first (cgroups cannot be removed recursively). */
+function removeCgroup(dir: string): void {
+  try {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) removeCgroup(join(dir, entry.name));
+    rmdirSync(dir);
+  } catch {
+    /* still has processes, or gone */
+  }
+}
+
+/** The container's init: the nspawn child that is PID 1 in its own PID namespace. */
+function findInit(nspawn: number): number | undefined {
+  for (const pid of childrenOf(nspawn)) {
+    try {
+      const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]?.trim().split(/\s+/);
+      if (nspid && nspid.length > 1 && nspid.at(-1) === "1") return pid;
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return undefined;
+}
+
+/**
  * Remove what a crashed earlier run left behind (its test process is gone): end its nspawn
  * process group by the recorded id, unmount its overlay, delete its run dir.
  */
@@ -84,6 +135,14 @@ async function sweepStale(): Promise<void> {
       if (pgid && alive(pgid)) process.kill(-pgid, "SIGKILL");
     } catch {
       /* never booted, or already gone */
+    }
+    try {
+      const cgroup = readFileSync(join(dir, "cgroup"), "utf8").trim();
+      killCgroup(cgroup);
+      await sleep(200);
+      removeCgroup(cgroup);
+    } catch {
+      /* no cgroup of its own */
     }
     await run("umount", ["-l", join(dir, "root")], { allowFail: true });
     rmSync(dir, { recursive: true, force: true });
@@ -115,6 +174,7 @@ export class Container {
   private overlay = false;
   private timeoutPid = 0;
   private leader = 0;
+  private cgroup: string | undefined;
 
   private constructor(private readonly options: ContainerOptions, runDir: string) {
     this.name = options.name;
@@ -145,12 +205,22 @@ export class Container {
     const binds = Object.entries(this.options.bindsRo ?? {}).map(([h, c]) => `--bind-ro=${h}:${c}`);
     const lifetime = String(this.options.lifetimeSec ?? 600);
     const console = join(this.runDir, "console.log");
+    const parent = ownCgroup2Dir();
+    if (parent) {
+      try {
+        this.cgroup = join(parent, `hs-e2e-${this.runDir.split("/").at(-1)}`);
+        mkdirSync(this.cgroup);
+        writeFileSync(join(this.runDir, "cgroup"), `${this.cgroup}\n`);
+      } catch {
+        this.cgroup = undefined;
+      }
+    }
     const child = spawn(
       "sh",
-      ["-c", 'exec timeout --kill-after=10 "$@" >"$0" 2>&1 </dev/null', console, lifetime,
+      ["-c", '[ -z "$HS_E2E_CGROUP" ] || echo $$ > "$HS_E2E_CGROUP/cgroup.procs" || exit 90; exec timeout --kill-after=10 "$@" >"$0" 2>&1 </dev/null', console, lifetime,
         "systemd-nspawn", "-D", this.root, "--boot", `--machine=${this.name}`, "--register=no", "--keep-unit",
         "--console=read-only", "-q", ...binds],
-      { detached: true, stdio: "ignore", env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } },
+      { detached: true, stdio: "ignore", env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1", HS_E2E_CGROUP: this.cgroup ?? "" } },
     );
     child.unref();
     this.timeoutPid = child.pid!;
@@ -158,7 +228,7 @@ export class Container {
     const deadline = Date.now() + 30_000;
     while (!this.leader) {
       const nspawn = childrenOf(this.timeoutPid)[0];
-      const init = nspawn ? childrenOf(nspawn)[0] : undefined;
+      const init = nspawn ? findInit(nspawn) : undefined;
       if (init) this.leader = init;
       else if (!alive(this.timeoutPid) || Date.now() > deadline) throw new Error(`nspawn did not start:\n${this.console()}`);
       else await sleep(20);
@@ -247,12 +317,15 @@ export class Container {
     }
     this.kill();
     for (let i = 0; i < 100 && this.timeoutPid && alive(this.timeoutPid); i++) await sleep(50);
+    for (let i = 0; i < 100 && this.leader && alive(this.leader); i++) await sleep(50);
+    if (this.cgroup) removeCgroup(this.cgroup);
     if (this.overlay) await run("umount", ["-l", this.root], { allowFail: true });
     if (!process.env["HOMELAB_E2E_KEEP"]) rmSync(this.runDir, { recursive: true, force: true });
   }
 
   /** Synchronous last resort: SIGKILL the container's init and the nspawn process group. */
   kill(): void {
+    if (this.cgroup) killCgroup(this.cgroup);
     for (const [pid, group] of [[this.leader, false], [this.timeoutPid, true]] as const) {
       if (!pid) continue;
       try {
