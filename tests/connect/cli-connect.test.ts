@@ -78,6 +78,20 @@ describe.skipIf(!built)("homelab-secrets CLI with the connect source", () => {
     expect(fake.requests).toHaveLength(5);
   });
 
+  it("references by vault and item ID cost one request (exit 0)", async () => {
+    const vaultId = fake.ids.vaults["Homelab"]!;
+    const itemId = fake.ids.items["Homelab"]!["Transmission"]!;
+    const { file, outputDir } = await writeSpec("by-id", {
+      pw: `op://${vaultId}/${itemId}/password`,
+      email: `op://${vaultId}/${itemId}/Admin/email`,
+    });
+    const result = await run(["fetch", "--spec", file]);
+    expect(result.exitCode).toBe(0);
+    expect(await readFile(join(outputDir, "pw"), "utf8")).toBe('pw "transmission" $x');
+    expect(await readFile(join(outputDir, "email"), "utf8")).toBe("admin@example.org");
+    expect(fake.requests.map((r) => r.path)).toEqual([`/v1/vaults/${vaultId}/items/${itemId}`]);
+  });
+
   it("a wrong token exits 77, names no token, writes nothing", async () => {
     const { file, outputDir } = await writeSpec("badtoken", { pw: "op://Homelab/Grafana/password" });
     const badCredentials = join(dir, "bad-credentials");

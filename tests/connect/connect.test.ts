@@ -1,10 +1,18 @@
 // The connect source against the fake Connect server, over real HTTP on 127.0.0.1.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { Agent, ClientRequest, RequestOptions } from "node:http";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { HomelabError } from "../../helper/src/errors.js";
 import { createLogger } from "../../helper/src/log.js";
 import { parseReference } from "../../helper/src/reference.js";
 import { createDeadline } from "../../helper/src/retry.js";
-import { createConnectSource, parseRetryAfter } from "../../helper/src/sources/connect.js";
+import { createConnectSource, defaultMaxResponseBytes, httpModuleFor, parseRetryAfter } from "../../helper/src/sources/connect.js";
 import { startFakeConnect, stableId, totp } from "./fake-connect.mjs";
 
 const token = "test-connect-token.eyJhbGciOiJFUzI1NiJ9.c2VjcmV0LXRva2VuLWJvZHk";
@@ -81,6 +89,12 @@ async function failure(promise: Promise<unknown>): Promise<HomelabError> {
   throw new Error("expected the promise to reject");
 }
 
+/** Wait until `done()` or `ms` pass (requests destroyed in flight may still reach the server). */
+async function settle(done: () => boolean, ms = 300) {
+  const until = performance.now() + ms;
+  while (!done() && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 const itemPath = (vaultName: string, item: string) =>
   `/v1/vaults/${fake.ids.vaults[vaultName]}/items/${fake.ids.items[vaultName]![item]}`;
 
@@ -126,6 +140,42 @@ describe("resolving", () => {
     const error = await failure(resolve(["op://Homelab/abcdefghijklmnopqrstuvwxyz/password"]));
     expect(error.exitCode).toBe(69);
     expect(error.message).toContain('item "abcdefghijklmnopqrstuvwxyz" not found in vault "Homelab"');
+  });
+
+  it("vault and item IDs: one request for the item, shared by every reference to it", async () => {
+    const vaultId = fake.ids.vaults["Homelab"]!;
+    const itemId = fake.ids.items["Homelab"]!["Transmission"]!;
+    const values = await resolve([`op://${vaultId}/${itemId}/password`, `op://${vaultId}/${itemId}/Admin/email`]);
+    expect([...values.values()]).toEqual(["pw-transmission", "admin@example.org"]);
+    expect(fake.requests.map((r) => r.path + r.search)).toEqual([itemPath("Homelab", "Transmission")]);
+  });
+
+  it("vault and item names that only look like IDs: a 404 on the direct fetch falls back to titles", async () => {
+    const vaultName = "abcdefghijklmnopqrstuvwxyz";
+    const itemName = "zyxwvutsrqponmlkjihgfedcba";
+    const other = await startFakeConnect({ vault: { vaults: { [vaultName]: { items: { [itemName]: { fields: { password: "pw-lookalike" } } } } } }, token });
+    try {
+      const values = await resolve([`op://${vaultName}/${itemName}/password`], { src: createConnectSource({ host: other.url, token, retry: fastRetry }) });
+      expect(values.get(`op://${vaultName}/${itemName}/password`)).toBe("pw-lookalike");
+      const vaultId = other.ids.vaults[vaultName]!;
+      expect(other.requests.map((r) => `${r.status} ${r.path}${r.search}`)).toEqual([
+        `404 /v1/vaults/${vaultName}/items/${itemName}`, // both look like IDs: tried directly
+        `404 /v1/vaults/${vaultName}`,
+        `200 /v1/vaults?filter=title eq "${vaultName}"`,
+        `404 /v1/vaults/${vaultId}/items/${itemName}`,
+        `200 /v1/vaults/${vaultId}/items?filter=title eq "${itemName}"`,
+        `200 /v1/vaults/${vaultId}/items/${other.ids.items[vaultName]![itemName]}`,
+      ]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("a vault ID with a missing item ID is 69", async () => {
+    const vaultId = fake.ids.vaults["Homelab"]!;
+    const error = await failure(resolve([`op://${vaultId}/abcdefghijklmnopqrstuvwxyz/password`]));
+    expect(error.exitCode).toBe(69);
+    expect(error.message).toContain(`op://${vaultId}/abcdefghijklmnopqrstuvwxyz/password`);
   });
 
   it("matches names case-insensitively (the filter is exact, so it searches the list)", async () => {
@@ -306,8 +356,13 @@ describe("permanent failures", () => {
     expect(error.message).not.toContain(wrong);
     expect(error.message).not.toContain(token);
     expect(performance.now() - started).toBeLessThan(1000);
+    // The first 401 aborts the rest of the batch: the other reference's request is destroyed
+    // in flight, so the server may see it a moment later, or (not yet sent) never.
+    await settle(() => fake.requests.length >= 2);
     expect(fake.requests.every((r) => r.status === 401)).toBe(true);
-    expect(fake.requests).toHaveLength(2); // no retries
+    const paths = fake.requests.map((r) => r.path + r.search);
+    expect(new Set(paths).size).toBe(paths.length); // no retries
+    expect(paths.length).toBeLessThanOrEqual(2);
     for (const line of lines) expect(line).not.toContain(wrong);
   });
 
@@ -367,11 +422,174 @@ describe("permanent failures", () => {
     expect(error.message).not.toContain("pw-grafana");
   });
 
+  it("a UTF-8 byte order mark before the JSON is ignored, as fetch's text() did", async () => {
+    fake.setFaults([{ match: "/v1/vaults", type: "status", status: 200, body: "\uFEFF[]", times: 2 }]);
+    const error = await failure(resolve(["op://Homelab/Grafana/password"]));
+    expect(error.exitCode).toBe(69); // an empty vault list, not "not JSON"
+    expect(error.message).toContain('vault "Homelab" not found');
+  });
+
   it("a redirect is a configuration error, not followed", async () => {
     fake.setFaults([{ type: "status", status: 301, body: "", times: 1 }]);
     const error = await failure(resolve(["op://Homelab/Grafana/password"]));
     expect(error.exitCode).toBe(78);
     expect(fake.requests).toHaveLength(1);
+  });
+});
+
+describe("HTTP transport (node:http / node:https, not global fetch)", () => {
+  it("picks node:https for https:// hosts and node:http otherwise", async () => {
+    expect(await httpModuleFor(new URL("https://connect.invalid"))).toBe(await import("node:https"));
+    expect(await httpModuleFor(new URL("http://connect.invalid"))).toBe(await import("node:http"));
+  });
+
+  it("does not use global fetch", async () => {
+    const original = globalThis.fetch;
+    globalThis.fetch = () => Promise.reject(new Error("global fetch must not be used"));
+    try {
+      expect((await resolve(["op://Homelab/Grafana/password"])).size).toBe(1);
+    } finally {
+      globalThis.fetch = original;
+    }
+  });
+
+  it("sends Bearer auth over one keep-alive agent per batch, limited to maxConcurrency, destroyed at the end", async () => {
+    const seen: { agent: Agent; headers: unknown }[] = [];
+    const sockets = new Set<Socket>();
+    const http = await import("node:http");
+    const request = (url: URL, options: RequestOptions): ClientRequest => {
+      seen.push({ agent: options.agent as Agent, headers: options.headers });
+      return http.request(url, options).on("socket", (socket) => void sockets.add(socket));
+    };
+    const values = await resolve(["op://Homelab/Transmission/password", "op://Homelab/Grafana/password"], { src: source({ request, maxConcurrency: 3 }) });
+    expect(values.size).toBe(2);
+    expect(seen.length).toBe(fake.requests.length);
+    const agent = seen[0]!.agent;
+    expect(agent).toBeInstanceOf(http.Agent);
+    expect(seen.every((s) => s.agent === agent)).toBe(true);
+    expect(agent.keepAlive).toBe(true);
+    expect(agent.maxSockets).toBe(3);
+    expect(seen[0]!.headers).toMatchObject({ authorization: `Bearer ${token}` });
+    expect(fake.requests.every((r) => r.authorized)).toBe(true);
+    // Keep-alive: 5 requests (vault, 2 item searches, 2 items) over at most 2 connections at once.
+    expect(fake.requests).toHaveLength(5);
+    expect(sockets.size).toBeLessThan(5);
+    // The batch destroyed the agent: no socket is left to hold the process open.
+    expect([...sockets].every((socket) => socket.destroyed)).toBe(true);
+    await settle(() => Object.keys(agent.freeSockets).length === 0);
+    expect(Object.keys(agent.sockets)).toHaveLength(0);
+    expect(Object.keys(agent.freeSockets)).toHaveLength(0);
+  });
+
+  it("the run's abort destroys the request in flight", async () => {
+    fake.setFaults([{ type: "hang" }]);
+    const error = await failure(resolve(["op://Homelab/Grafana/password"], { deadlineSeconds: 0.3 }));
+    expect(error.exitCode).toBe(75);
+    expect(error.message).toContain("deadline");
+    await settle(() => fake.requests[0]?.end !== undefined);
+    const [only] = fake.requests;
+    expect(only!.end).toBeDefined(); // the server saw the connection close
+    expect(only!.end! - only!.start).toBeLessThan(1000);
+  });
+
+  it("refuses an answer over the size limit (65, no retry, body not quoted)", async () => {
+    fake.setFaults([{ type: "status", status: 200, body: `{"secret":"pw-grafana","pad":"${"x".repeat(5000)}"}` }]);
+    const error = await failure(resolve(["op://Homelab/Grafana/password"], { src: source({ maxResponseBytes: 4096 }) }));
+    expect(error.exitCode).toBe(65);
+    expect(error.message).toContain("larger than 4 KiB");
+    expect(error.message).not.toContain("pw-grafana");
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it("stops reading a streamed answer without Content-Length once it passes 16 MiB", async () => {
+    expect(defaultMaxResponseBytes).toBe(16 * 1024 * 1024);
+    let sent = 0;
+    let closedEarly = false;
+    const chunk = Buffer.alloc(1024 * 1024, "a");
+    const server = createHttpServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" }); // chunked: no Content-Length
+      res.write("[");
+      const pump = () => {
+        while (sent < 64 && !res.destroyed) {
+          sent += 1;
+          if (!res.write(chunk)) return void res.once("drain", pump);
+        }
+        if (!res.destroyed) res.end("]");
+      };
+      res.on("close", () => (closedEarly = !res.writableFinished));
+      pump();
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    const { port } = server.address() as { port: number };
+    try {
+      const error = await failure(resolve(["op://Homelab/Grafana/password"], { src: createConnectSource({ host: `http://127.0.0.1:${port}`, token, retry: fastRetry }) }));
+      expect(error.exitCode).toBe(65);
+      expect(error.message).toContain("larger than 16384 KiB");
+      await settle(() => closedEarly);
+      expect(closedEarly).toBe(true);
+      expect(sent).toBeLessThan(64);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((done) => server.close(done));
+    }
+  });
+
+  const openssl = (() => {
+    try {
+      execFileSync("openssl", ["version"], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  it.skipIf(!openssl)("talks to an https:// server through node:https (self-signed certificate)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hs-connect-tls-"));
+    try {
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
+      ], { stdio: "ignore", timeout: 20_000 });
+      const cert = readFileSync(join(dir, "cert.pem"));
+      const vaultId = fake.ids.vaults["Homelab"]!;
+      const itemId = fake.ids.items["Homelab"]!["Grafana"]!;
+      const paths: string[] = [];
+      const server = createHttpsServer({ key: readFileSync(join(dir, "key.pem")), cert }, (req, res) => {
+        paths.push(req.url ?? "");
+        if (req.headers.authorization !== `Bearer ${token}`) return void res.writeHead(401).end("{}");
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ id: itemId, title: "Grafana", fields: [{ id: "password", label: "password", value: "pw-tls" }] }));
+      });
+      await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+      const { port } = server.address() as { port: number };
+      const agents: unknown[] = [];
+      // Trust the test certificate; everything else is the source's own choice (module, agent).
+      const request = (url: URL, options: RequestOptions): ClientRequest => {
+        agents.push(options.agent);
+        expect(url.protocol).toBe("https:");
+        return httpsRequest(url, { ...options, ca: cert });
+      };
+      try {
+        const src = createConnectSource({ host: `https://127.0.0.1:${port}`, token, retry: fastRetry, request });
+        const values = await resolve([`op://${vaultId}/${itemId}/password`], { src });
+        expect(values.get(`op://${vaultId}/${itemId}/password`)).toBe("pw-tls");
+        expect(paths).toEqual([`/v1/vaults/${vaultId}/items/${itemId}`]);
+        const https = await import("node:https");
+        expect(agents[0]).toBeInstanceOf(https.Agent);
+        // Without trusting it, the self-signed certificate is a (transient) network failure.
+        const untrusting = createConnectSource({ host: `https://127.0.0.1:${port}`, token, retry: { retries: 0 } });
+        const error = await failure(resolve([`op://${vaultId}/${itemId}/password`], { src: untrusting }));
+        expect(error.exitCode).toBe(75);
+        expect(error.message).toMatch(/cannot reach the Connect server.*(self.signed|certificate)/i);
+        expect(error.message).not.toContain(token);
+      } finally {
+        server.closeAllConnections();
+        await new Promise((done) => server.close(done));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import type { Agent, AgentOptions, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
 import { ExitCode, HomelabError, configError, dataError, notFoundError, permissionError, tempFailError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SecretReference } from "../reference.js";
@@ -12,27 +13,49 @@ import type { ResolveContext, Source } from "./source.js";
  *   GET /v1/vaults/{vaultId}/items/{itemId}            → full item (fields, sections)
  *
  * Names may also be IDs (26 lowercase alphanumerics): those are tried directly first, as
- * `op` does. Names match case-insensitively (1Password's reference rule): the server's
- * exact `title eq` filter is tried first, then the full list is searched. Each vault is
- * looked up once and each item fetched once per batch, concurrently. Every request is
- * retried on transient failures and bounded by its own timeout and by the run's signal.
+ * `op` does; when vault and item both look like IDs the item is fetched in one request.
+ * Names match case-insensitively (1Password's reference rule): the server's exact
+ * `title eq` filter is tried first, then the full list is searched. Each vault is looked up
+ * once and each item fetched once per batch, concurrently. Every request is retried on
+ * transient failures and bounded by its own timeout and by the run's signal.
  * Values and the token never reach logs or error messages.
+ *
+ * HTTP goes through node:http / node:https (whichever the host's scheme needs, imported on
+ * first use) with one keep-alive agent per batch, not the global fetch: undici compiles a
+ * WASM HTTP parser on its first request, about +100 ms and +38 MiB per boot-time process.
  */
 export interface ConnectSourceOptions {
   /** Base URL of the Connect server, e.g. http://127.0.0.1:8080 (a path prefix is kept). */
   readonly host: string;
   readonly token: string;
-  /** Defaults to the global fetch (undici). */
-  readonly fetch?: typeof globalThis.fetch;
+  /**
+   * Sends one request (tests wrap it). Defaults to `request` of node:http or node:https, by
+   * the host's scheme; `options.agent` is the batch's keep-alive agent from that module.
+   */
+  readonly request?: (url: URL, options: RequestOptions) => ClientRequest;
   /** Per-request timeout; the run's deadline still bounds the whole batch. Default 10 s. */
   readonly requestTimeoutMs?: number;
   /** Passed to withRetry for every request (defaults: retry.ts). */
   readonly retry?: { readonly retries?: number; readonly minTimeoutMs?: number; readonly maxTimeoutMs?: number };
-  /** Requests in flight at once. Default 16. */
+  /** Requests in flight at once (and the agent's socket limit). Default 16. */
   readonly maxConcurrency?: number;
+  /** Answers larger than this are refused (65). Default 16 MiB. */
+  readonly maxResponseBytes?: number;
 }
 
 export const defaultRequestTimeoutMs = 10_000;
+export const defaultMaxResponseBytes = 16 * 1024 * 1024;
+
+/** What the source needs of node:http / node:https. */
+export interface HttpModule {
+  readonly request: (url: URL, options: RequestOptions) => ClientRequest;
+  readonly Agent: new (options: AgentOptions) => Agent;
+}
+
+/** node:https for https:// URLs, node:http otherwise; only the one needed is imported. */
+export async function httpModuleFor(url: URL): Promise<HttpModule> {
+  return url.protocol === "https:" ? await import("node:https") : await import("node:http");
+}
 
 // --- Connect's response shapes (only what we read) -----------------------------------------
 
@@ -62,6 +85,8 @@ interface ConnectItem {
   readonly sections?: readonly { readonly id?: string; readonly label?: string }[];
 }
 
+/** Decodes as fetch's `text()` did: UTF-8, a leading BOM dropped, bad bytes replaced. */
+const utf8 = new TextDecoder("utf-8");
 const idPattern = /^[a-z0-9]{26}$/;
 const looksLikeId = (name: string) => idPattern.test(name);
 const sameName = (a: string | undefined, b: string) => a !== undefined && a.toLowerCase() === b.toLowerCase();
@@ -81,21 +106,36 @@ interface Response {
   readonly body: unknown;
 }
 
+/** An HTTP answer, read in full. */
+interface RawResponse {
+  readonly status: number;
+  readonly retryAfter: string | null;
+  readonly text: string;
+}
+
+/** One batch's connection pool; the agent is destroyed when the batch ends. */
+interface Session {
+  readonly request: (url: URL, options: RequestOptions) => ClientRequest;
+  readonly agent: Agent;
+}
+
 export function createConnectSource(options: ConnectSourceOptions): Source {
   const base = normalizeHost(options.host);
   const token = options.token.trim();
-  // A token with whitespace or control characters would make fetch throw an error that
-  // quotes the header value — i.e. the token. Refuse it here without echoing it.
+  // A token with whitespace or control characters would make the request fail with an error
+  // about the header value (or be sent mangled). Refuse it here without echoing it.
   if (token.length === 0) throw configError("the 1Password Connect token is empty");
   if (!/^[\x21-\x7e]+$/.test(token)) {
     throw configError("the 1Password Connect token contains whitespace or non-ASCII characters; check the token file");
   }
-  const fetchImpl = options.fetch ?? globalThis.fetch;
   const timeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs;
-  const limit = createLimiter(options.maxConcurrency ?? 16);
+  const maxConcurrency = Math.max(1, options.maxConcurrency ?? 16);
+  const maxBytes = options.maxResponseBytes ?? defaultMaxResponseBytes;
+  const limit = createLimiter(maxConcurrency);
   const display = base.origin + base.pathname.replace(/\/$/, "");
+  const headers = { authorization: `Bearer ${token}`, accept: "application/json", "accept-encoding": "identity" };
 
-  /** Scrub anything server-provided before it goes into a message. */
+  /** Scrub anything server- or network-provided before it goes into a message. */
   const scrub = (text: string) =>
     text
       .split(token)
@@ -103,45 +143,30 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
       .replace(/[\u0000-\u001f\u007f]/g, " ")
       .slice(0, 200);
 
+  async function openSession(): Promise<Session> {
+    const http = await httpModuleFor(base);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: maxConcurrency, maxFreeSockets: maxConcurrency });
+    return { request: options.request ?? http.request, agent };
+  }
+
   /**
    * One GET with retries. Returns 2xx and 404 (and 400 when `allowMissing`) to the caller;
    * everything else becomes a HomelabError (75 transient, 77 auth, 65/78 otherwise).
    */
-  async function get(path: string, signal: AbortSignal, log: Logger, allowMissing: boolean): Promise<Response> {
+  async function get(session: Session, path: string, signal: AbortSignal, log: Logger, allowMissing: boolean): Promise<Response> {
     const url = new URL(path.replace(/^\//, ""), base);
     const what = `Connect GET ${decodeForLog(url)}`;
-    return withRetry(what, () => limit(() => attempt(url, what, signal, log, allowMissing)), {
+    return withRetry(what, () => limit(() => attempt(session, url, what, signal, log, allowMissing)), {
       signal,
       log,
       ...options.retry,
     });
   }
 
-  async function attempt(url: URL, what: string, signal: AbortSignal, log: Logger, allowMissing: boolean): Promise<Response> {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const requestSignal = AbortSignal.any([signal, timeout]);
+  async function attempt(session: Session, url: URL, what: string, signal: AbortSignal, log: Logger, allowMissing: boolean): Promise<Response> {
     const started = performance.now();
-    const fail = (error: unknown): never => {
-      if (signal.aborted) throw abortError(signal);
-      if (timeout.aborted) {
-        throw tempFailError(`${what}: no answer from the Connect server within ${Math.round(timeoutMs / 100) / 10}s`);
-      }
-      throw tempFailError(`${what}: cannot reach the Connect server at ${display} (${networkReason(error)})`);
-    };
-    let response: globalThis.Response;
-    let text: string;
-    try {
-      response = await fetchImpl(url, {
-        method: "GET",
-        headers: { authorization: `Bearer ${token}`, accept: "application/json" },
-        redirect: "manual",
-        signal: requestSignal,
-      });
-      text = await response.text();
-    } catch (error) {
-      return fail(error);
-    }
-    const status = response.status;
+    const response = await send(session, url, what, signal);
+    const { status, text } = response;
     log.debug(`${what} → ${status} (${Math.round(performance.now() - started)} ms)`);
 
     if (status >= 200 && status < 300) return { status, body: parseJson(text, what) };
@@ -153,7 +178,7 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
       throw permissionError(`Connect rejected the token for ${what.slice("Connect GET ".length)} (HTTP 403${detail}); does the token have access to this vault?`);
     }
     if (status === 408 || status === 425 || status === 429 || status >= 500) {
-      const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
+      const retryAfterMs = parseRetryAfter(response.retryAfter);
       const hint = retryAfterMs === undefined ? "" : ` (Retry-After ${Math.ceil(retryAfterMs / 1000)}s)`;
       throw tempFailError(`${what}: HTTP ${status}${detail}${hint}`, retryAfterMs === undefined ? {} : { retryAfterMs });
     }
@@ -163,126 +188,242 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
     throw dataError(`${what}: the Connect server refused the request (HTTP ${status}${detail})`);
   }
 
+  /**
+   * Send one GET and read the whole answer. Bounded by the per-request timeout and the run's
+   * signal: either destroys the request. Network failures and timeouts are transient (75);
+   * an answer over the size limit is refused (65). Redirects are not followed.
+   */
+  function send(session: Session, url: URL, what: string, signal: AbortSignal): Promise<RawResponse> {
+    return new Promise<RawResponse>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(abortError(signal));
+        return;
+      }
+      let request: ClientRequest | undefined;
+      let settled = false;
+      let timedOut = false;
+      const finish = (error: HomelabError | undefined, response?: RawResponse) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        if (error) {
+          request?.destroy();
+          reject(error);
+        } else {
+          resolve(response!);
+        }
+      };
+      const fail = (error: unknown) => {
+        if (signal.aborted) return finish(abortError(signal));
+        if (timedOut) {
+          return finish(tempFailError(`${what}: no answer from the Connect server within ${Math.round(timeoutMs / 100) / 10}s`));
+        }
+        finish(tempFailError(`${what}: cannot reach the Connect server at ${display} (${scrub(networkReason(error))})`));
+      };
+      const tooLarge = () =>
+        finish(dataError(`${what}: the server's answer is larger than ${Math.round(maxBytes / 1024)} KiB; is the host a 1Password Connect server?`));
+      const onAbort = () => fail(signal.reason);
+      const timer = setTimeout(() => {
+        timedOut = true;
+        fail(undefined);
+      }, timeoutMs);
+      signal.addEventListener("abort", onAbort, { once: true });
+
+      const onResponse = (response: IncomingMessage) => {
+        const declared = Number(response.headers["content-length"]);
+        if (Number.isFinite(declared) && declared > maxBytes) return tooLarge();
+        const encoding = response.headers["content-encoding"];
+        if (encoding !== undefined && encoding.toLowerCase() !== "identity") {
+          return finish(dataError(`${what}: the server sent a compressed answer (${scrub(encoding)}) although none was asked for`));
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on("data", (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) tooLarge();
+          else chunks.push(chunk);
+        });
+        response.on("end", () => {
+          const retryAfter = response.headers["retry-after"];
+          finish(undefined, { status: response.statusCode ?? 0, retryAfter: retryAfter ?? null, text: utf8.decode(Buffer.concat(chunks, size)) });
+        });
+        response.on("error", fail);
+        response.on("close", () => {
+          if (!response.complete) fail(Object.assign(new Error("connection closed before the answer was complete"), { code: "ECONNRESET" }));
+        });
+      };
+
+      try {
+        request = session.request(url, { method: "GET", headers, agent: session.agent });
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      request.on("error", fail);
+      request.on("response", onResponse);
+      request.end();
+    });
+  }
+
   return {
     name: "connect",
     async resolveAll(refs: readonly SecretReference[], context: ResolveContext): Promise<Map<string, string>> {
       const { log } = context;
       const result = new Map<string, string>();
       if (refs.length === 0) return result;
-
-      // A bad token fails every request: stop the rest of the batch at once instead of
-      // letting slower requests run through their retries.
-      const stop = new AbortController();
-      const signal = AbortSignal.any([context.signal, stop.signal]);
-      const fatal = (error: unknown): never => {
-        if (error instanceof HomelabError && error.exitCode === ExitCode.noPerm && !stop.signal.aborted) stop.abort(error);
-        throw error;
-      };
-
-      const vaults = new Map<string, Promise<string>>(); // name (lowercase) → vault id
-      const itemIds = new Map<string, Promise<string>>(); // vaultId + item name (lowercase) → item id
-      const items = new Map<string, Promise<ConnectItem>>(); // vaultId/itemId → full item
-
-      const fetchItem = (vaultId: string, itemId: string, known?: ConnectItem): Promise<ConnectItem> => {
-        const key = `${vaultId}/${itemId}`;
-        let pending = items.get(key);
-        if (!pending) {
-          pending = known
-            ? Promise.resolve(known)
-            : get(`/v1/vaults/${enc(vaultId)}/items/${enc(itemId)}`, signal, log, false).then((response) => {
-                if (response.status === 404) throw new ReferenceProblem("missing", "item not found (deleted while resolving?)");
-                return asItem(response.body);
-              }, fatal);
-          items.set(key, pending);
-        }
-        return pending;
-      };
-
-      const lookupVault = (name: string): Promise<string> => {
-        const key = name.toLowerCase();
-        let pending = vaults.get(key);
-        if (!pending) {
-          pending = findVault(name).catch(fatal);
-          vaults.set(key, pending);
-        }
-        return pending;
-      };
-
-      const findVault = async (name: string): Promise<string> => {
-        if (looksLikeId(name)) {
-          const response = await get(`/v1/vaults/${enc(name)}`, signal, log, true);
-          if (response.status < 300) return asObject<ConnectVault>(response.body, "vault").id;
-        }
-        const listVaults = async (path: string) => {
-          const response = await get(path, signal, log, false);
-          if (response.status === 404) {
-            throw configError(`the server at ${display} has no /v1/vaults endpoint; is the host a 1Password Connect server (and its URL right)?`);
-          }
-          return asArray<ConnectVault>(response.body, "vault list");
-        };
-        let matches = pickByName(await listVaults(`/v1/vaults?filter=${enc(titleFilter(name))}`), (v) => v.name, name);
-        if (matches.length === 0) matches = pickByName(await listVaults("/v1/vaults"), (v) => v.name, name);
-        const [first, second] = matches;
-        if (!first) throw new ReferenceProblem("missing", `vault "${name}" not found (or the Connect token cannot see it)`);
-        if (second) throw new ReferenceProblem("ambiguous", `more than one vault is named "${name}"; use the vault's ID`);
-        return first.id;
-      };
-
-      const lookupItem = (vaultId: string, vaultName: string, name: string): Promise<ConnectItem> => {
-        const key = `${vaultId}/${name.toLowerCase()}`;
-        let pending = itemIds.get(key);
-        if (!pending) {
-          pending = findItemId(vaultId, vaultName, name).catch(fatal);
-          itemIds.set(key, pending);
-        }
-        return pending.then((itemId) => fetchItem(vaultId, itemId));
-      };
-
-      const findItemId = async (vaultId: string, vaultName: string, name: string): Promise<string> => {
-        const itemsPath = `/v1/vaults/${enc(vaultId)}/items`;
-        if (looksLikeId(name)) {
-          // One request gives the full item; keep it so it is not fetched again.
-          const response = await get(`${itemsPath}/${enc(name)}`, signal, log, true);
-          if (response.status < 300) {
-            const item = asItem(response.body);
-            void fetchItem(vaultId, item.id, item);
-            return item.id;
-          }
-        }
-        const listItems = async (path: string) => {
-          const response = await get(path, signal, log, false);
-          if (response.status === 404) throw new ReferenceProblem("missing", `vault "${vaultName}" not found (it disappeared while resolving)`);
-          return asArray<ConnectItemSummary>(response.body, "item list");
-        };
-        let matches = pickByName(await listItems(`${itemsPath}?filter=${enc(titleFilter(name))}`), (i) => i.title, name);
-        if (matches.length === 0) matches = pickByName(await listItems(itemsPath), (i) => i.title, name);
-        const [first, second] = matches;
-        if (!first) throw new ReferenceProblem("missing", `item "${name}" not found in vault "${vaultName}"`);
-        if (second) throw new ReferenceProblem("ambiguous", `more than one item in vault "${vaultName}" is named "${name}"; use the item's ID`);
-        return first.id;
-      };
-
-      const resolveOne = async (ref: SecretReference): Promise<string> => {
-        const vaultId = await lookupVault(ref.vault);
-        const item = await lookupItem(vaultId, ref.vault, ref.item);
-        return pickValue(item, ref);
-      };
-
-      const outcomes = await Promise.allSettled(refs.map(resolveOne));
-
-      const problems: { ref: SecretReference; problem: ReferenceProblem }[] = [];
-      let firstFatal: unknown;
-      outcomes.forEach((outcome, index) => {
-        const ref = refs[index]!;
-        if (outcome.status === "fulfilled") result.set(ref.raw, outcome.value);
-        else if (outcome.reason instanceof ReferenceProblem) problems.push({ ref, problem: outcome.reason });
-        else if (firstFatal === undefined || rank(outcome.reason) < rank(firstFatal)) firstFatal = outcome.reason;
-      });
-      if (firstFatal !== undefined) throw firstFatal;
-      if (problems.length > 0) throw aggregate(problems);
-      return result;
+      const session = await openSession();
+      try {
+        return await resolveBatch(session, refs, context.signal, log, result);
+      } finally {
+        // Close the keep-alive sockets so nothing holds the process open.
+        session.agent.destroy();
+      }
     },
   };
+
+  async function resolveBatch(
+    session: Session,
+    refs: readonly SecretReference[],
+    runSignal: AbortSignal,
+    log: Logger,
+    result: Map<string, string>,
+  ): Promise<Map<string, string>> {
+    // A bad token fails every request: stop the rest of the batch at once instead of
+    // letting slower requests run through their retries.
+    const stop = new AbortController();
+    const signal = AbortSignal.any([runSignal, stop.signal]);
+    const fatal = (error: unknown): never => {
+      if (error instanceof HomelabError && error.exitCode === ExitCode.noPerm && !stop.signal.aborted) stop.abort(error);
+      throw error;
+    };
+    const itemPath = (vaultId: string, itemId: string) => `/v1/vaults/${enc(vaultId)}/items/${enc(itemId)}`;
+
+    const vaults = new Map<string, Promise<string>>(); // name (lowercase) → vault id
+    const itemIds = new Map<string, Promise<string>>(); // vaultId + item name (lowercase) → item id
+    const items = new Map<string, Promise<ConnectItem>>(); // vaultId/itemId → full item
+    const probes = new Map<string, Promise<ConnectItem | undefined>>(); // vault/item as written → item
+
+    const fetchItem = (vaultId: string, itemId: string, known?: ConnectItem): Promise<ConnectItem> => {
+      const key = `${vaultId}/${itemId}`;
+      let pending = items.get(key);
+      if (!pending) {
+        const fresh = () =>
+          get(session, itemPath(vaultId, itemId), signal, log, false).then((response) => {
+            if (response.status === 404) throw new ReferenceProblem("missing", "item not found (deleted while resolving?)");
+            return asItem(response.body);
+          }, fatal);
+        const probe = probes.get(key);
+        pending = known ? Promise.resolve(known) : probe ? probe.then((item) => item ?? fresh()) : fresh();
+        items.set(key, pending);
+      }
+      return pending;
+    };
+
+    /**
+     * Names that look like IDs: GET the item by vault and item ID, once per pair. Undefined
+     * when the server has no such pair (then the names are looked up as titles).
+     */
+    const probeItem = (vaultId: string, itemId: string): Promise<ConnectItem | undefined> => {
+      const key = `${vaultId}/${itemId}`;
+      let pending = probes.get(key);
+      if (!pending) {
+        pending = get(session, itemPath(vaultId, itemId), signal, log, true).then((response) => {
+          if (response.status >= 300) return undefined;
+          const item = asItem(response.body);
+          void fetchItem(vaultId, item.id, item); // keep it so it is not fetched again
+          return item;
+        }, fatal);
+        probes.set(key, pending);
+      }
+      return pending;
+    };
+
+    const lookupVault = (name: string): Promise<string> => {
+      const key = name.toLowerCase();
+      let pending = vaults.get(key);
+      if (!pending) {
+        pending = findVault(name).catch(fatal);
+        vaults.set(key, pending);
+      }
+      return pending;
+    };
+
+    const findVault = async (name: string): Promise<string> => {
+      if (looksLikeId(name)) {
+        const response = await get(session, `/v1/vaults/${enc(name)}`, signal, log, true);
+        if (response.status < 300) return asObject<ConnectVault>(response.body, "vault").id;
+      }
+      const listVaults = async (path: string) => {
+        const response = await get(session, path, signal, log, false);
+        if (response.status === 404) {
+          throw configError(`the server at ${display} has no /v1/vaults endpoint; is the host a 1Password Connect server (and its URL right)?`);
+        }
+        return asArray<ConnectVault>(response.body, "vault list");
+      };
+      let matches = pickByName(await listVaults(`/v1/vaults?filter=${enc(titleFilter(name))}`), (v) => v.name, name);
+      if (matches.length === 0) matches = pickByName(await listVaults("/v1/vaults"), (v) => v.name, name);
+      const [first, second] = matches;
+      if (!first) throw new ReferenceProblem("missing", `vault "${name}" not found (or the Connect token cannot see it)`);
+      if (second) throw new ReferenceProblem("ambiguous", `more than one vault is named "${name}"; use the vault's ID`);
+      return first.id;
+    };
+
+    const lookupItem = (vaultId: string, vaultName: string, name: string): Promise<ConnectItem> => {
+      const key = `${vaultId}/${name.toLowerCase()}`;
+      let pending = itemIds.get(key);
+      if (!pending) {
+        pending = findItemId(vaultId, vaultName, name).catch(fatal);
+        itemIds.set(key, pending);
+      }
+      return pending.then((itemId) => fetchItem(vaultId, itemId));
+    };
+
+    const findItemId = async (vaultId: string, vaultName: string, name: string): Promise<string> => {
+      if (looksLikeId(name)) {
+        // One request gives the full item (kept by probeItem so it is not fetched again).
+        const item = await probeItem(vaultId, name);
+        if (item) return item.id;
+      }
+      const itemsPath = `/v1/vaults/${enc(vaultId)}/items`;
+      const listItems = async (path: string) => {
+        const response = await get(session, path, signal, log, false);
+        if (response.status === 404) throw new ReferenceProblem("missing", `vault "${vaultName}" not found (it disappeared while resolving)`);
+        return asArray<ConnectItemSummary>(response.body, "item list");
+      };
+      let matches = pickByName(await listItems(`${itemsPath}?filter=${enc(titleFilter(name))}`), (i) => i.title, name);
+      if (matches.length === 0) matches = pickByName(await listItems(itemsPath), (i) => i.title, name);
+      const [first, second] = matches;
+      if (!first) throw new ReferenceProblem("missing", `item "${name}" not found in vault "${vaultName}"`);
+      if (second) throw new ReferenceProblem("ambiguous", `more than one item in vault "${vaultName}" is named "${name}"; use the item's ID`);
+      return first.id;
+    };
+
+    const resolveOne = async (ref: SecretReference): Promise<string> => {
+      if (looksLikeId(ref.vault) && looksLikeId(ref.item)) {
+        // Both IDs: one request instead of two in sequence; titles only if that finds nothing.
+        const item = await probeItem(ref.vault, ref.item);
+        if (item) return pickValue(item, ref);
+      }
+      const vaultId = await lookupVault(ref.vault);
+      const item = await lookupItem(vaultId, ref.vault, ref.item);
+      return pickValue(item, ref);
+    };
+
+    const outcomes = await Promise.allSettled(refs.map(resolveOne));
+
+    const problems: { ref: SecretReference; problem: ReferenceProblem }[] = [];
+    let firstFatal: unknown;
+    outcomes.forEach((outcome, index) => {
+      const ref = refs[index]!;
+      if (outcome.status === "fulfilled") result.set(ref.raw, outcome.value);
+      else if (outcome.reason instanceof ReferenceProblem) problems.push({ ref, problem: outcome.reason });
+      else if (firstFatal === undefined || rank(outcome.reason) < rank(firstFatal)) firstFatal = outcome.reason;
+    });
+    if (firstFatal !== undefined) throw firstFatal;
+    if (problems.length > 0) throw aggregate(problems);
+    return result;
+  }
 }
 
 /** Permission problems first (the cause), then the run's own abort, then anything else. */
@@ -441,14 +582,23 @@ export function parseRetryAfter(header: string | null, now = Date.now()): number
   return Math.max(0, at - now);
 }
 
-/** The useful part of an undici "fetch failed" error: its cause's code or message. */
+/** The useful part of a network error: its code and message (or its cause's). */
 function networkReason(error: unknown): string {
-  const cause = error instanceof Error ? (error.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
-  if (cause && typeof cause.code === "string") {
-    return typeof cause.message === "string" && cause.message.length > 0 ? `${cause.code}: ${cause.message}` : cause.code;
+  const describe = (e: { code?: unknown; message?: unknown }): string | undefined => {
+    const code = typeof e.code === "string" ? e.code : undefined;
+    const message = typeof e.message === "string" && e.message.length > 0 ? e.message : undefined;
+    if (code && message) return message.includes(code) ? message : `${code}: ${message}`;
+    return code ?? message;
+  };
+  if (typeof error !== "object" || error === null) return String(error);
+  const cause = (error as { cause?: unknown }).cause;
+  const own = error as { code?: unknown; message?: unknown };
+  // An error without a code of its own that wraps one with a code: the cause says more.
+  if (typeof own.code !== "string" && typeof cause === "object" && cause !== null) {
+    const inner = describe(cause as { code?: unknown; message?: unknown });
+    if (inner) return inner;
   }
-  if (cause && typeof cause.message === "string") return cause.message;
-  return error instanceof Error ? error.message : String(error);
+  return describe(own) ?? "unknown network error";
 }
 
 function abortError(signal: AbortSignal): HomelabError {
