@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { configError } from "./errors.js";
 
 /**
@@ -47,6 +47,8 @@ function readDatabase(database: "passwd" | "group"): string[][] {
 }
 
 function getent(database: string, key: string): string[] | undefined {
+  // Loaded only for accounts /etc does not list: child_process costs startup time at boot.
+  const { execFileSync } = createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process");
   try {
     const out = execFileSync("getent", [database, key], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 5000 });
     return out.trim().split(":");

@@ -19,7 +19,7 @@ export async function resolveReferences(source: Source, refs: readonly SecretRef
   const unique = uniqueReferences(refs);
   const { log } = options;
   const deadline = createDeadline(options.deadlineSeconds, options.signal);
-  const started = performance.now();
+  const started = Date.now();
   log.debug(`resolving ${unique.length} reference(s) from ${source.name}: ${unique.map((r) => r.raw).join(", ")}`);
   try {
     const values = await raceSignal(source.resolveAll(unique, { signal: deadline.signal, log }), deadline.signal).catch((error: unknown) => {
@@ -27,7 +27,7 @@ export async function resolveReferences(source: Source, refs: readonly SecretRef
     });
     const missing = unique.filter((ref) => !values.has(ref.raw));
     if (missing.length > 0) throw tempFailError(`${source.name} returned no value for ${missing.map((r) => r.raw).join(", ")}`);
-    log.debug(`resolved ${unique.length} reference(s) in ${Math.round(performance.now() - started)} ms`);
+    log.debug(`resolved ${unique.length} reference(s) in ${Date.now() - started} ms`);
     return values;
   } finally {
     deadline.dispose();

@@ -1,7 +1,6 @@
 import { constants } from "node:fs";
 import { lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, chown, chmod } from "node:fs/promises";
 import type { Stats } from "node:fs";
-import { randomBytes } from "node:crypto";
 import { basename, dirname, isAbsolute, join, posix } from "node:path";
 import { cantCreateError, configError } from "./errors.js";
 import type { Logger } from "./log.js";
@@ -56,16 +55,15 @@ export async function writeFilesAtomically(files: readonly FileToWrite[], option
   for (const file of files) await refuseDirectoryTarget(file.path);
 
   const written: { temp: string; target: string }[] = [];
+  let current = "";
   try {
     for (const file of files) {
-      const target = posix.normalize(file.path);
-      const temp = join(dirname(target), `.${basename(target)}.${randomBytes(8).toString("hex")}${tempSuffix}`);
-      written.push({ temp, target });
-      await writeTemp(temp, file);
+      current = posix.normalize(file.path);
+      written.push({ temp: await writeTemp(current, file), target: current });
     }
   } catch (error) {
     await Promise.all(written.map(({ temp }) => unlink(temp).catch(() => undefined)));
-    throw asWriteError(error, written.at(-1)?.target ?? "output");
+    throw asWriteError(error, current);
   }
 
   for (const [index, { temp, target }] of written.entries()) {
@@ -80,22 +78,46 @@ export async function writeFilesAtomically(files: readonly FileToWrite[], option
   for (const directory of directories) await fsyncDirectory(directory);
 }
 
-async function writeTemp(temp: string, file: FileToWrite): Promise<void> {
+/**
+ * Create the temp file beside `target`. Names need not be unpredictable: O_EXCL|O_NOFOLLOW
+ * make a planted name fail instead of being followed, and we then pick another (node:crypto
+ * is left out on purpose: loading it costs more than the whole write at boot).
+ */
+async function writeTemp(target: string, file: FileToWrite): Promise<string> {
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-  const handle = await open(temp, flags, 0o600);
-  try {
-    if (file.owner) await handle.chown(file.owner.uid, file.owner.gid);
-    await handle.chmod(file.mode);
-    let offset = 0;
-    while (offset < file.content.length) {
-      const { bytesWritten } = await handle.write(file.content, offset, file.content.length - offset);
-      offset += bytesWritten;
+  for (let attempt = 0; ; attempt++) {
+    const temp = join(dirname(target), `.${basename(target)}.${tempToken()}${tempSuffix}`);
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(temp, flags, 0o600);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code === "EEXIST" || code === "ELOOP") && attempt < 16) continue;
+      throw error;
     }
-    await handle.sync();
-  } finally {
+    try {
+      if (file.owner) await handle.chown(file.owner.uid, file.owner.gid);
+      await handle.chmod(file.mode);
+      let offset = 0;
+      while (offset < file.content.length) {
+        const { bytesWritten } = await handle.write(file.content, offset, file.content.length - offset);
+        offset += bytesWritten;
+      }
+      await handle.sync();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await unlink(temp).catch(() => undefined);
+      throw error;
+    }
     await handle.close();
+    return temp;
   }
 }
+
+let tempCounter = 0;
+const tempToken = () =>
+  ((process.pid * 65536 + (tempCounter++ % 65536)) % 2 ** 32).toString(16).padStart(8, "0") +
+  Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, "0");
 
 async function refuseDirectoryTarget(path: string): Promise<void> {
   const stats = await lstatOrUndefined(path);

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { lookupGid, lookupUid, primaryGidOf } from "../accounts.js";
-import { acquireLock, defaultLockPath, type Lock } from "../lock.js";
+import type { Lock } from "../lock.js";
 import type { Logger } from "../log.js";
 import { renderOutputs } from "../render/outputs.js";
 import { resolveReferences } from "../resolve.js";
@@ -37,6 +37,7 @@ export async function runFetch(options: FetchOptions): Promise<FetchResult> {
 
   let lock: Lock | undefined;
   if (options.serialize) {
+    const { acquireLock, defaultLockPath } = await import("../lock.js");
     lock = await acquireLock(options.lockPath ?? defaultLockPath, { log, ...(options.signal ? { signal: options.signal } : {}) });
   }
   let values: Map<string, string>;

@@ -1,7 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { configError, dataError, notFoundError } from "../errors.js";
 import type { SecretReference } from "../reference.js";
-import { totp } from "../totp.js";
 import type { Source } from "./source.js";
 
 /**
@@ -14,10 +13,12 @@ export function createFileSource(path: string): Source {
     name: `file:${path}`,
     async resolveAll(refs) {
       const vault = await loadVault(path);
+      // One-time passwords need node:crypto; load it only for references that ask for one.
+      const totp = refs.some((r) => r.attribute) ? (await import("../totp.js")).totp : undefined;
       const values = new Map<string, string>();
       const missing: string[] = [];
       for (const ref of refs) {
-        const value = lookup(vault, ref);
+        const value = lookup(vault, ref, totp);
         if (value === undefined) missing.push(ref.raw);
         else values.set(ref.raw, value);
       }
@@ -56,12 +57,12 @@ function own<T>(record: Record<string, T> | undefined, key: string): T | undefin
   return record !== undefined && record !== null && Object.hasOwn(record, key) ? record[key] : undefined;
 }
 
-function lookup(vault: VaultFile, ref: SecretReference): string | undefined {
+function lookup(vault: VaultFile, ref: SecretReference, totp: typeof import("../totp.js").totp | undefined): string | undefined {
   const item = own(own(vault.vaults, ref.vault)?.items, ref.item);
   const fields = ref.section === undefined ? item?.fields : own(item?.sections, ref.section);
   const value = own(fields, ref.field);
   if (typeof value !== "string") return undefined;
-  if (ref.attribute) return totp(value, Date.now(), ref.raw);
+  if (ref.attribute) return totp!(value, Date.now(), ref.raw);
   if (ref.sshFormat && !value.startsWith("-----BEGIN OPENSSH PRIVATE KEY-----")) {
     throw dataError(`${ref.raw}: the field is not an OpenSSH private key`);
   }
