@@ -467,7 +467,8 @@ describe("HTTP transport (node:http / node:https, not global fetch)", () => {
     const agent = seen[0]!.agent;
     expect(agent).toBeInstanceOf(http.Agent);
     expect(seen.every((s) => s.agent === agent)).toBe(true);
-    expect(agent.keepAlive).toBe(true);
+    // Agent#keepAlive is set by the constructor at run time but not declared by @types/node.
+    expect((agent as Agent & { readonly keepAlive?: boolean }).keepAlive).toBe(true);
     expect(agent.maxSockets).toBe(3);
     expect(seen[0]!.headers).toMatchObject({ authorization: `Bearer ${token}` });
     expect(fake.requests.every((r) => r.authorized)).toBe(true);

@@ -1,25 +1,13 @@
 // The Connect backend over real HTTP: a secrets unit under systemd talks to the project's
 // fake 1Password Connect server (run here, on the loopback the container shares), with faults.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-// @ts-expect-error plain JS module with JSDoc types
-import { startFakeConnect } from "../connect/fake-connect.mjs";
-import { deadlineOf, specOfUnit, unitValues } from "./render-units.js";
-import { bootScenario, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
+import { startFakeConnect, type FakeConnect, type Fault } from "../connect/fake-connect.mjs";
+import { bootScenario, connectBackendOf, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import { demoVault } from "./vault.js";
 
 const name = "connect-demo";
 const service = `${name}.service`;
 const secrets = `${name}-secrets.service`;
-
-interface FakeConnect {
-  url: string;
-  requests: Array<{ path: string; status?: number; fault?: string; authorized: boolean; start: number }>;
-  setFaults(f: unknown[]): void;
-  clearRequests(): void;
-  close(): Promise<void>;
-}
 
 describeE2E("real systemd: the connect source against a local Connect server", () => {
   let s: Scenario;
@@ -32,13 +20,7 @@ describeE2E("real systemd: the connect source against a local Connect server", (
 
   beforeAll(async () => {
     s = await bootScenario("connect", vault);
-    const spec = specOfUnit(s.golden, secrets);
-    const host = String(spec?.source?.["host"] ?? "");
-    port = Number(new URL(host).port);
-    expect(new URL(host).hostname).toBe("127.0.0.1");
-    const credential = unitValues(s.golden, secrets, "Service", "LoadCredential")[0]!;
-    token = readFileSync(join(s.c.root, credential.slice(credential.indexOf(":") + 1)), "utf8");
-    deadline = deadlineOf(s.golden, secrets);
+    ({ port, token, deadline } = connectBackendOf(s, secrets));
   }, 120_000);
   afterEach(async () => {
     await s?.c.cx(["systemctl", "stop", service, secrets], { allowFail: true });
@@ -50,8 +32,8 @@ describeE2E("real systemd: the connect source against a local Connect server", (
     await s?.c.teardown();
   }, 60_000);
 
-  const serve = async (faults: unknown[] = [], serverToken = token) => {
-    server = (await startFakeConnect({ vault, token: serverToken, port, host: "127.0.0.1", faults })) as FakeConnect;
+  const serve = async (faults: Fault[] = [], serverToken = token) => {
+    server = await startFakeConnect({ vault, token: serverToken, port, host: "127.0.0.1", faults });
   };
   const secretsJournal = async () => {
     await s.c.syncJournal();

@@ -7,23 +7,15 @@
 //
 // recovery-demo has its own Connect server port (18182) and a 3 s deadline
 // (tests/e2e/configuration.nix), so this file can run next to connect.test.ts.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-// @ts-expect-error plain JS module with JSDoc types
-import { startFakeConnect } from "../connect/fake-connect.mjs";
-import { deadlineOf, specOfUnit, unitValues, type Spec } from "./render-units.js";
-import { bootScenario, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
+import { startFakeConnect, type FakeConnect } from "../connect/fake-connect.mjs";
+import { specOfUnit, unitValues, type Spec } from "./render-units.js";
+import { bootScenario, connectBackendOf, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import { demoVault, type Vault } from "./vault.js";
 
 const name = "recovery-demo";
 const service = `${name}.service`;
 const secrets = `${name}-secrets.service`;
-
-interface FakeConnect {
-  requests: unknown[];
-  close(): Promise<void>;
-}
 
 describeE2E("real systemd: recovery after a transient backend outage", () => {
   let s: Scenario;
@@ -37,12 +29,7 @@ describeE2E("real systemd: recovery after a transient backend outage", () => {
   beforeAll(async () => {
     s = await bootScenario("recovery");
     spec = specOfUnit(s.golden, secrets)!;
-    const host = new URL(String(spec.source?.["host"]));
-    expect(host.hostname).toBe("127.0.0.1");
-    port = Number(host.port);
-    const credential = unitValues(s.golden, secrets, "Service", "LoadCredential")[0]!;
-    token = readFileSync(join(s.c.root, credential.slice(credential.indexOf(":") + 1)), "utf8");
-    deadline = deadlineOf(s.golden, secrets);
+    ({ port, token, deadline } = connectBackendOf(s, secrets));
     restartSec = parseInt(unitValues(s.golden, secrets, "Service", "RestartSec")[0]!, 10);
     expect(unitValues(s.golden, secrets, "Service", "ExecStartPre")).toEqual([`-+${s.golden.storePaths["systemd"]}/bin/systemctl start --no-block --job-mode=fail ${service}`]);
   }, 120_000);
@@ -57,7 +44,7 @@ describeE2E("real systemd: recovery after a transient backend outage", () => {
   }, 60_000);
 
   const serve = async (vault: Vault) => {
-    server = (await startFakeConnect({ vault, token, port, host: "127.0.0.1" })) as FakeConnect;
+    server = await startFakeConnect({ vault, token, port, host: "127.0.0.1" });
   };
   const value = (vault: Vault) => vault.vaults["Demo"]!.items["connect"]!.fields!["password"]!;
   const state = (unit: string) => s.c.show(unit, ["ActiveState", "SubState"]);

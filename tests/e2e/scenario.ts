@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "vitest";
 import { Container, run } from "./container.js";
-import { credentialFiles, installGolden, loadGolden, namedAccounts, specsOf, type Golden } from "./render-units.js";
+import { credentialFiles, deadlineOf, installGolden, loadGolden, namedAccounts, specOfUnit, specsOf, unitValues, type Golden } from "./render-units.js";
 import { demoVault, type Vault } from "./vault.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -213,3 +213,15 @@ export function probeFiles(lines: string[]): Map<string, ProbeFile> {
 }
 
 export const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+
+/** What a secrets unit with the connect source talks to: the port on loopback, the token its credential holds, its deadline. */
+export function connectBackendOf(s: Scenario, secretsUnit: string): { port: number; token: string; deadline: number } {
+  const host = new URL(String(specOfUnit(s.golden, secretsUnit)?.source?.["host"] ?? ""));
+  if (host.hostname !== "127.0.0.1") throw new Error(`${secretsUnit}: the connect host must be on loopback, not ${host.hostname}`);
+  const credential = unitValues(s.golden, secretsUnit, "Service", "LoadCredential")[0]!;
+  return {
+    port: Number(host.port),
+    token: readFileSync(join(s.c.root, credential.slice(credential.indexOf(":") + 1)), "utf8"),
+    deadline: deadlineOf(s.golden, secretsUnit),
+  };
+}

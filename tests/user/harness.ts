@@ -12,9 +12,8 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { execa, type Options, type Result } from "execa";
+import { execa, type Result, type ResultPromise } from "execa";
 import { describe, it } from "vitest";
-// @ts-ignore: plain JavaScript build script without type declarations
 import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -44,7 +43,10 @@ export function missingPrerequisite(): string | undefined {
 /** describe() for suites that need root; skips loudly, or fails under CI=true. */
 export function describeAsRoot(name: string, body: () => void): void {
   const missing = missingPrerequisite();
-  if (!missing) return describe(name, body);
+  if (!missing) {
+    describe(name, body);
+    return;
+  }
   if (process.env["CI"] === "true") {
     describe(name, () => {
       it("has its prerequisites (CI=true: a missing prerequisite is a failure)", () => {
@@ -56,6 +58,19 @@ export function describeAsRoot(name: string, body: () => void): void {
   console.warn(`\n*** SKIPPING "${name}": ${missing} ***\n`);
   describe.skip(name, body);
 }
+
+/** The execa options of Host.run() and Host.runAs(): text output; a failed command resolves, it does not reject. */
+interface RunOptions {
+  readonly env: Record<string, string>;
+  readonly extendEnv: false;
+  readonly reject: false;
+  readonly cwd: string;
+  readonly timeout?: number;
+}
+/** A running Host.run()/runAs() command (stdout and stderr are strings once it finishes). */
+export type RunPromise = ResultPromise<RunOptions>;
+/** A finished Host.run()/runAs() command. */
+export type RunResult = Result<RunOptions>;
 
 export interface Account {
   readonly name: string;
@@ -76,9 +91,9 @@ export interface Host {
   writeConfig(config: unknown | undefined): void;
   secretsDir(user: Account): string;
   /** Run the wrapper as `user` with only the given environment (plus PATH). */
-  run(user: Account, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<Result>;
-  /** Run any command as `user`. */
-  runAs(user: Account, command: string, args: string[], options?: Options): ReturnType<typeof execa>;
+  run(user: Account, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): RunPromise;
+  /** Run any command as `user` with only the given environment (plus PATH). */
+  runAs(user: Account, command: string, args: string[], options?: { env?: Record<string, string> }): RunPromise;
   destroy(): Promise<void>;
 }
 
@@ -180,23 +195,24 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
       run(user, args, o = {}) {
         // env(1) runs as the user already: setpriv itself never sees the test's variables.
         const vars = Object.entries({ PATH: "/usr/bin:/bin", ...o.env }).map(([k, v]) => `${k}=${v}`);
-        return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, wrapper, ...args], {
+        const runOptions: RunOptions = {
           env: { PATH: "/usr/bin:/bin" },
           extendEnv: false,
           reject: false,
           cwd: "/",
           timeout: o.timeoutMs ?? 60_000,
-        });
+        };
+        return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, wrapper, ...args], runOptions);
       },
       runAs(user, command, args, o = {}) {
-        const vars = Object.entries({ PATH: "/usr/bin:/bin", ...(o.env as Record<string, string> | undefined) }).map(([k, v]) => `${k}=${v}`);
-        return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, command, ...args], {
+        const vars = Object.entries({ PATH: "/usr/bin:/bin", ...o.env }).map(([k, v]) => `${k}=${v}`);
+        const runOptions: RunOptions = {
           reject: false,
           cwd: "/",
-          ...o,
           env: { PATH: "/usr/bin:/bin" },
           extendEnv: false,
-        });
+        };
+        return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, command, ...args], runOptions);
       },
       destroy,
     };

@@ -5,9 +5,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
-// @ts-ignore: plain JavaScript test server without type declarations
 import { startFakeConnect } from "../connect/fake-connect.mjs";
 import { createHost, describeAsRoot, listTree, type Account, type Host } from "./harness.js";
 
@@ -87,7 +86,7 @@ describeAsRoot("--serialize through the wrapper", () => {
     const holder = holdLock(join(host.configDir, "mapfile"));
     try {
       await new Promise((r) => setTimeout(r, 200));
-      const run = host.run(u0, ["--serialize"]) as ResultPromise;
+      const run = host.run(u0, ["--serialize"]);
       const waiting = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), 10_000);
         run.stderr?.on("data", (chunk: Buffer) => {

@@ -150,7 +150,6 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
 
   it("also works installed SUID root with -DHS_SERVICE_USER (the fetcher still runs as the service account)", async () => {
     reset();
-    // @ts-ignore: plain JavaScript build script without type declarations
     const { buildWrapper } = await import("../../helper/scripts/build-wrapper.mjs");
     const rootWrapper: string = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", "root-wrapper"), cli: cliPath(), serviceUser: host.svc.name });
     try {
@@ -373,7 +372,7 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
       expect(listTree(host.secretsDir(u0))).toEqual([]);
     });
 
-    it.each([
+    it.each<[string, { mode?: number; owner?: number }]>([
       ["group-writable (0660)", { mode: 0o660 }],
       ["world-writable (0646)", { mode: 0o646 }],
       ["owned by the service account", { owner: -1 }],

@@ -1,0 +1,23 @@
+// Type declarations for build-wrapper.mjs (plain JavaScript, run with bare `node`); the tests import buildWrapper().
+
+/** helper/wrapper/homelab-secrets-user.c in this checkout. */
+export const wrapperSource: string;
+/** build/homelab-secrets-user in this checkout. */
+export const defaultWrapperPath: string;
+export const cflags: string[];
+
+/**
+ * Compile the wrapper with node, the CLI and the config directory baked in as absolute paths
+ * (throws on a relative path, a path that would need escaping, a bad service user name or a
+ * non-positive lockTimeoutSeconds, or when the compiler fails).
+ * @returns the path of the binary
+ */
+export function buildWrapper(options?: {
+  configDir?: string;
+  out?: string;
+  node?: string;
+  cli?: string;
+  serviceUser?: string;
+  lockTimeoutSeconds?: number;
+  cc?: string;
+}): string;
