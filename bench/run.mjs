@@ -9,7 +9,7 @@ import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from "
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { startFakeConnect } from "../tests/connect/fake-connect.mjs";
+import { stableId, startFakeConnect } from "../tests/connect/fake-connect.mjs";
 import { connectVault, mkdirp, serviceAccountToken, writeFileVault, writeSecretFile, writeSpec } from "./lib/fixtures.mjs";
 import { gnuTime, liveChildren, measuredPid, readStatusKiB, rssMethod, runOnce, summarize } from "./lib/measure.mjs";
 import { renderMarkdown, renderSvg, renderText } from "./lib/report.mjs";
@@ -188,10 +188,17 @@ async function startConnect() {
   const source = { type: "connect", host: fake.url, tokenFile };
   const out = join(dir, "out-batch");
   const spec = writeSpec(dir, "connect-10", { refs, count: 10, source, outputDir: out });
-  return { dir, refs, tokenFile, url: fake.url, out, spec };
+  // The same secrets by ID (op://<vault-id>/<item-id>/…), as copied from 1Password's "Copy Secret Reference".
+  const idRefs = refs.map((ref) => {
+    const [vault, item, ...rest] = ref.slice("op://".length).split("/");
+    return `op://${stableId("vault", vault)}/${stableId("item", vault, item)}/${rest.join("/")}`;
+  });
+  const outIds = join(dir, "out-batch-ids");
+  const specIds = writeSpec(dir, "connect-10-ids", { refs: idRefs, count: 10, source, outputDir: outIds });
+  return { dir, refs, tokenFile, url: fake.url, out, spec, outIds, specIds };
 }
 
-async function roundTrips({ dir, refs, tokenFile, out, spec }) {
+async function roundTrips({ dir, refs, tokenFile, out, spec, outIds, specIds }) {
   let latency = config.latencyMs;
   fake.setLatency(latency);
   const perOut = join(dir, "out-per-secret");
@@ -234,6 +241,14 @@ async function roundTrips({ dir, refs, tokenFile, out, spec }) {
       cmd: node,
       args: [cli, "fetch", "--spec", spec],
       prepare: () => rmSync(out, { recursive: true, force: true }),
+    },
+    {
+      id: "batch-ids",
+      label: "this project: one fetch process, references by ID",
+      latency: config.latencyMs,
+      cmd: node,
+      args: [cli, "fetch", "--spec", specIds],
+      prepare: () => rmSync(outIds, { recursive: true, force: true }),
     },
     {
       id: "per-secret",

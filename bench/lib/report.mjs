@@ -215,7 +215,7 @@ export function renderSvg(results) {
       refs: [{ value: node0.rssMiB.median * 1.3, label: "target 1.3×" }],
     }),
   );
-  const rtLabel = { "batch-0ms": "one fetch, no latency", batch: "one fetch (batched)", "per-secret": "per secret: 3 requests each", "shell-loop": "shell loop: 10 read processes" };
+  const rtLabel = { "batch-0ms": "one fetch, no latency", batch: "one fetch (batched)", "batch-ids": "one fetch, refs by ID", "per-secret": "per secret: 3 requests each", "shell-loop": "shell loop: 10 read processes" };
   const connectTarget = a.targets.find((t) => t.id === "connect");
   place(1, (x, y) =>
     barPanel({
@@ -340,11 +340,12 @@ export function renderMarkdown(results) {
     );
   }
   if (!t.connect.pass || (t.connect.detail.sequentialRequests ?? 0) > 2) {
+    const ids = results.roundTrips.results.find((r) => r.id === "batch-ids");
     notes.push(
       `- **Connect round trips${t.connect.pass ? " (met on time, but not by structure)" : ""}.** With names in the references (\`op://Homelab/Postgres/password\`), Connect's API needs three dependent requests: vault by title → item by title → full item. ` +
         `The helper does each step once per vault or item and all items concurrently: the server's log shows ${t.connect.detail.sequentialRequests} sequential requests — the floor for names, one above the target of 2 — and 7 requests in all, against 30 for the per-secret strategies. ` +
         `(The wall-time difference to the same command at 0 ms latency is ${fmt(t.connect.measured - t.connect.detail.coldStartMs)} ms, ${fmt(t.connect.detail.roundTripsUsed, 1)} round trips, so the limit is met or missed by noise; against the file source's cold start, ${fmt(t.connect.detail.fileSourceColdStartMs)} ms, the limit would be ${fmt(t.connect.detail.fileSourceColdStartMs + 2 * t.connect.detail.rttMs)} ms.) ` +
-        `References by ID (\`op://<vault-id>/<item-id>/field\`) can skip the lookups: the helper currently still checks the vault ID first (2 sequential requests); fetching the item directly when both parts look like IDs would make it 1.`,
+        `References by ID (\`op://<vault-id>/<item-id>/field\`, what 1Password's \"Copy Secret Reference\" gives with IDs) skip both lookups: each item is fetched directly, ${ids ? `${ids.extra?.sequential ?? "?"} request in sequence, ${fmt(ids.wallMs.median)} ms — ${ids.wallMs.median <= t.connect.detail.coldStartMs + 2 * t.connect.detail.rttMs ? "within" : "over"} the limit` : "one request in sequence"}.`,
     );
   }
   const hc = by("fetch-connect-10");
