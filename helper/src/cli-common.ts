@@ -39,27 +39,44 @@ export function overridesOf(argv: CommonArgs): SourceOverrides {
 
 /** Run a command with a logger, SIGTERM/SIGINT wired to an abort signal, and errors mapped to exit codes. */
 export function action<A extends Pick<CommonArgs, "verbose">>(run: (argv: A, log: Logger, signal: AbortSignal) => Promise<void>) {
-  return async (argv: A) => {
-    const log = createLogger({ verbose: argv.verbose });
-    const controller = new AbortController();
-    const stop = (name: string) => {
-      log.warn(`received ${name}, stopping`);
-      controller.abort(new HomelabError(ExitCode.tempFail, `stopped by ${name}`));
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-    let code: number = ExitCode.ok;
-    try {
-      await run(argv, log, controller.signal);
-    } catch (error) {
-      log.error(error instanceof HomelabError ? error.message : `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      code = exitCodeOf(error);
-    }
-    // Exit now: a backend call abandoned at the deadline (the SDK's own ~10 s connect
-    // timeout, a hanging socket) must not keep a oneshot unit alive.
-    await Promise.all([drain(process.stdout), drain(process.stderr)]);
-    process.exit(code);
+  return (argv: A) =>
+    runAndExit({ verbose: argv.verbose }, async (log, signal) => {
+      await run(argv, log, signal);
+      return ExitCode.ok;
+    });
+}
+
+export interface RunOptions {
+  readonly verbose: boolean;
+  readonly prefix?: string;
+  /** Said after "stopped by SIGTERM" in the resulting error. */
+  readonly stopMessage?: string;
+}
+
+/**
+ * The one place a command ends: the exit code it returns, or the one its error maps to.
+ * It exits at once rather than waiting for the event loop: a backend call abandoned at the
+ * deadline (the SDK's own ~10 s connect timeout, a hanging socket) or a pipe still open must
+ * not keep a oneshot unit or a waiting caller alive.
+ */
+export async function runAndExit(options: RunOptions, run: (log: Logger, signal: AbortSignal) => Promise<number>): Promise<never> {
+  const log = createLogger({ verbose: options.verbose, ...(options.prefix ? { prefix: options.prefix } : {}) });
+  const controller = new AbortController();
+  const stop = (name: string) => {
+    log.warn(`received ${name}, stopping`);
+    controller.abort(new HomelabError(ExitCode.tempFail, `stopped by ${name}${options.stopMessage ? `; ${options.stopMessage}` : ""}`));
   };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+  let code: number;
+  try {
+    code = await run(log, controller.signal);
+  } catch (error) {
+    log.error(error instanceof HomelabError ? error.message : `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    code = exitCodeOf(error);
+  }
+  await Promise.all([drain(process.stdout), drain(process.stderr)]);
+  process.exit(code);
 }
 
 function drain(stream: NodeJS.WriteStream): Promise<void> {

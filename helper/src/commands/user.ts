@@ -5,8 +5,9 @@
  * - directly, unprivileged (or as root), with path overrides honoured.
  */
 import type { Argv, CommandModule } from "yargs";
-import { ExitCode, exitCodeOf, HomelabError } from "../errors.js";
-import { createLogger } from "../log.js";
+import { runAndExit } from "../cli-common.js";
+import { ExitCode } from "../errors.js";
+import type { Logger } from "../log.js";
 
 export interface UserArgs {
   verbose: boolean;
@@ -59,29 +60,14 @@ export const userCommand: CommandModule<object, UserArgs> = {
   handler: async (argv) => {
     // The wrapper's two halves say which one is talking; values never reach the log.
     const role = process.env["HS_WRAPPER"] === "1" ? process.env["HS_ROLE"] : undefined;
-    const log = createLogger({ verbose: argv.verbose, ...(role === "fetcher" || role === "writer" ? { prefix: `homelab-secrets user (${role})` } : {}) });
-    const controller = new AbortController();
-    const stop = (name: string) => {
-      log.warn(`received ${name}, stopping`);
-      controller.abort(new HomelabError(ExitCode.tempFail, `stopped by ${name}; nothing written`));
-    };
-    const onTerm = () => stop("SIGTERM");
-    const onInt = () => stop("SIGINT");
-    process.once("SIGTERM", onTerm);
-    process.once("SIGINT", onInt);
-    try {
-      process.exitCode = await runUser(argv, log, controller.signal);
-    } catch (error) {
-      log.error(error instanceof HomelabError ? error.message : `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      process.exitCode = exitCodeOf(error);
-    } finally {
-      process.off("SIGTERM", onTerm);
-      process.off("SIGINT", onInt);
-    }
+    const prefix = role === "fetcher" || role === "writer" ? `homelab-secrets user (${role})` : undefined;
+    // A stopped run must end at once: the writer's caller is waiting, and a fetcher left
+    // behind would hold the --serialize lock.
+    await runAndExit({ verbose: argv.verbose, ...(prefix ? { prefix } : {}), stopMessage: "nothing written" }, (log, signal) => runUser(argv, log, signal));
   },
 };
 
-async function runUser(argv: UserArgs, log: ReturnType<typeof createLogger>, signal: AbortSignal): Promise<number> {
+async function runUser(argv: UserArgs, log: Logger, signal: AbortSignal): Promise<number> {
   const { wrapperContext, runFetcher, runWriter } = await import("../user/roles.js");
   const context = wrapperContext();
   const common = { cleanup: argv.cleanup, tags: argv.tags, untagged: argv.untagged, deadlineSeconds: argv.deadline, log, signal };
