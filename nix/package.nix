@@ -1,7 +1,7 @@
 # homelab-secrets: the TypeScript CLI (compiled with tsc) and the C privilege wrapper.
 #
 #   $out/bin/homelab-secrets                                   node + helper/dist/cli.js
-#   $out/lib/node_modules/homelab-secrets/{package.json,helper/dist,node_modules}
+#   $out/lib/node_modules/homelab-secrets/{package.json,helper/dist,node_modules,examples/demo}
 #   $out/libexec/homelab-secrets/homelab-secrets-user          the wrapper (NixOS installs
 #                                                               it SUID/SGID via security.wrappers)
 #
@@ -42,6 +42,7 @@ stdenv.mkDerivation (finalAttrs: {
       (root + "/tsconfig.json")
       (root + "/helper/src")
       (root + "/helper/wrapper")
+      (root + "/examples/demo")
     ];
   };
 
@@ -82,6 +83,9 @@ stdenv.mkDerivation (finalAttrs: {
     mkdir -p "$appDir/helper" "$out/bin" "$out/libexec/homelab-secrets"
     cp package.json "$appDir/"
     cp -r helper/dist "$appDir/helper/dist"
+    # `homelab-secrets demo` reads the bundled example spec and demo vault beside the helper
+    mkdir -p "$appDir/examples"
+    cp -r examples/demo "$appDir/examples/demo"
 
     # runtime dependencies only
     mkdir runtime && cd runtime
@@ -101,6 +105,7 @@ stdenv.mkDerivation (finalAttrs: {
   installCheckPhase = ''
     runHook preInstallCheck
     "$out/bin/homelab-secrets" --version | grep -F "${finalAttrs.version}"
+    "$out/bin/homelab-secrets" demo --output-dir "$TMPDIR/demo" | grep -F "wrote 4 file(s)"
     runHook postInstallCheck
   '';
 
