@@ -370,11 +370,18 @@ let
     else
       {
         "${name}-secrets" = helpers.mkSecretService (a // { inherit (s) serviceConfig; });
-        ${name} = helpers.serviceConfig {
-          inherit name;
-          inherit (a) outputDir;
-          envFiles = wiredEnvFiles s;
-        };
+        ${name} = mkMerge [
+          (helpers.serviceConfig {
+            inherit name;
+            inherit (a) outputDir;
+            envFiles = wiredEnvFiles s;
+          })
+          {
+            # When the secrets it gets change, `nixos-rebuild switch` restarts the service
+            # (and, through PartOf=, its secrets unit) instead of swapping files under it.
+            restartTriggers = [ (helpers.specFile (specOf name s)) ];
+          }
+        ];
       };
 
   allOutputDirs = mapAttrsToList outputDirOf enabled;

@@ -51,6 +51,20 @@ if (skip && inCI && nix === undefined) {
         expect(committed).toEqual(g());
       });
 
+      it("restarts each homelab.secrets service on `nixos-rebuild switch` when its spec changes (restartTriggers)", () => {
+        // connect-demo is wired with the helpers directly (mkSecretService + serviceConfig),
+        // where restartTriggers are the caller's choice.
+        const withSecrets = Object.keys(g().units).filter((u) => u.endsWith("-secrets.service") && u !== "connect-demo-secrets.service");
+        expect(withSecrets.length).toBeGreaterThan(20);
+        for (const secrets of withSecrets) {
+          const service = secrets.replace(/-secrets\.service$/, ".service");
+          const spec = String(g().units[secrets]!.Service!.ExecStart).split(" ")[3]!;
+          const triggers = g().units[service]!.Unit!["X-Restart-Triggers"];
+          expect(triggers, service).toBeDefined();
+          expect(g().files[String(triggers)], service).toBe(spec);
+        }
+      });
+
       it("orders the secrets unit before the service, part of it and required by it", () => {
         const s = g().units["static-demo-secrets.service"]!;
         expect(s.Unit!.Before).toBe("static-demo.service");
