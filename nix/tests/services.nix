@@ -93,9 +93,11 @@ pkgs.testers.runNixOSTest {
         machine.succeed("grep -qx 'password = static-secret-1' /run/app-secrets/app.ini")
         machine.succeed("tr '\\0' '\\n' < /proc/$(systemctl show -P MainPID app.service)/environ | grep -qx APP_PASSWORD=static-secret-1")
         machine.fail("runuser -u nobody -- cat /run/app-secrets/password")
-        # the token is a credential of the secrets unit only
+        # the token is a credential of the secrets unit only (kept, root-only, while that
+        # RemainAfterExit unit is active), never the service's
         machine.fail("tr '\\0' '\\n' < /proc/$(systemctl show -P MainPID app.service)/environ | grep -q CREDENTIALS_DIRECTORY")
-        machine.fail("test -e /run/credentials/app-secrets.service")  # oneshot done: gone
+        machine.succeed("test \"$(stat -c '%U %a' /run/credentials/app-secrets.service/op-token)\" = 'root 400'")
+        machine.fail("runuser -u app -- cat /run/credentials/app-secrets.service/op-token")
 
     with subtest("restart re-fetches"):
         machine.succeed("sed -i s/static-secret-1/static-secret-2/ /etc/homelab-secrets/vault.json")
@@ -106,8 +108,10 @@ pkgs.testers.runNixOSTest {
 
     with subtest("stop wipes"):
         machine.succeed("systemctl stop app.service")
-        machine.succeed("test \"$(systemctl is-active app-secrets.service)\" = inactive || true")
-        machine.fail("test -e /run/app-secrets")
+        # PartOf= stops the secrets unit too; `systemctl stop` may return before its cleanup ends
+        machine.wait_until_succeeds("test \"$(systemctl is-active app-secrets.service)\" = inactive")
+        machine.wait_until_fails("test -e /run/app-secrets")
+        machine.fail("test -e /run/credentials/app-secrets.service")
         machine.succeed("systemctl start app.service")
         machine.succeed("test \"$(cat /run/app-secrets/password)\" = static-secret-2")
 
