@@ -4,7 +4,7 @@
  * `[Section]` + `Key=value` lines (a list becomes repeated lines), `wantedBy`/`requiredBy`
  * as symlinks in `<unit>.wants/` / `<unit>.requires/`, tmpfiles rules in /etc/tmpfiles.d,
  * store paths mapped to where the helper is installed in the container. (`wrappers`, the
- * SUID user-mode wrapper, is not installed: no scenario here uses user mode.)
+ * SUID user-mode wrapper, is installed by user.test.ts itself, the way security.wrappers does.)
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -26,6 +26,8 @@ export interface Golden {
   etc?: Record<string, EtcEntry>;
   /** systemd-tmpfiles lines (NixOS: systemd.tmpfiles.rules) */
   tmpfiles?: string[];
+  /** security.wrappers entries */
+  wrappers?: Record<string, { source: string; owner: string; group: string; permissions: string; setuid: boolean; setgid: boolean }>;
 }
 
 /**
