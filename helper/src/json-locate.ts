@@ -41,10 +41,22 @@ export function parseJsonWithLines(text: string, file: string): LocatedJson {
       return fail("bad escape in string");
     }
   };
+  // Recursion bound: a deeply nested file would otherwise overflow the stack (exit 70).
+  const maxDepth = 64;
+  let depth = 0;
   const parseValue = (pointer: string): unknown => {
     skipSpace();
     lines.set(pointer, line);
     const c = text[pos];
+    if ((c === "{" || c === "[") && depth >= maxDepth) fail(`nested more than ${maxDepth} levels deep`);
+    depth++;
+    try {
+      return parseNested(pointer, c);
+    } finally {
+      depth--;
+    }
+  };
+  const parseNested = (pointer: string, c: string | undefined): unknown => {
     if (c === "{") {
       pos++;
       const object: Record<string, unknown> = {};

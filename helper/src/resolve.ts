@@ -1,4 +1,4 @@
-import { ExitCode, HomelabError, tempFailError } from "./errors.js";
+import { dataError, ExitCode, HomelabError, tempFailError } from "./errors.js";
 import type { Logger } from "./log.js";
 import { uniqueReferences, type SecretReference } from "./reference.js";
 import { createDeadline, raceSignal } from "./retry.js";
@@ -27,6 +27,10 @@ export async function resolveReferences(source: Source, refs: readonly SecretRef
     });
     const missing = unique.filter((ref) => !values.has(ref.raw));
     if (missing.length > 0) throw tempFailError(`${source.name} returned no value for ${missing.map((r) => r.raw).join(", ")}`);
+    // A backend answer is data, not a promise of types (Connect's JSON could hold a number or
+    // a list): anything but a string would crash the renderers (70) or be coerced into text.
+    const notText = unique.filter((ref) => typeof values.get(ref.raw) !== "string");
+    if (notText.length > 0) throw dataError(`${source.name} returned something other than text for ${notText.map((r) => r.raw).join(", ")}`);
     log.debug(`resolved ${unique.length} reference(s) in ${Date.now() - started} ms`);
     return values;
   } finally {

@@ -11,7 +11,13 @@ export function totp(secretOrUri: string, nowMs: number, where: string): string 
   let period = 30;
   let algorithm = "sha1";
   if (secretOrUri.startsWith("otpauth://")) {
-    const url = new URL(secretOrUri);
+    let url: URL;
+    try {
+      url = new URL(secretOrUri);
+    } catch {
+      // Node's TypeError carries the whole URI, secret included, as `input`.
+      throw dataError(`${where}: the field is not a usable one-time-password secret`);
+    }
     secret = url.searchParams.get("secret") ?? "";
     digits = Number(url.searchParams.get("digits") ?? 6);
     period = Number(url.searchParams.get("period") ?? 30);

@@ -140,9 +140,18 @@ async function fsyncDirectory(path: string): Promise<void> {
  * anyone but root or us. Missing directories are created with `settings`.
  */
 export async function prepareDirectory(directory: string, settings: DirectorySettings | undefined, log: Logger): Promise<void> {
-  const { missing } = await assertSafeDirectory(directory);
+  const { missing, sharedParent } = await assertSafeDirectory(directory);
   if (missing.length > 0 && !settings) {
     throw cantCreateError(`cannot write into ${directory}: it does not exist`);
+  }
+  // Handing the directory to another user inside a directory others can write to (a sticky
+  // one such as /tmp) would let that user swap it for a symlink between our checks and the
+  // chown, chmod and writes that use its path. (With more than one missing component, the
+  // last one's parent is a directory we create.)
+  const euid = process.geteuid?.() ?? 0;
+  const handsOver = settings?.owner !== undefined && settings.owner.uid !== 0 && settings.owner.uid !== euid;
+  if (handsOver && sharedParent && missing.length <= 1 && (missing.length > 0 || !settings?.keepExisting)) {
+    throw cantCreateError(`refusing to hand ${directory} to uid ${settings!.owner!.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`);
   }
   let current = directory;
   for (let i = missing.length; i > 0; i--) current = dirname(current);
@@ -155,6 +164,10 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw asWriteError(error, current);
     }
     log.debug(`created directory ${current}`);
+  }
+  // mkdir tolerates EEXIST: whatever is there now (a race may have planted it) must be safe.
+  if (missing.length > 0 && (await assertSafeDirectory(directory)).missing.length > 0) {
+    throw cantCreateError(`cannot write into ${directory}: it disappeared while being created`);
   }
   const stats = await lstat(directory);
   if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${directory}: not a directory`);
@@ -173,13 +186,21 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
 export interface SafeDirectory {
   /** Path components below the deepest existing directory that do not exist yet. */
   readonly missing: string[];
+  /**
+   * The directory holding the last existing component (the parent of `path`, or the deepest
+   * existing directory when some are missing) may be written by others: it is sticky and
+   * group or world writable, like /tmp.
+   */
+  readonly sharedParent: boolean;
 }
 
 /**
  * Walk `path` from the root. Every existing ancestor must be a directory owned by root or
  * by us and not writable by others (sticky directories such as /tmp excepted); symlinks
  * are followed only when root owns them. The last component may belong to another owner
- * (the service the files are for): we never follow links inside it.
+ * (the service the files are for): we never follow links inside it. Not inside a directory
+ * others can write to, though: sticky or not, the owner of an entry there can rename it, and
+ * so swap the directory we then use by path for a link to anywhere.
  */
 export async function assertSafeDirectory(path: string): Promise<SafeDirectory> {
   if (!isAbsolute(path)) throw configError(`directory "${path}" is not absolute`);
@@ -187,26 +208,40 @@ export async function assertSafeDirectory(path: string): Promise<SafeDirectory> 
   const queue = path.split("/").filter((p) => p.length > 0 && p !== ".");
   if (queue.includes("..")) throw configError(`directory "${path}" contains ".."`);
   let current = "/";
+  // For each directory below "/" on `current`: may others write to it (sticky, else
+  // assertTrustedAncestor refused it)?
+  const shared: boolean[] = [];
+  let parentShared = false;
   let hops = 0;
   while (queue.length > 0) {
     const part = queue.shift()!;
-    const next = part === ".." ? dirname(current) : join(current, part);
+    const up = part === "..";
+    const next = up ? dirname(current) : join(current, part);
+    parentShared = (up ? shared.at(-3) : shared.at(-1)) ?? false;
     const stats = await lstatOrUndefined(next);
-    if (!stats) return { missing: [part, ...queue] };
+    if (!stats) return { missing: [part, ...queue], sharedParent: parentShared };
     if (stats.isSymbolicLink()) {
       if (stats.uid !== 0) throw cantCreateError(`refusing to follow ${next}: a symlink not owned by root`);
       if (++hops > 32) throw cantCreateError(`too many symlinks under ${path}`);
       const target = await readlink(next);
       queue.unshift(...target.split("/").filter((p) => p.length > 0 && p !== "."));
-      if (isAbsolute(target)) current = "/";
+      if (isAbsolute(target)) {
+        current = "/";
+        shared.length = 0;
+      }
       continue;
     }
     if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${path}: ${next} is not a directory`);
     const isLast = queue.length === 0;
     if (!isLast) assertTrustedAncestor(next, stats, euid);
+    else if (parentShared && stats.uid !== 0 && stats.uid !== euid) {
+      throw cantCreateError(`refusing to write into ${next}: owned by uid ${stats.uid} inside ${dirname(next)}, which others can write to (it could be swapped for a link)`);
+    }
+    if (up) shared.pop();
+    else shared.push((stats.mode & 0o022) !== 0);
     current = next;
   }
-  return { missing: [] };
+  return { missing: [], sharedParent: parentShared };
 }
 
 function assertTrustedAncestor(path: string, stats: Stats, euid: number): void {

@@ -222,6 +222,65 @@ describe.skipIf(skip !== undefined)("fetch as root: real users, ownership, atomi
     expect(readdirSync(real)).toEqual([]);
   });
 
+  describe("inside a directory others can write to (sticky, like /tmp or /run/lock)", () => {
+    // Sticky keeps everyone but an entry's owner from renaming it; the owner still can, and
+    // so can swap the directory for a symlink between the helper's checks and the chown,
+    // chmod, writes and unlinks it does by path (shown with a renameat2(RENAME_EXCHANGE)
+    // loop: root chowned a root-only directory to the service user).
+    let sticky: string;
+    beforeAll(() => {
+      sticky = join(work, "sticky");
+      mkdirSync(sticky);
+      chmodSync(sticky, 0o1777);
+    });
+
+    it("refuses a directory there that another user owns: no chown, no chmod, nothing written", async () => {
+      const out = join(sticky, "planted");
+      mkdirSync(out);
+      chmodSync(out, 0o700);
+      chownSync(out, other.uid, other.gid);
+      const { specFile } = setup("sticky-planted", out);
+      const result = await fetch(specFile);
+      expect(result.exitCode).toBe(73);
+      expect(result.stderr).toMatch(/refusing to write into .*planted: owned by uid \d+ inside .*sticky, which others can write to/);
+      const stats = lstatSync(out);
+      expect([stats.uid, stats.gid, stats.mode & 0o7777]).toEqual([other.uid, other.gid, 0o700]);
+      expect(readdirSync(out)).toEqual([]);
+    });
+
+    it("refuses to hand a new directory there to the service user (it could swap it once it owns it)", async () => {
+      const out = join(sticky, "fresh");
+      const { specFile } = setup("sticky-fresh", out);
+      const result = await fetch(specFile);
+      expect(result.exitCode).toBe(73);
+      expect(result.stderr).toMatch(/refusing to hand .*fresh to uid \d+: .*sticky is writable by others/);
+      expect(existsSync(out)).toBe(false);
+    });
+
+    it("cleanup refuses a directory there that the service user owns and unlinks nothing", async () => {
+      const out = join(sticky, "svc-owned");
+      mkdirSync(out);
+      writeFileSync(join(out, "password"), "keep");
+      chownSync(out, svc.uid, svc.gid);
+      const { specFile } = setup("sticky-cleanup", out);
+      const result = await execa("node", [cli, "cleanup", "--spec", specFile], { reject: false });
+      expect(result.exitCode).toBe(73);
+      expect(readFileSync(join(out, "password"), "utf8")).toBe("keep");
+    });
+
+    it("still writes below a root-owned directory there, and for root itself directly there", async () => {
+      mkdirSync(join(sticky, "root-owned"));
+      const below = join(sticky, "root-owned", "app-secrets");
+      expect((await fetch(setup("sticky-below", below).specFile)).exitCode).toBe(0);
+      expect(lstatSync(join(below, "password")).uid).toBe(svc.uid);
+
+      const direct = join(sticky, "for-root");
+      const { specFile } = setup("sticky-root", direct, vault(), { owner: undefined, group: undefined, dirMode: undefined });
+      expect((await fetch(specFile)).exitCode).toBe(0);
+      expect([lstatSync(direct).uid, lstatSync(join(direct, "password")).uid]).toEqual([0, 0]);
+    });
+  });
+
   it("cleanup removes exactly what fetch wrote and the empty directory", async () => {
     const out = join(work, "run-i", "app-secrets");
     const { specFile } = setup("i", out);

@@ -64,6 +64,8 @@ const values: Array<[string, string]> = [
   ["history", "!! !$ !-1"],
   ["newlines", "line1\nline2\n\nline4\n"],
   ["leading newline", "\nafter"],
+  ["newline then something that looks like an assignment", "x\nINJECTED=1\nexport PATH=/tmp\n"],
+  ["escaped quote then newline and assignment", 'x\\"\nINJECTED="1'],
   ["CR", "a\rb\r"],
   ["CRLF", "first\r\nsecond\r\n"],
   ["backslash newline", "a\\\nb"],

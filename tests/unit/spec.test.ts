@@ -156,6 +156,17 @@ describe("spec: invalid JSON names the line", () => {
     expect(errorOf(outputs).message).toBe(`spec.json:${lineOf(outputs, "op://V/I/g")}: invalid JSON: duplicate key "pw"`);
   });
 
+  it("refuses absurdly deep nesting as bad data (65), not a stack overflow (70)", () => {
+    for (const [open, close] of [["[", "]"], ['{"a":', "}"]] as const) {
+      const text = `{\n  "version": 1,\n  "files": ${open.repeat(20_000)}1${close.repeat(20_000)}\n}`;
+      const error = errorOf(text);
+      expect(error.exitCode).toBe(65);
+      expect(error.message).toMatch(/^spec\.json:3: invalid JSON: nested more than 64 levels deep$/);
+    }
+    // Real specs are four levels deep; 64 is plenty.
+    expect(() => parseSpec(`{"version": 1, "name": "x", "outputDir": "/run/x", "files": {"f": {"ref": "op://V/I/f"}}, "templates": {}}`, "s")).not.toThrow();
+  });
+
   it("uses the file name it was given", () => {
     expect(errorOf("{", "/etc/homelab/x.json").message).toMatch(/^\/etc\/homelab\/x\.json:1: invalid JSON/);
   });
