@@ -79,8 +79,15 @@ export async function runAndExit(options: RunOptions, run: (log: Logger, signal:
   process.exit(code);
 }
 
-function drain(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((resolve) => stream.write("", () => resolve()));
+/**
+ * Wait for what we wrote to be taken, but not forever: a reader that stops reading (the
+ * wrapper's writer, stopped by its caller) must not keep the fetcher alive.
+ */
+function drain(stream: NodeJS.WriteStream, timeoutMs = 5000): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(resolve, timeoutMs).unref();
+    stream.write("", () => resolve());
+  });
 }
 
 /** NaN, 0, negative or huge (> 2^31 ms overflows setTimeout) deadlines would abort at once. */

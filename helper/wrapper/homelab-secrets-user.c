@@ -31,16 +31,23 @@
  *      fstat: regular files; mapfile and config.json owned by root and not group/other
  *      writable (this is also op-secret-manager's "root rule"); token owned by the service
  *      account (or root) and not accessible to group/others. Failure: exit 78.
- *   4. --serialize: flock(LOCK_EX|LOCK_NB) on the mapfile, polled every second, a line
- *      every 5 s, give up after 300 s (exit 75); SIGINT/SIGTERM while waiting: exit 75.
- *      The lock travels with the mapfile fd into the fetcher, which releases it (closes
- *      fd 3) once the values are resolved.
- *   5. pipe, fork.
- *      child  = FETCHER: becomes the service account completely (see "Groups"), verified
- *               with getresuid/getresgid; execs node with the fds below (it stops by
- *               itself when its parent, the writer, goes away).
+ *   4. Two pipes (values, log), fork.
+ *      child  = FETCHER: its stderr becomes the log pipe (the writer relays it to the
+ *               caller's stderr); becomes the service account completely (see "Groups"),
+ *               verified with getresuid/getresgid; setsid(); with --serialize takes the
+ *               lock (below); execs node with the fds below (it stops by itself when its
+ *               parent, the writer, goes away).
  *      parent = WRITER: closes mapfile/token/config fds, becomes the caller completely
- *               (setresgid, setresuid, verified), execs node reading the pipe.
+ *               (setresgid, setresuid, verified), execs node reading the pipes.
+ *   5. --serialize, in the fetcher: flock(LOCK_EX|LOCK_NB) on the mapfile, polled every
+ *      second, a line every 5 s, give up after 300 s (exit 75); the writer going away
+ *      (SIGINT/SIGTERM to it) ends the wait. The fetcher releases the lock (closes fd 3)
+ *      once the values are resolved.
+ *      The lock is held only by a process the caller can neither signal nor block: taken
+ *      after the drop to the service account (before it, our real uid is the caller's, who
+ *      may SIGSTOP us), in a session of its own (no ^Z, SIGTTOU or hangup from the caller's
+ *      terminal), writing only to the log pipe, non-blocking (never to a caller's fd that
+ *      could block: a terminal with output suspended, a full pipe, a FUSE file).
  *
  * Groups. A process that is SUID to a NON-root account has no CAP_SETGID, so setgroups()
  * fails with EPERM. If we can get root's rights (SUID-root install, or the caller is root
@@ -60,10 +67,11 @@
  *          HS_CALLER_UID, HS_CALLER_GID, HS_CALLER_USER, HS_MAPFILE_PATH (for messages),
  *          optional JOURNAL_STREAM (validated).
  *   fetcher only: HS_WRITER_PID (it stops when its parent is no longer that process).
- *   fetcher fds: 0,1 /dev/null; 2 the caller's stderr; 3 mapfile (HS_MAPFILE_FD=3);
- *          4 token (HS_TOKEN_FD=4, only if present); 5 config.json (HS_CONFIG_FD=5, only
- *          if present); 6 the pipe's write end (HS_OUT_FD=6).
- *   writer fds: 0 /dev/null; 1,2 the caller's; 3 the pipe's read end (HS_IN_FD=3).
+ *   fetcher fds: 0,1 /dev/null; 2 the log pipe's write end (O_NONBLOCK); 3 mapfile
+ *          (HS_MAPFILE_FD=3); 4 token (HS_TOKEN_FD=4, only if present); 5 config.json
+ *          (HS_CONFIG_FD=5, only if present); 6 the value pipe's write end (HS_OUT_FD=6).
+ *   writer fds: 0 /dev/null; 1,2 the caller's; 3 the value pipe's read end (HS_IN_FD=3);
+ *          4 the log pipe's read end (HS_LOG_FD=4), copied to the caller's stderr.
  *   pipe: frames from fetcher to writer: 1 type byte, 4-byte big-endian payload length,
  *          payload. 'P' put file: u32 BE path length, path (UTF-8, absolute), value bytes.
  *          'C' cleanup: path. 'E' error: 1 byte exit code, UTF-8 message. 'D' done
@@ -109,6 +117,7 @@
 #define FD_CONFIG 5
 #define FD_OUT 6
 #define FD_IN 3
+#define FD_LOG 4
 #ifndef HS_LOCK_TIMEOUT_S
 #define HS_LOCK_TIMEOUT_S 300 /* tests build with a shorter one */
 #endif
@@ -296,32 +305,22 @@ static int open_config(const char *path, enum kind kind, int optional, int as_ro
     return fd;
 }
 
-/* ---------- step 4: --serialize ---------- */
+/* ---------- step 5: --serialize (in the fetcher, as the service account) ---------- */
 
-static volatile sig_atomic_t interrupted;
-static void on_signal(int sig) { interrupted = sig; }
-
-static void wait_for_lock(int fd) {
+static void wait_for_lock(int fd, pid_t writer_pid) {
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) return;
     if (errno != EWOULDBLOCK) DIE_ERRNO(EX_OSERR, "flock");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    if (sigemptyset(&sa.sa_mask) != 0) DIE_ERRNO(EX_OSERR, "sigemptyset");
-    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) DIE_ERRNO(EX_OSERR, "sigaction");
     fprintf(stderr, "%s: waiting for another run to finish (--serialize)\n", prog);
     for (int waited = 1;; waited++) {
         struct timespec second = {1, 0};
         if (nanosleep(&second, NULL) != 0 && errno != EINTR) DIE_ERRNO(EX_OSERR, "nanosleep");
-        if (interrupted) die(EX_TEMPFAIL, "interrupted by signal %d while waiting for the lock; nothing written", (int)interrupted);
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+        /* The caller may not signal us: stopping the writer is how a wait is cancelled. */
+        if (getppid() != writer_pid) die(EX_TEMPFAIL, "the writer went away while waiting for the lock; nothing written");
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return;
         if (errno != EWOULDBLOCK) DIE_ERRNO(EX_OSERR, "flock");
         if (waited >= HS_LOCK_TIMEOUT_S) die(EX_TEMPFAIL, "gave up after %d s waiting for another run to finish; nothing written", waited);
         if (waited % 5 == 0) fprintf(stderr, "%s: still waiting for another run (%d s)\n", prog, waited);
     }
-    sa.sa_handler = SIG_DFL;
-    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) DIE_ERRNO(EX_OSERR, "sigaction");
-    if (interrupted) die(EX_TEMPFAIL, "interrupted by signal %d; nothing written", (int)interrupted);
 }
 
 /* ---------- exec ---------- */
@@ -483,10 +482,8 @@ int main(int argc, char **argv) {
     int token_fd = open_config(token, TOKEN, 1, api_key_path != NULL, svc_uid);
     int config_fd = open_config(HS_CONFIG_DIR "/config.json", CONFIG, 1, 0, svc_uid);
 
-    if (o.serialize) wait_for_lock(map_fd);
-
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) DIE_ERRNO(EX_OSERR, "pipe2");
+    int p[2], lp[2];
+    if (pipe2(p, O_CLOEXEC) != 0 || pipe2(lp, O_CLOEXEC) != 0) DIE_ERRNO(EX_OSERR, "pipe2");
     if (fflush(NULL) != 0) DIE_ERRNO(EX_OSERR, "fflush");
     pid_t writer_pid = getpid();
     pid_t pid = fork();
@@ -495,8 +492,15 @@ int main(int argc, char **argv) {
     if (pid == 0) {
         /* FETCHER: the service account, completely. */
         prog = "homelab-secrets-user (fetcher)";
-        if (close(p[0]) != 0) DIE_ERRNO(EX_OSERR, "close");
+        if (close(p[0]) != 0 || close(lp[0]) != 0) DIE_ERRNO(EX_OSERR, "close");
+        /* From here on we never write to a caller's fd: a blocked write could hold the lock. */
+        if (dup2(lp[1], 2) != 2) DIE_ERRNO(EX_OSERR, "dup2");
+        if (close(lp[1]) != 0) DIE_ERRNO(EX_OSERR, "close");
+        int fl = fcntl(2, F_GETFL);
+        if (fl == -1 || fcntl(2, F_SETFL, fl | O_NONBLOCK) == -1) DIE_ERRNO(EX_OSERR, "fcntl(O_NONBLOCK)");
         become(svc_uid, svc_gid, can_drop_groups);
+        /* Out of the caller's session: their terminal's ^Z/^C/hangup no longer reach us. */
+        if (setsid() == -1) DIE_ERRNO(EX_OSERR, "setsid");
         /* No PR_SET_PDEATHSIG: the kernel sends it with the dying parent's (the caller's)
            rights, which may not signal the service account. The fetcher instead watches
            getppid() and stops when the writer is gone (helper/src/user/roles.ts). */
@@ -511,6 +515,7 @@ int main(int argc, char **argv) {
         move_fd(out, FD_OUT);
         devnull_to(0);
         devnull_to(1);
+        if (o.serialize) wait_for_lock(FD_MAPFILE, writer_pid);
         char *extra[6];
         int x = 0;
         if (snprintf(env_writer, sizeof env_writer, "HS_WRITER_PID=%d", (int)writer_pid) >= (int)sizeof env_writer) die(EX_SOFTWARE, "pid");
@@ -525,15 +530,17 @@ int main(int argc, char **argv) {
 
     /* WRITER: the caller, completely; it never holds the token, mapfile or config. */
     prog = "homelab-secrets-user (writer)";
-    if (close(p[1]) != 0) DIE_ERRNO(EX_OSERR, "close");
+    if (close(p[1]) != 0 || close(lp[1]) != 0) DIE_ERRNO(EX_OSERR, "close");
     if (close(map_fd) != 0) DIE_ERRNO(EX_OSERR, "close");
     if (token_fd >= 0 && close(token_fd) != 0) DIE_ERRNO(EX_OSERR, "close");
     if (config_fd >= 0 && close(config_fd) != 0) DIE_ERRNO(EX_OSERR, "close");
     become(caller_uid, caller_gid, 0);
     int in = park(p[0]);
+    int log_in = park(lp[0]);
     move_fd(in, FD_IN);
+    move_fd(log_in, FD_LOG);
     devnull_to(0);
-    char *extra[] = {(char *)"HS_IN_FD=3", NULL};
+    char *extra[] = {(char *)"HS_IN_FD=3", (char *)"HS_LOG_FD=4", NULL};
     run_node(&o, "writer", extra);
     return EX_SOFTWARE;
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startFakeConnect } from "../connect/fake-connect.mjs";
-import { createHost, describeAsRoot, listTree, type Account, type Host } from "./harness.js";
+import { createHost, describeAsRoot, listTree, processesOf, type Account, type Host } from "./harness.js";
 
 const vault = { vaults: { V: { items: { A: { fields: { one: "alpha-1" } } } } } };
 
@@ -97,12 +97,19 @@ describeAsRoot("--serialize through the wrapper", () => {
         });
       });
       expect(waiting).toBe(true);
+      // The waiting fetcher is the service account (the caller cannot signal it): stopping
+      // the writer (the caller's own process) cancels the wait.
+      const waiter = processesOf(new Set([host.svc.uid]));
+      expect(waiter.length).toBeGreaterThan(0);
       const stopped = performance.now();
       process.kill(run.pid!, "SIGTERM");
       const r = await run;
       expect(r.exitCode).toBe(75);
-      expect(r.stderr).toMatch(/interrupted by signal 15 while waiting for the lock; nothing written/);
+      expect(r.stderr).toMatch(/stopped by SIGTERM; nothing written/);
       expect(performance.now() - stopped).toBeLessThan(3000);
+      const until = Date.now() + 3000;
+      while (processesOf(new Set([host.svc.uid])).length > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      expect(processesOf(new Set([host.svc.uid]))).toEqual([]);
     } finally {
       holder.kill("SIGTERM");
       await holder;

@@ -14,11 +14,14 @@
  *   HS_MAPFILE_PATH         where fd 3 came from (for FILE:LINE messages only)
  *
  * fetcher only: HS_WRITER_PID — its parent; when getppid() no longer says so, it stops.
- * fetcher fds: 3 mapfile (HS_MAPFILE_FD), 4 token (HS_TOKEN_FD, only when the file
- * exists), 5 config.json (HS_CONFIG_FD, only when it exists), 6 the pipe to the writer
- * (HS_OUT_FD). With --serialize, fd 3 carries the host-wide flock; the fetcher closes it
- * as soon as the values are resolved.
- * writer fds: 3 the pipe from the fetcher (HS_IN_FD).
+ * fetcher fds: 2 the log pipe to the writer (never a caller's fd: a write to it could be
+ * blocked by the caller), 3 mapfile (HS_MAPFILE_FD), 4 token (HS_TOKEN_FD, only when the
+ * file exists), 5 config.json (HS_CONFIG_FD, only when it exists), 6 the pipe to the
+ * writer (HS_OUT_FD). With --serialize, the fetcher (already the service account, in a
+ * session of its own) has taken the host-wide flock on fd 3; it closes it as soon as the
+ * values are resolved.
+ * writer fds: 3 the pipe from the fetcher (HS_IN_FD), 4 the fetcher's log (HS_LOG_FD),
+ * copied to the writer's stderr.
  *
  * Frames on the pipe: type (1 byte, ASCII), payload length (u32 big-endian), payload.
  *   'P' put:     u32 BE path length, path (UTF-8, absolute), the value's bytes
@@ -47,6 +50,7 @@ export const env = {
   outFd: "HS_OUT_FD",
   writerPid: "HS_WRITER_PID",
   inFd: "HS_IN_FD",
+  logFd: "HS_LOG_FD",
 } as const;
 
 export type Frame =

@@ -5,6 +5,7 @@
  * - the writer (the caller): reads the pipe and writes, all or nothing.
  */
 import { closeSync, readFileSync, write } from "node:fs";
+import { Socket } from "node:net";
 import { ExitCode, HomelabError, exitCodeOf, permissionError, tempFailError, usageError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SourceConfig } from "../spec.js";
@@ -155,7 +156,14 @@ export async function runWriter(context: WrapperContext, options: Pick<RoleOptio
   const inFd = fdFromEnv(env.inFd);
   if (inFd === undefined) throw usageError(`${env.inFd} is not set`);
 
-  const frames = await readFrames(inFd, options.signal);
+  const fetcherLog = relayLog(fdFromEnv(env.logFd));
+  let frames: Frame[];
+  try {
+    frames = await readFrames(inFd, options.signal);
+    await fetcherLog.ended(2000); // its last words (e.g. why it gave up) come before ours
+  } finally {
+    fetcherLog.stop();
+  }
   const end = frames.at(-1);
   if (end?.type === "error") throw new HomelabError(asExitCode(end.exitCode), end.message);
   if (end?.type !== "done") throw tempFailError("the fetcher ended without handing over its results; nothing written");
@@ -173,15 +181,32 @@ export async function runWriter(context: WrapperContext, options: Pick<RoleOptio
   log.info(`${context.caller.user}: wrote ${puts.length} file(s)`);
 }
 
+/** Copy the fetcher's log pipe to our stderr as it comes. */
+function relayLog(fd: number | undefined): { ended(timeoutMs: number): Promise<void>; stop(): void } {
+  if (fd === undefined) return { ended: async () => undefined, stop: () => undefined };
+  const stream = new Socket({ fd, readable: true, writable: false });
+  stream.on("data", (chunk: Buffer) => process.stderr.write(chunk));
+  stream.on("error", () => undefined);
+  const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+  return {
+    ended: (timeoutMs) => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      return Promise.race([closed, timeout]).finally(() => clearTimeout(timer));
+    },
+    stop: () => stream.destroy(),
+  };
+}
+
 async function readFrames(fd: number, signal: AbortSignal): Promise<Frame[]> {
-  const { Socket } = await import("node:net");
   const decoder = new FrameDecoder();
   const frames: Frame[] = [];
   // A net.Socket reads the pipe without blocking a thread, so stopping the writer (SIGTERM)
-  // ends the run at once; the fetcher then dies with us (PR_SET_PDEATHSIG).
+  // ends the run at once; the fetcher notices we are gone and stops too.
   const stream = new Socket({ fd, readable: true, writable: false });
   const onAbort = () => stream.destroy();
   signal.addEventListener("abort", onAbort, { once: true });
+  if (signal.aborted) onAbort(); // stopped while starting up: the listener never fires
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       for (const frame of decoder.push(chunk)) {
