@@ -5,7 +5,7 @@
  * - directly, unprivileged (or as root), with path overrides honoured.
  */
 import type { Argv, CommandModule } from "yargs";
-import { runAndExit } from "../cli-common.js";
+import { parseDeadline, runAndExit } from "../cli-common.js";
 import { ExitCode } from "../errors.js";
 import type { Logger } from "../log.js";
 
@@ -55,7 +55,7 @@ export const userCommand: CommandModule<object, UserArgs> = {
       .option("map-file-path", { type: "string", describe: "Mapfile (env OP_MAP_FILE_PATH; honoured only for root or unprivileged runs)" })
       .option("tags", { type: "string", describe: "Only entries with one of these comma-separated tags" })
       .option("untagged", { type: "boolean", default: false, describe: "Include untagged entries (alone: only untagged ones)" })
-      .option("deadline", { type: "number", default: 45, describe: "Give up after this many seconds in total" })
+      .option("deadline", { type: "number", default: 45, coerce: parseDeadline, describe: "Give up after this many seconds in total" })
       .option("config-dir", { type: "string", default: "/etc/homelab-secrets", describe: "Host configuration directory (unprivileged runs)" }) as unknown as Argv<UserArgs>,
   handler: async (argv) => {
     // The wrapper's two halves say which one is talking; values never reach the log.
@@ -67,13 +67,19 @@ export const userCommand: CommandModule<object, UserArgs> = {
   },
 };
 
+/** The longest a fetch run through the wrapper may take: the --serialize lock wait (300 s). */
+const maxPrivilegedDeadlineSeconds = 300;
+
 async function runUser(argv: UserArgs, log: Logger, signal: AbortSignal): Promise<number> {
   const { wrapperContext, runFetcher, runWriter } = await import("../user/roles.js");
   const context = wrapperContext();
   const common = { cleanup: argv.cleanup, tags: argv.tags, untagged: argv.untagged, deadlineSeconds: argv.deadline, log, signal };
   if (context?.role === "fetcher") {
+    // The caller chooses --deadline, and a --serialize fetcher holds the host-wide lock for
+    // as long as it runs: no caller may hold it longer than others are willing to wait.
+    const deadlineSeconds = Math.min(argv.deadline, maxPrivilegedDeadlineSeconds);
     // Errors travel to the writer, which reports them; our exit code only mirrors them.
-    return runFetcher(context, { ...common, overrides: Boolean(argv["api-key-path"] || argv["map-file-path"]) });
+    return runFetcher(context, { ...common, deadlineSeconds, overrides: Boolean(argv["api-key-path"] || argv["map-file-path"]) });
   }
   if (context?.role === "writer") {
     await runWriter(context, common);
