@@ -336,7 +336,7 @@ export function renderMarkdown(results) {
             probe +
             "So the parser is no longer the cost (`fetch` is parsed with `node:util`'s `parseArgs`; yargs loads only for other commands, `--help` and errors — `check` still shows its price). " +
             "What is left over `node -e 0` is Node's own cost of loading the built-in modules the fetch needs (fs/promises, streams, the ESM loader) plus the work itself (reading and checking the spec and vault, ten temp files with fchown/fchmod/fsync, renames); on this shared 2-CPU machine the ratio sits at the limit and moves with the load. " +
-            "Bundling does not help: the same build bundled with esbuild (code splitting, dependencies external) measured 92.0 ms against 91.4 ms unbundled (hyperfine, 40 runs), as facts/onepassword.md found for the SDK. What was worth taking off the path is off: yargs, p-retry, `node:crypto`, `node:child_process` and the performance timers (3.0× → 1.5× in a quiet hyperfine run).",
+            "Bundling does not help: the same build bundled with esbuild (code splitting, dependencies external) measured 92.0 ms against 91.4 ms unbundled (hyperfine, 40 runs); bundling does not change the SDK's startup either. What was worth taking off the path is off: yargs, p-retry, `node:crypto`, `node:child_process` and the performance timers (3.0× → 1.5× in a quiet hyperfine run).",
     );
   }
   if (!t.connect.pass || (t.connect.detail.sequentialRequests ?? 0) > 2) {
