@@ -6,7 +6,7 @@ import { basename, join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
 import { mapStorePaths } from "./render-units.js";
-import { bootScenario, describeE2E, type Scenario } from "./scenario.js";
+import { bootScenario, describeE2E, vaultPath, type Scenario } from "./scenario.js";
 import { demoVault } from "./vault.js";
 
 const wrapperPath = "/run/wrappers/bin/homelab-secrets-user";
@@ -30,6 +30,10 @@ describeE2E("real systemd: per-user secrets through the wrapper the module decla
     }
     await s.c.cx(["chown", `${service}:${declared.group}`, "/etc/homelab-secrets/token"]);
     await s.c.cx(["chmod", "0600", "/etc/homelab-secrets/token"]);
+    // This container runs no DynamicUser service, so the file-source vault can be what user
+    // mode wants: readable by the service account only (doctor checks it).
+    await s.c.cx(["chown", `root:${declared.group}`, vaultPath]);
+    await s.c.cx(["chmod", "0640", vaultPath]);
     // What security.wrappers does: a copy of the package's wrapper, owned and moded as declared.
     const source = mapStorePaths(String(declared.source), s.golden);
     expect(source).toBe("/opt/homelab-secrets/libexec/homelab-secrets/homelab-secrets-user");

@@ -24,6 +24,8 @@ describeAsRoot("homelab-secrets doctor", () => {
     chownSync(host.wrapper, host.svc.uid, host.svc.gid);
     chmodSync(host.wrapper, 0o6755);
     chmodSync(host.configDir, 0o755);
+    chownSync(host.vaultFile, host.svc.uid, host.svc.gid);
+    chmodSync(host.vaultFile, 0o600);
   };
   afterEach(restore);
 
@@ -37,6 +39,7 @@ describeAsRoot("homelab-secrets doctor", () => {
       "ok      token",
       "ok      mapfile",
       "ok      config.json",
+      "ok      vault",
       "ok      wrapper",
     ]);
   });
@@ -54,6 +57,8 @@ describeAsRoot("homelab-secrets doctor", () => {
     ["wrapper without SGID", () => chmodSync(host.wrapper, 0o4755), /UNSAFE {2}wrapper: .*not set-group-ID/],
     ["wrapper world-writable", () => chmodSync(host.wrapper, 0o6757), /UNSAFE {2}wrapper: .*writable by group or others/],
     ["wrapper SUID root", () => { chownSync(host.wrapper, 0, 0); chmodSync(host.wrapper, 0o6755); }, /UNSAFE {2}wrapper: .*set-user-ID root/],
+    ["file-source vault readable by others", () => chmodSync(host.vaultFile, 0o644), /UNSAFE {2}vault: .*readable by others/],
+    ["file-source vault owned by a user", () => chownSync(host.vaultFile, host.users[0]!.uid, host.users[0]!.gid), /UNSAFE {2}vault: .*not owned by root or/],
     ["config directory group-writable", () => chmodSync(host.configDir, 0o775), /UNSAFE {2}config directory: .*writable by group or others/],
   ])("flags %s (exit 78)", async (_name, breakIt, pattern) => {
     breakIt();

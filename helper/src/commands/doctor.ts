@@ -100,15 +100,28 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       [config.uid !== 0, "not owned by root"],
       [(config.mode & 0o022) !== 0, "writable by group or others"],
     ]);
+    let vaultPath: string | undefined;
     if (config.isFile()) {
       try {
         const source = parseHostConfig(readFileSync(configPath, "utf8"), configPath);
         if (why.length === 0) ok("config.json", `${configPath}: source ${source.type}`);
+        if (source.type === "file") vaultPath = source.path;
       } catch (error) {
         why.push((error as Error).message);
       }
     }
     if (why.length > 0) report("config.json", configPath, config, why);
+    // A file-source vault holds values: only root and the service account may read it.
+    const vault = vaultPath === undefined ? undefined : stat("vault", vaultPath);
+    if (vault && vaultPath !== undefined) {
+      report("vault", vaultPath, vault, problems([
+        [!vault.isFile(), "not a regular file"],
+        [vault.uid !== 0 && vault.uid !== svcUid, `not owned by root or ${options.serviceUser}`],
+        [(vault.mode & 0o022) !== 0, "writable by group or others"],
+        [(vault.mode & 0o004) !== 0, "readable by others: every user could read every value (want 0640 root:<service group> or 0600)"],
+        [(vault.mode & 0o040) !== 0 && svcGid !== undefined && vault.gid !== svcGid && vault.uid !== svcUid, "readable by a group other than the service account's"],
+      ]));
+    }
   }
 
   const wrapper = options.wrapper ?? (existsSync(nixosWrapperPath) ? nixosWrapperPath : undefined);
