@@ -3,7 +3,7 @@
  * Kept small on purpose; suites import what they need.
  */
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -66,7 +66,20 @@ export async function makeTempDir(prefix = "hs-test-"): Promise<string> {
   return dir;
 }
 export async function removeTempDirs(): Promise<void> {
-  await Promise.all(created.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+  await Promise.all(created.splice(0).map(async (dir) => {
+    await makeWritable(dir);
+    await rm(dir, { recursive: true, force: true });
+  }));
+}
+
+/** Tests make read-only directories (credential dirs are 0500); without root, rm needs u+w. */
+async function makeWritable(dir: string): Promise<void> {
+  try {
+    await chmod(dir, 0o700);
+    for (const entry of await readdir(dir, { withFileTypes: true })) if (entry.isDirectory()) await makeWritable(join(dir, entry.name));
+  } catch {
+    /* gone, or not ours to change */
+  }
 }
 
 /** Write `spec` (an object, pretty-printed one key per line, or raw text) and return its path. */

@@ -3,8 +3,8 @@
 // configurations with clear assertion messages. Also guards tests/golden/units.json.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { evalHarness, findNixInstantiate, findNixpkgsLib, inCI, repoRoot } from "./nix-env.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { evalHarness, findNixInstantiate, findNixpkgsLib, inCI, removeWritableStore, repoRoot } from "./nix-env.js";
 
 type Section = Record<string, string | string[]>;
 type Unit = Record<string, Section>;
@@ -35,6 +35,7 @@ if (skip && inCI && nix === undefined) {
   describe.skipIf(skip)(skip ? `nix: module evaluation (SKIPPED: ${why})` : "nix: module evaluation", () => {
     const run = (attr: string, configuration: string, readWrite = false) =>
       evalHarness(nix!, lib.dir!, { attr, configuration, readWrite });
+    afterAll(removeWritableStore);
 
     describe("e2e configuration (tests/e2e/configuration.nix)", () => {
       const e2e = "./tests/e2e/configuration.nix";

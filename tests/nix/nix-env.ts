@@ -1,6 +1,7 @@
 // Shared discovery for the Nix test suites: the nix-instantiate binary and NIXPKGS_LIB.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 
 export const repoRoot = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "../..");
@@ -27,6 +28,38 @@ export function findNixpkgsLib(): { dir?: string; why?: string } {
   return { why: `NIXPKGS_LIB=${root} contains neither lib/default.nix nor default.nix` };
 }
 
+/**
+ * Nix needs a store even to parse. The tests never touch the host's /nix/store: reading and
+ * parsing use a dummy store, and evaluations that write (writeText for spec files) use a
+ * private store under the temp directory — so they run the same as root and as any user.
+ */
+export const readOnlyStore = ["--store", "dummy://"];
+let privateStore: string | undefined;
+export function writableStore(): string[] {
+  privateStore ??= mkdtempSync(join(tmpdir(), "hs-nix-store-"));
+  return ["--store", `local?root=${privateStore}`];
+}
+
+/** Remove the private store (call from afterAll). */
+export function removeWritableStore(): void {
+  if (privateStore !== undefined) removeStore(privateStore);
+  privateStore = undefined;
+}
+
+/** Store paths are read-only (0444 files, 0555 directories): make them writable, then remove. */
+function removeStore(dir: string): void {
+  const unlock = (path: string) => {
+    try {
+      chmodSync(path, 0o755);
+      for (const entry of readdirSync(path, { withFileTypes: true })) if (entry.isDirectory()) unlock(join(path, entry.name));
+    } catch {
+      /* gone or not ours */
+    }
+  };
+  unlock(dir);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 export interface EvalOptions {
   readWrite?: boolean;
   attr: string;
@@ -40,7 +73,7 @@ export function evalHarness(nix: string, libDir: string, opts: EvalOptions): unk
     "--eval",
     "--strict",
     "--json",
-    ...(opts.readWrite ? ["--read-write-mode"] : []),
+    ...(opts.readWrite ? ["--read-write-mode", ...writableStore()] : readOnlyStore),
     "tests/nix/eval-harness.nix",
     "--arg",
     "lib",

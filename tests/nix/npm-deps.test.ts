@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { findNixInstantiate, findNixpkgsLib, inCI, repoRoot } from "./nix-env.js";
+import { findNixInstantiate, findNixpkgsLib, inCI, readOnlyStore, repoRoot } from "./nix-env.js";
 
 interface LockEntry {
   name?: string;
@@ -32,7 +32,7 @@ if (why) console.warn(`SKIPPED tests/nix/npm-deps.test.ts: ${why}`);
 describe.skipIf(why !== undefined)(why ? `nix: npm packaging (SKIPPED: ${why})` : "nix: npm packaging from the lockfile", () => {
   const lock = JSON.parse(readFileSync(join(repoRoot, "package-lock.json"), "utf8")) as { packages: Record<string, LockEntry> };
   const evaluated = (): Evaluated => {
-    const out = execFileSync(nix!, ["--eval", "--strict", "--json", "tests/nix/npm-deps-harness.nix", "--arg", "lib", `import ${lib.dir!}`], {
+    const out = execFileSync(nix!, [...readOnlyStore, "--eval", "--strict", "--json", "tests/nix/npm-deps-harness.nix", "--arg", "lib", `import ${lib.dir!}`], {
       cwd: repoRoot,
       encoding: "utf8",
       timeout: 60_000,

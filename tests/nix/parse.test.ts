@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
-import { findNixInstantiate, inCI, repoRoot } from "./nix-env.js";
+import { findNixInstantiate, inCI, readOnlyStore, repoRoot } from "./nix-env.js";
 
 const SKIP_DIRS = new Set([".git", "node_modules", "result", "dist", "build", ".vitest-cache"]);
 
@@ -43,7 +43,7 @@ if (missing && inCI) {
 
     it.each(files)("%s parses", (file) => {
       try {
-        execFileSync(nix!, ["--parse", file], { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
+        execFileSync(nix!, [...readOnlyStore, "--parse", file], { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
       } catch (error) {
         const e = error as { stderr?: string; message: string };
         throw new Error(`${file} does not parse:\n${e.stderr ?? e.message}`);

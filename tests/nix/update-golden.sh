@@ -27,9 +27,11 @@ lib_dir="$(cd "$lib_dir" && pwd)"
 
 out=tests/golden/units.json
 tmp="$(mktemp)"
-trap 'rm -f "$tmp"' EXIT
-# --read-write-mode: spec files are written to the local store so their content can be read back.
-nix-instantiate --eval --strict --json --read-write-mode tests/nix/eval-harness.nix \
+store="$(mktemp -d)"
+trap 'chmod -R u+w "$store" 2>/dev/null; rm -rf "$tmp" "$store"' EXIT
+# --read-write-mode: spec files are written to a store so their content can be read back; a
+# private one in a temp dir, so this works without root and leaves /nix/store alone.
+nix-instantiate --store "local?root=$store" --eval --strict --json --read-write-mode tests/nix/eval-harness.nix \
   --arg lib "import $lib_dir" \
   --arg configuration ./tests/e2e/configuration.nix \
   -A golden >"$tmp"

@@ -83,9 +83,12 @@ let credentialCount = 0;
 /** A fresh $CREDENTIALS_DIRECTORY holding `op-token` (mode 0400, like systemd's). */
 async function credentialsWith(token: string): Promise<string> {
   const credentials = join(dir, `credentials-${++credentialCount}`);
-  await mkdir(credentials, { mode: 0o500 });
+  // Like systemd's credential directory: 0500 with a 0400 file, made read-only after writing
+  // (so this works without root too).
+  await mkdir(credentials, { mode: 0o700 });
   await writeFile(join(credentials, "op-token"), `${token}\n`);
   await chmod(join(credentials, "op-token"), 0o400);
+  await chmod(credentials, 0o500);
   return credentials;
 }
 
