@@ -1,5 +1,6 @@
 import { ExitCode, exitCodeOf, HomelabError, usageError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
+import { modePattern } from "./spec.js";
 import type { SourceOverrides } from "./sources/index.js";
 
 export interface CommonArgs {
@@ -99,7 +100,7 @@ export function parseDeadline(value: number): number {
 }
 
 export function parseMode(text: string): number {
-  if (!/^0?[0-7]{3}$/.test(text)) throw usageError(`--mode must be an octal mode such as 0600, not "${text}"`);
+  if (!modePattern.test(text)) throw usageError(`--mode must be an octal mode such as 0600, not "${text}"`);
   return parseInt(text, 8);
 }
 

@@ -46,6 +46,8 @@ export interface Spec {
 }
 
 const defaultFileMode = 0o400;
+/** An octal permission string such as "0400" or "640": no setuid, setgid or sticky bits. */
+export const modePattern = /^0?[0-7]{3}$/;
 const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/;
 const topLevelKeys = new Set(["version", "name", "outputDir", "owner", "group", "dirMode", "source", "files", "envFiles", "templates"]);
 
@@ -222,7 +224,7 @@ class Validator {
   optionalMode(pointer: string): number | undefined {
     const value = this.get(pointer);
     if (value === undefined) return undefined;
-    if (typeof value !== "string" || !/^0?[0-7]{3}$/.test(value)) {
+    if (typeof value !== "string" || !modePattern.test(value)) {
       this.fail(pointer, 'must be an octal mode string such as "0400" (no setuid, setgid or sticky bits)');
     }
     return parseInt(value, 8);

@@ -281,3 +281,14 @@ export function listTree(dir: string): string[] {
   walk("");
   return out.sort();
 }
+
+/** Poll `check` every 50 ms until it returns a value or `timeoutMs` passes (then undefined). */
+export async function waitFor<T>(check: () => T | undefined, timeoutMs: number): Promise<T | undefined> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value !== undefined) return value;
+    if (Date.now() > until) return undefined;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

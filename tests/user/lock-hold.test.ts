@@ -10,7 +10,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { startFakeConnect } from "../connect/fake-connect.mjs";
-import { cliPath, createHost, describeAsRoot, listTree, processesOf, type Account, type Host, type RunPromise } from "./harness.js";
+import { cliPath, createHost, describeAsRoot, listTree, processesOf, type Account, type Host, type RunPromise, waitFor } from "./harness.js";
 
 const vault = { vaults: { V: { items: { A: { fields: { one: "alpha-1" } } } } } };
 
@@ -127,14 +127,4 @@ function waitForOutput(run: RunPromise, pattern: RegExp, timeoutMs = 15_000): Pr
       check();
     });
   });
-}
-
-async function waitFor<T>(check: () => T | undefined, timeoutMs: number): Promise<T | undefined> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > until) return undefined;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cliPath, createHost, describeAsRoot, listTree, modeOf, processesOf, type Account, type Host } from "./harness.js";
+import { cliPath, createHost, describeAsRoot, listTree, modeOf, processesOf, type Account, type Host, waitFor } from "./harness.js";
 
 const vault = {
   vaults: {
@@ -469,14 +469,4 @@ function parseProbe(stdout: string): Record<string, string> {
 
 function chownLink(path: string, user: Account): void {
   execFileSync("chown", ["-h", `${user.uid}:${user.gid}`, path]);
-}
-
-async function waitFor<T>(check: () => T | undefined, timeoutMs: number): Promise<T | undefined> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > until) return undefined;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
