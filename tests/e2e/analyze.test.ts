@@ -34,7 +34,7 @@ describeE2E("real systemd: systemd-analyze verify and security", () => {
       if (!m) throw new Error(`no exposure level for ${unit}:\n${r.stdout}${r.stderr}`);
       rows.push({ unit, exposure: Number(m[1]), rating: m[2]!, gated: unit.endsWith("-secrets.service") });
     }
-    console.log("systemd-analyze security (systemd 252), all generated units:");
+    console.log(`systemd-analyze security (${s.distro}, systemd ${s.systemd}), all generated units:`);
     console.table(rows);
     const secretsUnits = rows.filter((r) => r.gated);
     expect(secretsUnits.length).toBeGreaterThan(0);

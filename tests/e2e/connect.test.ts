@@ -2,7 +2,7 @@
 // fake 1Password Connect server (run here, on the loopback the container shares), with faults.
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { startFakeConnect, type FakeConnect, type Fault } from "../connect/fake-connect.mjs";
-import { bootScenario, connectBackendOf, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
+import { bootScenario, claimConnectBackend, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import { demoVault } from "./vault.js";
 
 const name = "connect-demo";
@@ -20,8 +20,8 @@ describeE2E("real systemd: the connect source against a local Connect server", (
 
   beforeAll(async () => {
     s = await bootScenario("connect", vault);
-    ({ port, token, deadline } = connectBackendOf(s, secrets));
-  }, 120_000);
+    ({ port, token, deadline } = await claimConnectBackend(s, secrets));
+  }, 600_000); // may wait for the other distro's run of this file to free the port
   afterEach(async () => {
     await s?.c.cx(["systemctl", "stop", service, secrets], { allowFail: true });
     await server?.close();

@@ -1,6 +1,7 @@
 /**
- * A throwaway Debian container running a real systemd 252 (systemd-nspawn --boot), driven
- * through nsenter because the host's PID 1 is not systemd (see shared facts/systemd-252.md).
+ * A throwaway Debian container running a real systemd (systemd-nspawn --boot; bookworm's 252 or
+ * trixie's 257, whichever rootfs it is given), driven through nsenter because the host's PID 1
+ * need not be systemd (then `machinectl` and `systemctl -M` cannot reach the container).
  *
  * Life cycle: `Container.create()` lays an overlay (or a reflink copy) over the cached rootfs,
  * the caller writes files into `root`, `boot()` starts nspawn in its own process group,
@@ -175,6 +176,7 @@ export class Container {
   private timeoutPid = 0;
   private leader = 0;
   private cgroup: string | undefined;
+  private readonly cleanups: Array<() => void | Promise<void>> = [];
 
   private constructor(private readonly options: ContainerOptions, runDir: string) {
     this.name = options.name;
@@ -308,7 +310,12 @@ export class Container {
     await this.cx(["journalctl", "--sync"], { allowFail: true });
   }
 
-  /** Power off; end by PID what does not go on its own; unmount; remove the run dir. */
+  /** Run `fn` at teardown, after the container is gone (last registered runs first). */
+  onTeardown(fn: () => void | Promise<void>): void {
+    this.cleanups.push(fn);
+  }
+
+  /** Power off; end by PID what does not go on its own; unmount; remove the run dir; run the `onTeardown` hooks. */
   async teardown(): Promise<void> {
     Container.live.delete(this);
     if (this.leader && alive(this.leader)) {
@@ -321,6 +328,7 @@ export class Container {
     if (this.cgroup) removeCgroup(this.cgroup);
     if (this.overlay) await run("umount", ["-l", this.root], { allowFail: true });
     if (!process.env["HOMELAB_E2E_KEEP"]) rmSync(this.runDir, { recursive: true, force: true });
+    for (const fn of this.cleanups.splice(0).reverse()) await fn();
   }
 
   /** Synchronous last resort: SIGKILL the container's init and the nspawn process group. */

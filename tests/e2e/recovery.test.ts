@@ -10,7 +10,7 @@
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { startFakeConnect, type FakeConnect } from "../connect/fake-connect.mjs";
 import { specOfUnit, unitValues, type Spec } from "./render-units.js";
-import { bootScenario, connectBackendOf, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
+import { bootScenario, claimConnectBackend, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import { demoVault, type Vault } from "./vault.js";
 
 const name = "recovery-demo";
@@ -29,10 +29,10 @@ describeE2E("real systemd: recovery after a transient backend outage", () => {
   beforeAll(async () => {
     s = await bootScenario("recovery");
     spec = specOfUnit(s.golden, secrets)!;
-    ({ port, token, deadline } = connectBackendOf(s, secrets));
+    ({ port, token, deadline } = await claimConnectBackend(s, secrets));
     restartSec = parseInt(unitValues(s.golden, secrets, "Service", "RestartSec")[0]!, 10);
     expect(unitValues(s.golden, secrets, "Service", "ExecStartPre")).toEqual([`-+${s.golden.storePaths["systemd"]}/bin/systemctl start --no-block --job-mode=fail ${service}`]);
-  }, 120_000);
+  }, 600_000); // may wait for the other distro's run of this file to free the port
   afterEach(async () => {
     await s?.c.cx(["systemctl", "stop", service, secrets], { allowFail: true });
     await server?.close();

@@ -3,6 +3,7 @@
  * Debian rootfs, and one booted container per test file with the helper, the probe, the
  * golden units and a test vault installed.
  */
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, chmodSync, writeFileSync, copyFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
@@ -15,46 +16,80 @@ import { demoVault, type Vault } from "./vault.js";
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, "../..");
 const cacheDir = process.env["HOMELAB_E2E_CACHE"] ?? "/var/cache/homelab-secrets-e2e";
-export const rootfs = join(cacheDir, "rootfs-bookworm");
+
+/** The Debian releases the suite boots, with the systemd each ships (checked after the build). */
+export const distros = ["bookworm", "trixie"] as const;
+export type Distro = (typeof distros)[number];
+
+function distroOf(value: string | undefined): Distro {
+  if (value === undefined || value === "") return "bookworm";
+  if ((distros as readonly string[]).includes(value)) return value as Distro;
+  throw new Error(`HS_E2E_DISTRO=${value}: expected one of ${distros.join(", ")}`);
+}
+
+/** Which Debian release this run boots: `HS_E2E_DISTRO` (set per vitest project), default bookworm. */
+export const distro: Distro = distroOf(process.env["HS_E2E_DISTRO"]);
+export const rootfs = join(cacheDir, `rootfs-${distro}`);
 const packages = "systemd,systemd-sysv,dbus,libstdc++6"; // libstdc++6: the host's node links it
 export const goldenFile = join(repoRoot, "tests/golden/units.json"); // written by tests/nix/update-golden.sh
 export const vaultPath = "/etc/homelab-secrets/vault.json";
 
-/** The Debian mirror apt on this host uses (never written into the repository). */
+/**
+ * The Debian mirror apt on this host uses (never written into the repository): the first `deb`
+ * source for a Debian release suite. The same mirror serves every release the suite boots.
+ */
 export function aptMirror(): string | undefined {
+  const suites = new Set<string>([...distros, "oldstable", "stable", "testing", "unstable", "sid"]);
+  const codename = existsSync("/etc/os-release") ? /^VERSION_CODENAME=(\S+)$/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1] : undefined;
+  if (codename) suites.add(codename);
   const texts: string[] = [];
   for (const f of ["/etc/apt/sources.list"]) if (existsSync(f)) texts.push(readFileSync(f, "utf8"));
   const d = "/etc/apt/sources.list.d";
-  if (existsSync(d)) for (const f of readdirSync(d).filter((n) => /\.(list|sources)$/.test(n))) texts.push(readFileSync(join(d, f), "utf8"));
+  if (existsSync(d)) for (const f of readdirSync(d).filter((n) => /\.(list|sources)$/.test(n)).sort()) texts.push(readFileSync(join(d, f), "utf8"));
   for (const text of texts) {
     for (const line of text.split("\n")) {
-      const m = line.match(/^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s/);
-      if (m) return m[1];
+      const m = line.match(/^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s/);
+      if (m && suites.has(m[2]!)) return m[1];
     }
     for (const block of text.split(/\n\s*\n/)) {
       const field = (k: string) => block.match(new RegExp(`^${k}:\\s*(.+)$`, "mi"))?.[1]?.trim().split(/\s+/) ?? [];
-      if (field("Types").includes("deb") && field("Suites").includes("bookworm")) return field("URIs")[0];
+      if (field("Types").includes("deb") && field("Suites").some((x) => suites.has(x))) return field("URIs")[0];
     }
   }
   return undefined;
 }
 
-/** Build the rootfs once per machine; a lock keeps concurrent runs from racing. */
+/** Build this distro's rootfs once per machine; a lock per distro keeps concurrent runs from racing. */
 async function ensureRootfs(): Promise<void> {
   const stamp = `${rootfs}.ok`;
   const ready = () => existsSync(stamp) && readFileSync(stamp, "utf8").trim() === packages;
   if (ready()) return;
   mkdirSync(cacheDir, { recursive: true });
+  const mirror = aptMirror();
+  if (!mirror) throw new Error("no Debian mirror in this machine's apt sources (/etc/apt/sources.list{,.d})");
   const script = `
     set -e
     [ -f "$1.ok" ] && [ "$(cat "$1.ok")" = "$2" ] && exit 0
     rm -rf "$1" "$1.ok" "$1.tmp"
-    debootstrap --variant=minbase --include="$2" bookworm "$1.tmp" $3 >"$1.log" 2>&1 || { tail -20 "$1.log" >&2; exit 1; }
+    start=$(date +%s)
+    debootstrap --variant=minbase --include="$2" "$3" "$1.tmp" "$4" >"$1.log" 2>&1 || { tail -20 "$1.log" >&2; exit 1; }
+    echo "debootstrap $3: $(( $(date +%s) - start )) s" >>"$1.log"
     mv "$1.tmp" "$1"
     printf '%s\\n' "$2" >"$1.ok"`;
-  console.warn(`[e2e] building the Debian rootfs once for this machine in ${rootfs} (~30 s)`);
-  await run("flock", ["-w", "900", join(cacheDir, ".build.lock"), "sh", "-c", script, "sh", rootfs, packages, aptMirror() ?? ""], { timeoutMs: 960_000 });
+  console.warn(`[e2e] building the Debian ${distro} rootfs once for this machine in ${rootfs} (~30 s)`);
+  await run("flock", ["-w", "900", join(cacheDir, `.build-${distro}.lock`), "sh", "-c", script, "sh", rootfs, packages, distro, mirror], { timeoutMs: 960_000 });
   if (!ready()) throw new Error("rootfs build finished without its stamp");
+}
+
+/** The systemd major version installed in the rootfs (from its dpkg database), or 0 if unknown. */
+function systemdVersionOf(root: string): number {
+  try {
+    const status = readFileSync(join(root, "var/lib/dpkg/status"), "utf8");
+    const block = status.split(/\n\n/).find((b) => /^Package: systemd$/m.test(b));
+    return Number(/^Version: (?:\d+:)?(\d+)/m.exec(block ?? "")?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 async function which(cmd: string): Promise<boolean> {
@@ -71,30 +106,39 @@ async function prerequisites(): Promise<string | null> {
   try {
     await ensureRootfs();
   } catch (e) {
-    return `the Debian rootfs could not be built: ${(e as Error).message}`;
+    return `the Debian ${distro} rootfs could not be built: ${(e as Error).message}`;
   }
+  if (!systemdVersionOf(rootfs)) return `no systemd package in the ${distro} rootfs ${rootfs}`;
   return null;
 }
 
 const unavailable = await prerequisites();
 
+/** The systemd major version this run boots (252 on bookworm, 257 on trixie); 0 when the suite cannot run. */
+export const systemdVersion: number = unavailable ? 0 : systemdVersionOf(rootfs);
+
+/** What the suite boots, for test names and logs: `Debian trixie, systemd 257`. */
+export const platform = `Debian ${distro}${systemdVersion ? `, systemd ${systemdVersion}` : ""}`;
+
 /**
- * `describe` when the suite can run. Otherwise say so loudly and skip — except in CI as root,
- * where a missing tool is a failure.
+ * `describe` when the suite can run, its name suffixed with the Debian release and systemd
+ * version. Otherwise say so loudly and skip — except in CI as root, where a missing
+ * prerequisite is a failure.
  */
 export function describeE2E(name: string, body: () => void): void {
+  const label = `${name} [${platform}]`;
   if (!unavailable) {
-    describe(name, body);
+    describe(label, body);
     return;
   }
   if (process.env["CI"] === "true" && process.getuid?.() === 0) {
-    describe(name, () => it("has its prerequisites (CI=true, root)", () => {
+    describe(label, () => it("has its prerequisites (CI=true, root)", () => {
       throw new Error(`real-systemd e2e cannot run: ${unavailable}`);
     }));
     return;
   }
-  console.warn(`\n*** SKIPPED real-systemd e2e "${name}": ${unavailable} ***\n`);
-  describe.skip(`${name} — SKIPPED: ${unavailable}`, body);
+  console.warn(`\n*** SKIPPED real-systemd e2e "${label}": ${unavailable} ***\n`);
+  describe.skip(`${label} — SKIPPED: ${unavailable}`, body);
 }
 
 export interface Scenario {
@@ -104,6 +148,10 @@ export interface Scenario {
   setVault(vault: Vault): Promise<void>;
   /** uid of a user inside the container */
   uid(user: string): Promise<number>;
+  /** The Debian release booted. */
+  distro: Distro;
+  /** The systemd major version booted, as `systemctl --version` reports it inside. */
+  systemd: number;
 }
 
 const cli = join(repoRoot, "helper/dist/cli.js");
@@ -150,8 +198,12 @@ export async function bootScenario(label: string, vault: Vault = demoVault()): P
     put(vaultPath, JSON.stringify(vault, null, 2), 0o644);
     await c.boot();
     const node = await c.cx(["/usr/local/bin/node", "-e", "process.stdout.write(process.version)"], { allowFail: true });
-    if (node.code !== 0) throw new Error(`the host's node (${process.execPath}) does not run inside the Debian rootfs: ${node.stderr}`);
+    if (node.code !== 0) throw new Error(`the host's node (${process.execPath}) does not run inside the Debian ${distro} rootfs: ${node.stderr}`);
+    const version = Number(/^systemd (\d+)/.exec((await c.cx(["systemctl", "--version"])).stdout)?.[1] ?? 0);
+    if (version !== systemdVersion) throw new Error(`${distro}: systemd ${version} booted, but the rootfs's dpkg database says ${systemdVersion}`);
     return {
+      distro,
+      systemd: version,
       c,
       golden,
       unitPaths,
@@ -224,4 +276,44 @@ export function connectBackendOf(s: Scenario, secretsUnit: string): { port: numb
     token: readFileSync(join(s.c.root, credential.slice(credential.indexOf(":") + 1)), "utf8"),
     deadline: deadlineOf(s.golden, secretsUnit),
   };
+}
+
+/**
+ * Hold `port` on the host loopback for this test process alone, across processes and suite runs
+ * (the containers share the host's network, and every run of the golden units names the same
+ * fixed ports): an flock on a file in the cache dir, held by a child that exits — releasing it —
+ * when told to or when this process dies (its stdin closes). Resolves once the lock is held.
+ */
+export async function claimPort(port: number, timeoutSec = 480): Promise<() => Promise<void>> {
+  mkdirSync(cacheDir, { recursive: true });
+  const lock = join(cacheDir, `.port-${port}.lock`);
+  const child = spawn("flock", ["-w", String(timeoutSec), lock, "sh", "-c", "echo held; exec cat >/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+  const exited = new Promise<number>((resolve) => child.once("close", (code) => resolve(code ?? 128)));
+  const started = Date.now();
+  const waiting = setTimeout(() => console.warn(`[e2e] waiting for port ${port} (${lock}): another e2e run is using it`), 1_000);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.once("data", () => resolve());
+      child.once("error", reject);
+      void exited.then((code) => reject(new Error(`could not claim port ${port} within ${timeoutSec} s (${lock}): flock exit ${code}`)));
+    });
+  } finally {
+    clearTimeout(waiting);
+  }
+  if (Date.now() - started > 1_000) console.warn(`[e2e] port ${port} claimed after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return async () => {
+    child.stdin.end();
+    await exited;
+  };
+}
+
+/**
+ * `connectBackendOf`, with the backend's port claimed (`claimPort`) until the scenario's
+ * container is torn down. A file that serves a fixed port must claim it this way, so that
+ * another run of the same file (the other distro's project, another suite run) waits for it.
+ */
+export async function claimConnectBackend(s: Scenario, secretsUnit: string): Promise<{ port: number; token: string; deadline: number }> {
+  const backend = connectBackendOf(s, secretsUnit);
+  s.c.onTeardown(await claimPort(backend.port));
+  return backend;
 }
