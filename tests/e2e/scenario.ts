@@ -279,15 +279,24 @@ export function connectBackendOf(s: Scenario, secretsUnit: string): { port: numb
 }
 
 /**
+ * The lock holder `claimPort` runs: it prints `held` once the lock on `port`'s file is taken and
+ * keeps it until its stdin closes. Returns the command, its arguments and the lock file.
+ */
+export function portLockCommand(port: number, timeoutSec = 480): [string, string[], string] {
+  mkdirSync(cacheDir, { recursive: true });
+  const lock = join(cacheDir, `.port-${port}.lock`);
+  return ["flock", ["-w", String(timeoutSec), lock, "sh", "-c", "echo held; exec cat >/dev/null"], lock];
+}
+
+/**
  * Hold `port` on the host loopback for this test process alone, across processes and suite runs
  * (the containers share the host's network, and every run of the golden units names the same
  * fixed ports): an flock on a file in the cache dir, held by a child that exits — releasing it —
  * when told to or when this process dies (its stdin closes). Resolves once the lock is held.
  */
 export async function claimPort(port: number, timeoutSec = 480): Promise<() => Promise<void>> {
-  mkdirSync(cacheDir, { recursive: true });
-  const lock = join(cacheDir, `.port-${port}.lock`);
-  const child = spawn("flock", ["-w", String(timeoutSec), lock, "sh", "-c", "echo held; exec cat >/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+  const [cmd, args, lock] = portLockCommand(port, timeoutSec);
+  const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
   const exited = new Promise<number>((resolve) => child.once("close", (code) => resolve(code ?? 128)));
   const started = Date.now();
   const waiting = setTimeout(() => console.warn(`[e2e] waiting for port ${port} (${lock}): another e2e run is using it`), 1_000);
