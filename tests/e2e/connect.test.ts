@@ -1,8 +1,8 @@
 // The Connect backend over real HTTP: a secrets unit under systemd talks to the project's
-// fake 1Password Connect server (run here, on the loopback the container shares), with faults.
+// fake 1Password Connect server (run here; the container reaches it on its own loopback), with faults.
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { startFakeConnect, type FakeConnect, type Fault } from "../connect/fake-connect.mjs";
-import { bootScenario, claimConnectBackend, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
+import type { FakeConnect, Fault } from "../connect/fake-connect.mjs";
+import { bootScenario, connectBackendOf, describeE2E, serveConnect, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import { demoVault } from "./vault.js";
 
 const name = "connect-demo";
@@ -20,8 +20,8 @@ describeE2E("real systemd: the connect source against a local Connect server", (
 
   beforeAll(async () => {
     s = await bootScenario("connect", vault);
-    ({ port, token, deadline } = await claimConnectBackend(s, secrets));
-  }, 600_000); // may wait for the other distro's run of this file to free the port
+    ({ port, token, deadline } = connectBackendOf(s, secrets));
+  }, 120_000);
   afterEach(async () => {
     await s?.c.cx(["systemctl", "stop", service, secrets], { allowFail: true });
     await server?.close();
@@ -33,7 +33,7 @@ describeE2E("real systemd: the connect source against a local Connect server", (
   }, 60_000);
 
   const serve = async (faults: Fault[] = [], serverToken = token) => {
-    server = await startFakeConnect({ vault, token: serverToken, port, host: "127.0.0.1", faults });
+    server = await serveConnect(s.c, port, { vault, token: serverToken, faults });
   };
   const secretsJournal = async () => {
     await s.c.syncJournal();

@@ -9,6 +9,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { createConnection, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 
 export interface RunResult {
@@ -166,7 +167,27 @@ export interface ContainerOptions {
   bindsRo?: Record<string, string>;
   /** seconds before `timeout` ends nspawn no matter what (default 600) */
   lifetimeSec?: number;
+  /**
+   * Share the host's network instead of a private one with only loopback (default false): with
+   * it, a test's server on a fixed loopback port would answer every container on the machine.
+   */
+  hostNetwork?: boolean;
 }
+
+/** A forward from a port inside the container to the host; `close()` refuses new connections and cuts open ones. */
+export interface PortForward {
+  close(): Promise<void>;
+}
+
+// Runs inside the container's network namespace (host mount namespace, the host's node): listen,
+// hand the listening socket to the parent over IPC, exit. Connections only arrive after that.
+const listenerScript = `
+const net = require("node:net");
+const [host, port] = process.argv.slice(1);
+const server = net.createServer();
+server.once("error", (e) => { process.send({ error: e.message }, () => process.exit(1)); });
+server.listen({ host, port: Number(port) }, () => process.send({ listening: true }, server, () => { server.close(); process.disconnect(); }));
+`;
 
 export class Container {
   readonly name: string;
@@ -221,7 +242,7 @@ export class Container {
       "sh",
       ["-c", '[ -z "$HS_E2E_CGROUP" ] || echo $$ > "$HS_E2E_CGROUP/cgroup.procs" || exit 90; exec timeout --kill-after=10 "$@" >"$0" 2>&1 </dev/null', console, lifetime,
         "systemd-nspawn", "-D", this.root, "--boot", `--machine=${this.name}`, "--register=no", "--keep-unit",
-        "--console=read-only", "-q", ...binds],
+        "--console=read-only", "-q", ...(this.options.hostNetwork ? [] : ["--private-network"]), ...binds],
       { detached: true, stdio: "ignore", env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1", HS_E2E_CGROUP: this.cgroup ?? "" } },
     );
     child.unref();
@@ -259,6 +280,52 @@ export class Container {
       ["-t", String(this.leader), "-a", "--", "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SYSTEMD_COLORS=0", ...argv],
       options,
     );
+  }
+
+  /** A listening TCP socket on `host:port` in the container's network namespace, accepted in this process. */
+  async listenInside(port: number, host = "127.0.0.1"): Promise<Server> {
+    if (!this.leader) throw new Error("container is not booted");
+    const child = spawn("nsenter", ["-t", String(this.leader), "-n", "--", process.execPath, "-e", listenerScript, host, String(port)], {
+      stdio: ["ignore", "ignore", "pipe", "ipc"],
+    });
+    const err: Buffer[] = [];
+    child.stderr!.on("data", (b: Buffer) => err.push(b));
+    return new Promise<Server>((resolve, reject) => {
+      child.once("error", reject);
+      child.on("message", (message: { listening?: boolean; error?: string }, handle?: unknown) => {
+        if (message.listening && handle) resolve(handle as Server);
+        else reject(new Error(`listen on ${host}:${port} in ${this.name}: ${message.error ?? "no socket handed over"}`));
+      });
+      child.once("exit", (code) => reject(new Error(`listen on ${host}:${port} in ${this.name}: exit ${code}\n${Buffer.concat(err).toString("utf8")}`)));
+    });
+  }
+
+  /**
+   * Forward `host:port` inside the container to `targetPort` on the host's loopback, byte for
+   * byte: a reset by the target is passed on as a reset, an end as an end. Nothing listens
+   * inside before this nor after `close()`, so a connection is refused then, as with no server.
+   */
+  async forward(port: number, targetPort: number, host = "127.0.0.1"): Promise<PortForward> {
+    const server = await this.listenInside(port, host);
+    const open = new Set<Socket>();
+    server.on("connection", (inside: Socket) => {
+      const target = createConnection({ host: "127.0.0.1", port: targetPort });
+      open.add(inside).add(target);
+      inside.on("close", () => open.delete(inside));
+      target.on("close", () => open.delete(target));
+      inside.pipe(target);
+      target.pipe(inside);
+      target.on("error", () => inside.resetAndDestroy());
+      inside.on("error", () => target.resetAndDestroy());
+    });
+    this.onTeardown(() => new Promise<void>((r) => server.close(() => r())));
+    return {
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const socket of open) socket.destroy();
+        }),
+    };
   }
 
   /** `sh -c script` inside; extra args become $1.. */

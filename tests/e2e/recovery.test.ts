@@ -8,9 +8,9 @@
 // recovery-demo has its own Connect server port (18182) and a 3 s deadline
 // (tests/e2e/configuration.nix), so this file can run next to connect.test.ts.
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { startFakeConnect, type FakeConnect } from "../connect/fake-connect.mjs";
+import type { FakeConnect } from "../connect/fake-connect.mjs";
 import { specOfUnit, unitValues, type Spec } from "./render-units.js";
-import { bootScenario, claimConnectBackend, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
+import { bootScenario, connectBackendOf, describeE2E, serveConnect, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import { demoVault, type Vault } from "./vault.js";
 
 const name = "recovery-demo";
@@ -29,10 +29,10 @@ describeE2E("real systemd: recovery after a transient backend outage", () => {
   beforeAll(async () => {
     s = await bootScenario("recovery");
     spec = specOfUnit(s.golden, secrets)!;
-    ({ port, token, deadline } = await claimConnectBackend(s, secrets));
+    ({ port, token, deadline } = connectBackendOf(s, secrets));
     restartSec = parseInt(unitValues(s.golden, secrets, "Service", "RestartSec")[0]!, 10);
     expect(unitValues(s.golden, secrets, "Service", "ExecStartPre")).toEqual([`-+${s.golden.storePaths["systemd"]}/bin/systemctl start --no-block --job-mode=fail ${service}`]);
-  }, 600_000); // may wait for the other distro's run of this file to free the port
+  }, 120_000);
   afterEach(async () => {
     await s?.c.cx(["systemctl", "stop", service, secrets], { allowFail: true });
     await server?.close();
@@ -44,7 +44,7 @@ describeE2E("real systemd: recovery after a transient backend outage", () => {
   }, 60_000);
 
   const serve = async (vault: Vault) => {
-    server = await startFakeConnect({ vault, token, port, host: "127.0.0.1" });
+    server = await serveConnect(s.c, port, { vault, token });
   };
   const value = (vault: Vault) => vault.vaults["Demo"]!.items["connect"]!.fields!["password"]!;
   const state = (unit: string) => s.c.show(unit, ["ActiveState", "SubState"]);

@@ -3,13 +3,13 @@
  * Debian rootfs, and one booted container per test file with the helper, the probe, the
  * golden units and a test vault installed.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, chmodSync, writeFileSync, copyFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "vitest";
-import { Container, run } from "./container.js";
+import { startFakeConnect, type FakeConnect, type FakeConnectOptions } from "../connect/fake-connect.mjs";
+import { Container, run, type PortForward } from "./container.js";
 import { credentialFiles, deadlineOf, installGolden, loadGolden, namedAccounts, specOfUnit, specsOf, unitValues, type Golden } from "./render-units.js";
 import { demoVault, type Vault } from "./vault.js";
 
@@ -279,50 +279,26 @@ export function connectBackendOf(s: Scenario, secretsUnit: string): { port: numb
 }
 
 /**
- * The lock holder `claimPort` runs: it prints `held` once the lock on `port`'s file is taken and
- * keeps it until its stdin closes. Returns the command, its arguments and the lock file.
+ * A fake Connect server (the real protocol, `tests/connect/fake-connect.mjs`) that the container
+ * reaches at its own `127.0.0.1:port`, the address the golden spec names. The server listens on a
+ * free host port and the container's port is forwarded to it, so runs of the same file (both
+ * distros' projects, another suite run) never meet on a fixed port. `close()` ends both; until
+ * the call and after it, the container's port refuses connections as with no server at all.
  */
-export function portLockCommand(port: number, timeoutSec = 480): [string, string[], string] {
-  mkdirSync(cacheDir, { recursive: true });
-  const lock = join(cacheDir, `.port-${port}.lock`);
-  return ["flock", ["-w", String(timeoutSec), lock, "sh", "-c", "echo held; exec cat >/dev/null"], lock];
-}
-
-/**
- * Hold `port` on the host loopback for this test process alone, across processes and suite runs
- * (the containers share the host's network, and every run of the golden units names the same
- * fixed ports): an flock on a file in the cache dir, held by a child that exits — releasing it —
- * when told to or when this process dies (its stdin closes). Resolves once the lock is held.
- */
-export async function claimPort(port: number, timeoutSec = 480): Promise<() => Promise<void>> {
-  const [cmd, args, lock] = portLockCommand(port, timeoutSec);
-  const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-  const exited = new Promise<number>((resolve) => child.once("close", (code) => resolve(code ?? 128)));
-  const started = Date.now();
-  const waiting = setTimeout(() => console.warn(`[e2e] waiting for port ${port} (${lock}): another e2e run is using it`), 1_000);
+export async function serveConnect(c: Container, port: number, options: Omit<FakeConnectOptions, "port" | "host">): Promise<FakeConnect> {
+  const server = await startFakeConnect({ ...options, port: 0, host: "127.0.0.1" });
+  let forward: PortForward;
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.once("data", () => resolve());
-      child.once("error", reject);
-      void exited.then((code) => reject(new Error(`could not claim port ${port} within ${timeoutSec} s (${lock}): flock exit ${code}`)));
-    });
-  } finally {
-    clearTimeout(waiting);
+    forward = await c.forward(port, server.port);
+  } catch (e) {
+    await server.close();
+    throw e;
   }
-  if (Date.now() - started > 1_000) console.warn(`[e2e] port ${port} claimed after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return async () => {
-    child.stdin.end();
-    await exited;
+  return {
+    ...server,
+    close: async () => {
+      await forward.close();
+      await server.close();
+    },
   };
-}
-
-/**
- * `connectBackendOf`, with the backend's port claimed (`claimPort`) until the scenario's
- * container is torn down. A file that serves a fixed port must claim it this way, so that
- * another run of the same file (the other distro's project, another suite run) waits for it.
- */
-export async function claimConnectBackend(s: Scenario, secretsUnit: string): Promise<{ port: number; token: string; deadline: number }> {
-  const backend = connectBackendOf(s, secretsUnit);
-  s.c.onTeardown(await claimPort(backend.port));
-  return backend;
 }
