@@ -2,7 +2,8 @@
 # Debian packages the full test suite uses. Run as root; installs only what is missing.
 #   nix-bin            nix-instantiate: every .nix file parses, module evaluation
 #   systemd-container  systemd-nspawn: the real-systemd end-to-end suite
-#   debootstrap        builds that suite's Debian rootfs (cached under /var/cache)
+#   debootstrap        builds that suite's Debian rootfs, bookworm and trixie (cached under /var/cache)
+#   debian-archive-keyring, gpgv  verify what debootstrap downloads (only recommended by it)
 #   dash               env files must round-trip through dash as well as bash
 #   gcc, libc6-dev     the privilege wrapper
 #   time               GNU time for peak RSS in benchmarks
@@ -11,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "install-debian-packages: not root; skipping package installation (root-only suites will say they are skipped)" >&2
   exit 0
 fi
-packages=(nix-bin systemd-container debootstrap dash gcc libc6-dev time util-linux passwd iproute2 ca-certificates)
+packages=(nix-bin systemd-container debootstrap debian-archive-keyring gpgv dash gcc libc6-dev time util-linux passwd iproute2 ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,6 +31,8 @@ function distroOf(value: string | undefined): Distro {
 export const distro: Distro = distroOf(process.env["HS_E2E_DISTRO"]);
 export const rootfs = join(cacheDir, `rootfs-${distro}`);
 const packages = "systemd,systemd-sysv,dbus,libstdc++6"; // libstdc++6: the host's node links it
+/** debootstrap must check what it downloads; without this keyring it would warn and go on unchecked. */
+const keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
 export const goldenFile = join(repoRoot, "tests/golden/units.json"); // written by tests/nix/update-golden.sh
 export const vaultPath = "/etc/homelab-secrets/vault.json";
 
@@ -72,12 +74,12 @@ async function ensureRootfs(): Promise<void> {
     [ -f "$1.ok" ] && [ "$(cat "$1.ok")" = "$2" ] && exit 0
     rm -rf "$1" "$1.ok" "$1.tmp"
     start=$(date +%s)
-    debootstrap --variant=minbase --include="$2" "$3" "$1.tmp" "$4" >"$1.log" 2>&1 || { tail -20 "$1.log" >&2; exit 1; }
+    debootstrap --variant=minbase --keyring="$5" --include="$2" "$3" "$1.tmp" "$4" >"$1.log" 2>&1 || { tail -20 "$1.log" >&2; exit 1; }
     echo "debootstrap $3: $(( $(date +%s) - start )) s" >>"$1.log"
     mv "$1.tmp" "$1"
     printf '%s\\n' "$2" >"$1.ok"`;
   console.warn(`[e2e] building the Debian ${distro} rootfs once for this machine in ${rootfs} (~30 s)`);
-  await run("flock", ["-w", "900", join(cacheDir, `.build-${distro}.lock`), "sh", "-c", script, "sh", rootfs, packages, distro, mirror], { timeoutMs: 960_000 });
+  await run("flock", ["-w", "900", join(cacheDir, `.build-${distro}.lock`), "sh", "-c", script, "sh", rootfs, packages, distro, mirror, keyring], { timeoutMs: 960_000 });
   if (!ready()) throw new Error("rootfs build finished without its stamp");
 }
 
@@ -103,6 +105,7 @@ async function prerequisites(): Promise<string | null> {
   for (const cmd of ["systemd-nspawn", "debootstrap", "nsenter", "flock", "timeout", "mount", "chroot"]) {
     if (!(await which(cmd))) return `${cmd} not found (apt-get install systemd-container debootstrap)`;
   }
+  if (!existsSync(keyring)) return `${keyring} not found (apt-get install debian-archive-keyring)`;
   try {
     await ensureRootfs();
   } catch (e) {
