@@ -139,7 +139,8 @@ in
     };
 
     tokenFile = mkOption {
-      type = types.str;
+      # never a store path (world-readable)
+      type = types.externalPath or (types.addCheck types.str (p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p));
       default = defaultTokenPath;
       example = literalExpression "config.age.secrets.op-user-token.path";
       description = ''

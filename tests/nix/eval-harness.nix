@@ -94,11 +94,18 @@ let
     writeShellScript = name: text: builtins.toFile name "#!/bin/sh\n${text}";
     writeShellScriptBin = name: _text: fakeDrv name null;
     # passAsFile content becomes the output (as the module's spec derivation does after
-    # `homelab-secrets check`); anything else is an opaque fake path.
+    # `homelab-secrets check`); anything else is an opaque fake path. Like a real derivation's,
+    # the output path depends on the build inputs too: the file references a marker of each
+    # input (same text, different path when a package changes).
     runCommand =
       name: env: _script:
+      let
+        inputs = (env.nativeBuildInputs or [ ]) ++ (env.buildInputs or [ ]);
+        marker = d: builtins.toFile "input-${d.name or "input"}" (toString d);
+        withInputs = text: lib.foldl' (t: d: builtins.substring 0 0 (marker d) + t) text inputs;
+      in
       if env ? passAsFile && env.passAsFile != [ ] then
-        builtins.toFile name env.${builtins.head env.passAsFile}
+        builtins.toFile name (withInputs env.${builtins.head env.passAsFile})
       else
         fakeDrv name null;
     runCommandLocal = runCommand;
