@@ -266,6 +266,9 @@ if (skip && inCI) {
         for (const n of secretUnits) {
           expect(units[n]!.Service!.LoadCredential).toMatch(/^op-(connect-)?token:\/run\/agenix\//);
         }
+        // restic (a timer's oneshot, restartIfChanged = false): secrets only for the run
+        expect(units["restic-backups-b2-secrets.service"]!.Unit!.StopWhenUnneeded).toBe("true");
+        expect(units["transmission-secrets.service"]!.Unit!.StopWhenUnneeded).toBeUndefined();
       });
     });
 
