@@ -390,6 +390,24 @@ if (skip && inCI) {
         }
       });
 
+      it("links the mapfile and config.json to files outside the store: no store path holds them", () => {
+        const cfg = `{ ... }: {
+          homelab.userSecrets = { mapfile = "/run/agenix/homelab-mapfile"; configFile = "/run/agenix/homelab-config.json"; };
+        }`;
+        expect(run("failedAssertions", cfg)).toEqual([]);
+        const etc = run("etc", cfg) as Golden["etc"] & Record<string, { source: string }>;
+        // etc.nix's own result: `source` is what /etc/static links to (a store path for `text`)
+        expect(etc["homelab-secrets/mapfile"]).toMatchObject({ source: "/run/agenix/homelab-mapfile", mode: "symlink" });
+        expect(etc["homelab-secrets/config.json"]).toMatchObject({ source: "/run/agenix/homelab-config.json", mode: "symlink" });
+        for (const [n, e] of Object.entries(etc)) {
+          expect(e.text, n).toBeUndefined();
+          expect(e.source, n).not.toMatch(/^\/nix\/store\//);
+        }
+        expect(evalError("etc", `{ ... }: { homelab.userSecrets.mapfile = ./package.json; }`)).toMatch(/homelab\.userSecrets\.mapfile[\s\S]*not in the Nix store/);
+        const both = run("failedAssertions", `{ ... }: { homelab.userSecrets = { mapfile = "/run/m"; entries = [ { user = "alice"; reference = "op://V/i/f"; path = "x"; } ]; }; }`) as string[];
+        expect(both.join("\n")).toMatch(/either mapfile .* or entries/);
+      });
+
       it("accepts a bare service name in mkSecretService (real NixOS refuses `Before=app`)", () => {
         const u = units(`{ homelab, ... }: {
           ${token}
