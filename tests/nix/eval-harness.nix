@@ -150,8 +150,8 @@ let
   };
   stubOptions = {
     options = {
-      # misc/ids.nix — users-groups.nix and systemd.nix read uids/gids of built-in accounts.
-      # The values of misc/ids.nix for the accounts these modules create.
+      # misc/ids.nix — users-groups.nix and systemd.nix read the uids/gids of the accounts they
+      # create (these are misc/ids.nix's values).
       ids.uids = anything {
         root = 0;
         nobody = 65534;
@@ -198,7 +198,6 @@ let
         type = types.listOf types.anything;
         default = [ ];
       };
-      system.path = anything (fakeDrv "system-path" null);
       # config/nsswitch.nix — set by systemd.nix.
       system.nssModules = mkOption {
         type = types.listOf types.anything;
@@ -208,32 +207,13 @@ let
         type = types.attrsOf (types.listOf types.str);
         default = { };
       };
-      # tasks/filesystems.nix — read by systemd.nix (PATH of PID 1).
-      system.fsPackages = mkOption {
-        type = types.listOf types.anything;
-        default = [ ];
-      };
       # system/boot/kernel.nix — set by systemd.nix.
       system.requiredKernelConfig = mkOption {
         type = types.listOf types.anything;
         default = [ ];
       };
       boot.kernel.sysctl = anything { };
-      # system/boot/kernel.nix: config.lib.kernelConfig (read by systemd.nix); misc/lib.nix
-      lib = anything {
-        kernelConfig.isEnabled = name: { inherit name; };
-      };
-      # system/boot/stage-2.nix / systemd.nix in full NixOS — read by systemd.nix.
-      boot.extraSystemdUnitPaths = mkOption {
-        type = types.listOf types.str;
-        default = [ ];
-      };
-      # virtualisation/container-config.nix (boot.isContainer) — read by systemd.nix.
-      boot.isContainer = mkOption {
-        type = types.bool;
-        default = false;
-      };
-      # system/boot/systemd/initrd.nix — read by tmpfiles.nix and users-groups.nix.
+      # system/boot/systemd/initrd.nix — read or set by tmpfiles.nix and users-groups.nix.
       boot.initrd.systemd.enable = mkOption {
         type = types.bool;
         default = false;
@@ -247,57 +227,36 @@ let
         type = types.listOf types.anything;
         default = [ ];
       };
-      # system/boot/systemd/user.nix — systemd.nix reads systemd.user.generators.
-      systemd.user = anything { generators = { }; };
-      # system/boot/systemd/sysusers.nix, services/system/userborn.nix — read by users-groups.
-      systemd.sysusers.enable = mkOption {
-        type = types.bool;
-        default = false;
-      };
+      # services/system/userborn.nix — read by users-groups.nix.
       services.userborn.enable = mkOption {
         type = types.bool;
         default = false;
       };
-      # config/networking.nix — systemd.nix reads networking.proxy.envVars.
-      networking.proxy.envVars = anything { };
       # services/system/dbus.nix and services/logging/logrotate.nix — set by systemd.nix.
       services.dbus.enable = mkOption {
         type = types.bool;
         default = false;
       };
       services.logrotate.settings = anything { };
-      # security/googleOsLogin, programs/shadow — read by users-groups / wrappers.
-      security.googleOsLogin.enable = mkOption {
-        type = types.bool;
-        default = false;
-      };
-      programs = anything { };
       # programs/shells-environment.nix — users-groups.nix reads it for every user.
       users.defaultUserShell = anything (pkgs.bashInteractive // { shellPath = "/bin/bash"; });
-      # misc/version.nix
-      system.stateVersion = mkOption {
-        type = types.str;
-        default = "26.05";
+      # system/boot/systemd/user.nix — set by tmpfiles.nix.
+      systemd.additionalUpstreamUserUnits = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
       };
-      # config/networking.nix
-      networking.hostName = mkOption {
-        type = types.str;
-        default = "nixos";
-      };
-      # misc/nixpkgs.nix
-      nixpkgs.hostPlatform = anything system;
-      # tasks/filesystems.nix and system/boot/loader/* — the example host's own settings.
-      fileSystems = anything { };
-      boot.loader = anything { };
-      # AUTOSTUB
-      systemd.additionalUpstreamUserUnits = anything { };
-      # AUTOSTUB
+      # security/apparmor.nix — set by security/wrappers.
       security.apparmor.includes = anything { };
-      # AUTOSTUB
-      environment.profiles = anything { };
-      # AUTOSTUB
-      environment.extraInit = anything { };
-      # AUTOSTUB
+      # config/shells-environment.nix — set by users-groups.nix (profiles) and wrappers (extraInit).
+      environment.profiles = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      environment.extraInit = mkOption {
+        type = types.lines;
+        default = "";
+      };
+      # system/boot/systemd/initrd.nix — set by tmpfiles.nix (the initrd's own tmpfiles units).
       boot.initrd.systemd.services = anything { };
     };
   };
