@@ -88,7 +88,7 @@ let
   isValidUnitName = name: builtins.match "[a-zA-Z0-9@%:_.\\\\-]+" name != null;
 
   # ---------------------------------------------------------------------------------------
-  # Spec (DESIGN.md "Spec (JSON, version 1)")
+  # Spec (JSON, version 1)
   # ---------------------------------------------------------------------------------------
 
   defaultTokenCredential =
@@ -241,7 +241,7 @@ let
   # Unit pieces
   # ---------------------------------------------------------------------------------------
 
-  # The helper's exit codes that retrying cannot fix (DESIGN.md "Exit codes").
+  # The helper's exit codes that retrying cannot fix (sysexits: 65 data, 69 not found, 77 permission, 78 configuration).
   permanentExitCodes = [
     65
     69

@@ -1,6 +1,7 @@
-// Module evaluation tests: the NixOS module, evaluated with nixpkgs' lib (NIXPKGS_LIB) through
-// tests/nix/eval-harness.nix, must generate the units DESIGN.md promises and must refuse bad
-// configurations with clear assertion messages. Also guards tests/golden/units.json.
+// Module evaluation tests: the NixOS module, evaluated against NixOS's own modules through
+// tests/nix/eval-harness.nix (inputs: NIXPKGS_LIB or ../shared/nix-eval), must generate the
+// units the README describes, as real NixOS renders them, and must refuse bad configurations
+// with clear assertion messages. Also guards tests/golden/units.json.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
