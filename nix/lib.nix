@@ -29,6 +29,8 @@ let
     length
     mapAttrs
     mapAttrsToList
+    mkBefore
+    mkDefault
     optional
     optionalAttrs
     optionalString
@@ -86,7 +88,7 @@ let
   isValidUnitName = name: builtins.match "[a-zA-Z0-9@%:_.\\\\-]+" name != null;
 
   # ---------------------------------------------------------------------------------------
-  # Spec (DESIGN.md "Spec (JSON, version 1)")
+  # Spec (JSON, version 1)
   # ---------------------------------------------------------------------------------------
 
   defaultTokenCredential =
@@ -239,7 +241,7 @@ let
   # Unit pieces
   # ---------------------------------------------------------------------------------------
 
-  # The helper's exit codes that retrying cannot fix (DESIGN.md "Exit codes").
+  # The helper's exit codes that retrying cannot fix (sysexits: 65 data, 69 not found, 77 permission, 78 configuration).
   permanentExitCodes = [
     65
     69
@@ -292,6 +294,8 @@ let
       SystemCallArchitectures = "native";
       SystemCallFilter = [ "@system-service" ];
       SystemCallErrorNumber = "EPERM";
+      # NixOS runs systemd-coredump: a crash must not write the token or values to disk.
+      LimitCORE = 0;
       RestrictAddressFamilies =
         if network then
           [
@@ -303,6 +307,17 @@ let
           [ "AF_UNIX" ];
     }
     // optionalAttrs (!network) { PrivateNetwork = true; };
+
+  # The sandbox as NixOS defaults: a user's plain `serviceConfig.<Key> = …` wins.
+  defaultHardening = args: mapAttrs (_: mkDefault) (hardening args);
+
+  # "app" -> "app.service"; a name with a unit suffix is kept.
+  unitNameOf =
+    n:
+    if builtins.match ".*[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)" n != null then
+      n
+    else
+      "${n}.service";
 
   # Directory that `--serialize` uses for its host-wide lock (created by tmpfiles).
   lockDir = "/run/homelab-secrets";
@@ -404,7 +419,13 @@ let
         dirMode ("0750"); outputDir ("/run/<name>-secrets"); source ({ type = "onepassword"; });
         tokenFile (default: the module's homelab.onePassword.tokenFile, or connectTokenFile
         for connect); deadline (45); serialize (false); verbose (false); service
-        ("<name>.service", the consumer); serviceConfig (extra [Service] keys).
+        ("<name>.service", the consumer; a bare name gets ".service"); serviceConfig (extra
+        [Service] keys); stopWhenUnneeded (false; true for a consumer whose run ends, e.g. a
+        timer's oneshot, so its secrets go when the run ends).
+
+        `nixos-rebuild switch` never restarts this unit (restartIfChanged = false): a change of
+        the helper alone restarts no service; the new definition is used at the next start.
+        The sandbox is set with mkDefault: override any key with a plain definition.
       */
       mkSecretService =
         args@{
@@ -423,9 +444,11 @@ let
           verbose ? false,
           service ? "${name}.service",
           serviceConfig ? { },
+          stopWhenUnneeded ? false,
           ...
         }:
         let
+          consumer = unitNameOf service;
           spec = mkSpec {
             inherit
               name
@@ -444,17 +467,21 @@ let
           runtimeDir = runtimeDirectoryOf outputDir;
         in
         {
-          description = "homelab-secrets: fetch secrets for ${service}";
-          before = [ service ];
-          partOf = [ service ];
-          requiredBy = [ service ];
+          description = "homelab-secrets: fetch secrets for ${consumer}";
+          before = [ consumer ];
+          partOf = [ consumer ];
+          requiredBy = [ consumer ];
+          # A switch neither restarts nor (through the queued start below) starts anything:
+          # what is fetched changing restarts the consumer (restartTriggers), and with it this.
+          restartIfChanged = mkDefault false;
+          unitConfig = optionalAttrs stopWhenUnneeded { StopWhenUnneeded = true; };
           after = optional network "network-online.target";
           wants = optional network "network-online.target";
           # A failing fetch must not turn into a tight loop that burns 1Password rate limits.
           startLimitIntervalSec = 300;
           startLimitBurst = 5;
           serviceConfig =
-            hardening { inherit network; }
+            defaultHardening { inherit network; }
             // {
               Type = "oneshot";
               RemainAfterExit = true;
@@ -480,7 +507,7 @@ let
               #   ownership (recursively, to this unit's user, root) before every command, which
               #   after the fetch would take the files away from their owner.
               # - "+": outside this unit's sandbox; "-": a refused start is logged and ignored.
-              ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${service}" ];
+              ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${consumer}" ];
               ExecStop = "${exe} cleanup --spec ${specFile spec}";
               LoadCredential = credentialFor spec token;
               TimeoutStartSec = toString (timeoutFor deadline);
@@ -580,7 +607,8 @@ let
         {
           serviceConfig = {
             RuntimeDirectory = runtimeDirectory;
-            ExecStartPre = [
+            # First: before the service's own preStart and ExecStartPre=, which may read it.
+            ExecStartPre = mkBefore [
               (fetchCommand {
                 inherit
                   spec
@@ -615,6 +643,8 @@ in
     defaultDeadline
     timeoutFor
     hardening
+    defaultHardening
+    unitNameOf
     lockDir
     runtimeDirectoryOf
     mkHelpers
