@@ -41,6 +41,9 @@ describeAsRoot("homelab-secrets doctor", () => {
       "ok      config.json",
       "ok      vault",
       "ok      wrapper",
+      "ok      node",
+      "ok      cli tree",
+      "ok      rate-limit state",
     ]);
   });
 

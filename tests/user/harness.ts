@@ -86,6 +86,8 @@ export interface Host {
   readonly users: Account[];
   readonly token: string;
   readonly vaultFile: string;
+  /** The service account's state directory (per-user rate limit), 0700. */
+  readonly stateDir: string;
   writeMapfile(text: string, options?: { owner?: number; group?: number; mode?: number }): void;
   writeVault(vault: unknown): void;
   writeConfig(config: unknown | undefined): void;
@@ -93,7 +95,7 @@ export interface Host {
   /** Run the wrapper as `user` with only the given environment (plus PATH). */
   run(user: Account, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): RunPromise;
   /** Run any command as `user` with only the given environment (plus PATH). */
-  runAs(user: Account, command: string, args: string[], options?: { env?: Record<string, string> }): RunPromise;
+  runAs(user: Account, command: string, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): RunPromise;
   destroy(): Promise<void>;
 }
 
@@ -101,7 +103,15 @@ function idOf(kind: "-u" | "-g", name: string): number {
   return Number(execFileSync("id", [kind, name], { encoding: "utf8" }).trim());
 }
 
-export async function createHost(options: { users: number; lockTimeoutSeconds?: number; vault?: unknown }): Promise<Host> {
+export interface HostOptions {
+  readonly users: number;
+  readonly lockTimeoutSeconds?: number;
+  /** The fetcher's hard time limit (SIGALRM), see the wrapper's HS_FETCHER_LIMIT_S. */
+  readonly fetcherLimitSeconds?: number;
+  readonly vault?: unknown;
+}
+
+export async function createHost(options: HostOptions): Promise<Host> {
   const tag = `hst${randomBytes(3).toString("hex")}`;
   const created: string[] = [];
   const runDirs: string[] = [];
@@ -152,13 +162,19 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
     const token = `test-token-${randomBytes(12).toString("hex")}`;
     writeOwned(join(configDir, "token"), `${token}\n`, svc.uid, svc.gid, 0o600);
 
+    const stateDir = join(dir, "state");
+    mkdirSync(stateDir, { mode: 0o700 });
+    chownSync(stateDir, svc.uid, svc.gid);
+
     const binDir = join(dir, "bin");
     mkdirSync(binDir, { mode: 0o755 });
     const wrapper: string = buildWrapper({
       configDir,
       out: join(binDir, "homelab-secrets-user"),
       cli: cliPath(),
+      stateDir,
       ...(options.lockTimeoutSeconds ? { lockTimeoutSeconds: options.lockTimeoutSeconds } : {}),
+      ...(options.fetcherLimitSeconds ? { fetcherLimitSeconds: options.fetcherLimitSeconds } : {}),
     });
     chownSync(wrapper, svc.uid, svc.gid);
     chmodSync(wrapper, 0o6755);
@@ -180,6 +196,7 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
       users,
       token,
       vaultFile,
+      stateDir,
       writeMapfile(text, o = {}) {
         writeOwned(join(configDir, "mapfile"), text, o.owner ?? 0, o.group ?? svc.gid, o.mode ?? 0o640);
       },
@@ -211,6 +228,7 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
           cwd: "/",
           env: { PATH: "/usr/bin:/bin" },
           extendEnv: false,
+          ...(o.timeoutMs ? { timeout: o.timeoutMs } : {}),
         };
         return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, command, ...args], runOptions);
       },

@@ -273,7 +273,7 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
         // Its environment is the wrapper's fixed one: none of the caller's variables.
         const env = readFileSync(`/proc/${fetcher}/environ`, "utf8").split("\0").filter(Boolean).map((kv) => kv.split("=")[0]);
         expect(env.sort()).toEqual(
-          ["HS_CALLER_GID", "HS_CALLER_UID", "HS_CALLER_USER", "HS_CONFIG_FD", "HS_MAPFILE_FD", "HS_MAPFILE_PATH", "HS_OUT_FD", "HS_ROLE", "HS_TOKEN_FD", "HS_WRAPPER", "HS_WRITER_PID"].sort(),
+          ["HS_CALLER_GID", "HS_CALLER_UID", "HS_CALLER_USER", "HS_CONFIG_FD", "HS_FETCHER_LIMIT_S", "HS_MAPFILE_FD", "HS_MAPFILE_PATH", "HS_OUT_FD", "HS_ROLE", "HS_STATE_DIR", "HS_TOKEN_FD", "HS_WRAPPER", "HS_WRITER_PID"].sort(),
         );
         // The fetcher read the token from its fd 4 and closed it; the writer never had it.
         expect(fdTargets(fetcher!)).not.toContain(`${host.configDir}/token`);
