@@ -19,7 +19,7 @@ export function buildWrapper(options?: {
   cli?: string;
   serviceUser?: string;
   lockTimeoutSeconds?: number;
-  /** The fetcher's hard time limit; defaults to lockTimeoutSeconds - 10 (at least 1) when that is given. */
+  /** The fetcher's hard time limit; below lockTimeoutSeconds: by default 10 s below it, 1 s below one under 20 s. */
   fetcherLimitSeconds?: number;
   /** The service account's state directory (per-user rate limit). */
   stateDir?: string;

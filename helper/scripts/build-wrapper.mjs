@@ -48,7 +48,7 @@ export function buildWrapper(options = {}) {
     if (!Number.isInteger(options.lockTimeoutSeconds) || options.lockTimeoutSeconds < 2) throw new Error("lockTimeoutSeconds must be an integer of at least 2");
     defines.push(`-DHS_LOCK_TIMEOUT_S=${options.lockTimeoutSeconds}`);
     // The fetcher's limit must stay below the lock wait: a waiter outlasts a stuck holder.
-    const limit = options.fetcherLimitSeconds ?? Math.max(1, options.lockTimeoutSeconds - 10);
+    const limit = options.fetcherLimitSeconds ?? (options.lockTimeoutSeconds >= 20 ? options.lockTimeoutSeconds - 10 : options.lockTimeoutSeconds - 1);
     defines.push(`-DHS_FETCHER_LIMIT_S=${limit}`);
   } else if (options.fetcherLimitSeconds !== undefined) {
     defines.push(`-DHS_FETCHER_LIMIT_S=${options.fetcherLimitSeconds}`);

@@ -11,7 +11,7 @@ import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
 import { startFakeConnect } from "../connect/fake-connect.mjs";
-import { cliPath, createHost, describeAsRoot, listTree, processesOf, repoRoot, type Account, type Host, type RunPromise, waitFor } from "./harness.js";
+import { cliPath, createHost, describeAsRoot, listTree, nodePath, processesOf, repoRoot, type Account, type Host, type RunPromise, waitFor } from "./harness.js";
 
 const vault = { vaults: { V: { items: { A: { fields: { one: "alpha-1" } } } } } };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -217,7 +217,7 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
       return join(dir, "helper", "dist", "cli.js");
     };
     const install = (name: string, options: { cli?: string; node?: string }) => {
-      const wrapper = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", name), stateDir: host.stateDir, ...options });
+      const wrapper = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", name), stateDir: host.stateDir, node: nodePath(), ...options });
       chownSync(wrapper, host.svc.uid, host.svc.gid);
       chmodSync(wrapper, 0o6755);
       return wrapper;

@@ -9,19 +9,58 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type Result, type ResultPromise } from "execa";
 import { describe, it } from "vitest";
 import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
+import { checkCliTree, checkNodeBinary } from "../../helper/src/user/tree-check.js";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const distCli = join(repoRoot, "helper/dist/cli.js");
 
+/**
+ * The wrapper runs only node and a CLI tree that are root's (see the C file). A checkout or
+ * a node owned by a CI user is copied once per test file into a root-owned temp dir.
+ */
+let installed: { cli: string; node: string } | undefined;
+function installedTree(): { cli: string; node: string } {
+  if (installed) return installed;
+  let cli = distCli;
+  let node = realpathSync(process.execPath);
+  const cliUnsafe = existsSync(distCli) && checkCliTree(distCli).problem !== undefined;
+  const nodeUnsafe = checkNodeBinary(node).problem !== undefined;
+  if ((cliUnsafe || nodeUnsafe) && process.getuid?.() === 0) {
+    const dir = mkdtempSync("/tmp/hs-tree-");
+    chmodSync(dir, 0o755);
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+    if (cliUnsafe) {
+      mkdirSync(join(dir, "helper"));
+      copyFileSync(join(repoRoot, "package.json"), join(dir, "package.json"));
+      cpSync(join(repoRoot, "helper/dist"), join(dir, "helper/dist"), { recursive: true });
+      cpSync(join(repoRoot, "node_modules"), join(dir, "node_modules"), { recursive: true, verbatimSymlinks: true });
+      cli = join(dir, "helper/dist/cli.js");
+    }
+    if (nodeUnsafe) {
+      copyFileSync(node, join(dir, "node"));
+      node = join(dir, "node");
+    }
+    execFileSync("chown", ["-R", "0:0", dir]);
+    execFileSync("chmod", ["-R", "go-w", dir]);
+  }
+  installed = { cli, node };
+  return installed;
+}
+
 /** The CLI entry point the test wrapper execs (the same one a real install uses). */
 export function cliPath(): string {
-  return distCli;
+  return installedTree().cli;
+}
+
+/** The node binary the test wrapper execs. */
+export function nodePath(): string {
+  return installedTree().node;
 }
 
 function which(command: string): boolean {
@@ -172,6 +211,7 @@ export async function createHost(options: HostOptions): Promise<Host> {
       configDir,
       out: join(binDir, "homelab-secrets-user"),
       cli: cliPath(),
+      node: nodePath(),
       stateDir,
       ...(options.lockTimeoutSeconds ? { lockTimeoutSeconds: options.lockTimeoutSeconds } : {}),
       ...(options.fetcherLimitSeconds ? { fetcherLimitSeconds: options.fetcherLimitSeconds } : {}),
