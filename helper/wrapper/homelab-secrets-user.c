@@ -14,11 +14,16 @@
  *   -DHS_CONFIG_DIR="/etc/homelab-secrets"
  *   -DHS_SERVICE_USER="name"   only for a SUID-root install (see below); optional
  *   -DHS_LOCK_TIMEOUT_S=300    how long --serialize waits (tests use a short one)
+ *   -DHS_FETCHER_LIMIT_S=290   the fetcher's alarm(), below the lock wait
+ *   -DHS_STATE_DIR="/var/lib/homelab-secrets-user"  the service account's 0700 state
  *
  * Flow
- *   1. Sanitise: fds 0-2 open (else /dev/null), every other fd closed, environment cleared
- *      (JOURNAL_STREAM is kept only if it matches [0-9]+:[0-9]+), umask 077, cwd "/",
- *      RLIMIT_CORE 0, signal mask empty, dispositions default.
+ *   1. Sanitise: fds 0-2 open in their direction (else /dev/null), every other fd closed,
+ *      environment cleared (JOURNAL_STREAM is kept only if it matches [0-9]+:[0-9]+), umask
+ *      077, cwd "/", RLIMIT_CORE 0, signal mask empty, dispositions default; hard resource
+ *      limits at least what node needs (else 78), soft ones raised to them. Then (except
+ *      for --build-info) node and the CLI tree must be root's (check_tree, else 78), and the
+ *      set-id switch must have happened (no_new_privs, nosuid: 78).
  *   2. Parse argv against an allowlist (both -flag and --flag, --flag=value):
  *        -v --verbose --cleanup --serialize --untagged --tags T --deadline S
  *        --version --help (these two just run the CLI as the caller, unprivileged)
@@ -67,7 +72,8 @@
  *   env (both roles, nothing else): HS_WRAPPER=1, HS_ROLE=fetcher|writer,
  *          HS_CALLER_UID, HS_CALLER_GID, HS_CALLER_USER, HS_MAPFILE_PATH (for messages),
  *          optional JOURNAL_STREAM (validated).
- *   fetcher only: HS_WRITER_PID (it stops when its parent is no longer that process).
+ *   fetcher only: HS_WRITER_PID (it stops when its parent is no longer that process),
+ *          HS_FETCHER_LIMIT_S (its alarm), HS_STATE_DIR (rate-limit state).
  *   fetcher fds: 0,1 /dev/null; 2 the log pipe's write end (O_NONBLOCK); 3 mapfile
  *          (HS_MAPFILE_FD=3); 4 token (HS_TOKEN_FD=4, only if present); 5 config.json
  *          (HS_CONFIG_FD=5, only if present); 6 the value pipe's write end (HS_OUT_FD=6).
