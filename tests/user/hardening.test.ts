@@ -147,6 +147,14 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
       // Dead: gone, or a zombie its frozen parent (the writer) has not reaped yet.
       const state = existsSync(`/proc/${fetcher[0]}`) ? /^State:\s+(\S)/m.exec(readFileSync(`/proc/${fetcher[0]}/status`, "utf8"))?.[1] : "gone";
       expect(state).toMatch(/^(gone|Z)$/);
+      // Thawed, the attacker's run finds its fetcher dead: it writes nothing, and the run
+      // that took over is untouched.
+      writeFileSync(join(group, "cgroup.freeze"), "0");
+      const stale = await attack;
+      expect(stale.exitCode).toBe(75);
+      expect(stale.stderr).toMatch(/nothing written/);
+      expect(listTree(host.secretsDir(attacker))).toEqual([]);
+      expect(readFileSync(join(host.secretsDir(victim), "one.txt"), "utf8")).toBe("alpha-1");
     } finally {
       writeFileSync(join(group, "cgroup.freeze"), "0");
       attack.kill("SIGKILL");
@@ -197,6 +205,19 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
     const fileRun = await host.run(attacker, []);
     expect(fileRun.exitCode, fileRun.stderr).toBe(0);
     rmSync(state);
+  });
+
+  it.each([
+    [{ runs: 0, perSeconds: 60 }, /userRateLimit\.runs must be a positive integer/],
+    [{ runs: 2 }, /userRateLimit\.perSeconds must be an integer/],
+    [{ runs: 2, perSeconds: 60, burst: 1 }, /userRateLimit\.burst is not allowed/],
+    ["often", /"userRateLimit" must be an object or null/],
+  ])("a bad userRateLimit (%j) is a configuration error (78), nothing fetched", async (limit, message) => {
+    host.writeConfig({ source: { type: "connect", host: fake.url }, userRateLimit: limit });
+    const r = await host.run(attacker, []);
+    expect(r.exitCode).toBe(78);
+    expect(r.stderr).toMatch(message);
+    expect(listTree(host.secretsDir(attacker))).toEqual([]);
   });
 
   describe("the tree node runs from must be root's", () => {

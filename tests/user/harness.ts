@@ -22,9 +22,11 @@ const distCli = join(repoRoot, "helper/dist/cli.js");
 
 /**
  * The wrapper runs only node and a CLI tree that are root's (see the C file). A checkout or
- * a node owned by a CI user is copied once per test file into a root-owned temp dir.
+ * a node owned by a CI user is copied into a root-owned temp dir, shared by the hosts of a
+ * test file and removed with the last of them.
  */
-let installed: { cli: string; node: string } | undefined;
+let installed: { cli: string; node: string; copy?: string } | undefined;
+let hostsAlive = 0;
 function installedTree(): { cli: string; node: string } {
   if (installed) return installed;
   let cli = distCli;
@@ -34,7 +36,6 @@ function installedTree(): { cli: string; node: string } {
   if ((cliUnsafe || nodeUnsafe) && process.getuid?.() === 0) {
     const dir = mkdtempSync("/tmp/hs-tree-");
     chmodSync(dir, 0o755);
-    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
     if (cliUnsafe) {
       mkdirSync(join(dir, "helper"));
       copyFileSync(join(repoRoot, "package.json"), join(dir, "package.json"));
@@ -48,6 +49,8 @@ function installedTree(): { cli: string; node: string } {
     }
     execFileSync("chown", ["-R", "0:0", dir]);
     execFileSync("chmod", ["-R", "go-w", dir]);
+    installed = { cli, node, copy: dir };
+    return installed;
   }
   installed = { cli, node };
   return installed;
@@ -155,6 +158,8 @@ export async function createHost(options: HostOptions): Promise<Host> {
   const created: string[] = [];
   const runDirs: string[] = [];
   const dir = mkdtempSync("/tmp/hs-user-");
+  hostsAlive++;
+  let destroyed = false;
   const destroy = async () => {
     const uids = new Set(created.map((name) => idOf("-u", name)));
     killProcessesOf(uids);
@@ -172,6 +177,11 @@ export async function createHost(options: HostOptions): Promise<Host> {
     }
     for (const runDir of runDirs) rmSync(runDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
+    if (!destroyed && --hostsAlive === 0 && installed?.copy) {
+      rmSync(installed.copy, { recursive: true, force: true });
+      installed = undefined;
+    }
+    destroyed = true;
     const left = created.filter((name) => {
       try {
         execFileSync("id", [name], { stdio: "ignore" });
