@@ -9,7 +9,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type Result, type ResultPromise } from "execa";
@@ -305,12 +305,17 @@ function writeOwned(path: string, text: string, uid: number, gid: number, mode: 
   chmodSync(path, mode);
 }
 
-/** Processes owned by the test accounts (all started by these tests), killed by pid. */
+/**
+ * Processes owned by the test accounts (all started by these tests), killed by pid. Only
+ * our own pid namespace: a container (tests/e2e) may reuse the same uid numbers.
+ */
 export function processesOf(uids: ReadonlySet<number>): number[] {
   const pids: number[] = [];
+  const ownNamespace = readlinkSync("/proc/self/ns/pid");
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
+      if (readlinkSync(`/proc/${entry}/ns/pid`) !== ownNamespace) continue;
       const status = readFileSync(`/proc/${entry}/status`, "utf8");
       const uidLine = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
       if (uidLine && [1, 2, 3].some((i) => uids.has(Number(uidLine[i])))) pids.push(Number(entry));
