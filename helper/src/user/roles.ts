@@ -175,7 +175,7 @@ export async function runWriter(context: WrapperContext, options: Pick<RoleOptio
   }
   const end = frames.at(-1);
   if (end?.type === "error") throw new HomelabError(asExitCode(end.exitCode), end.message);
-  if (end?.type !== "done") throw tempFailError("the fetcher ended without handing over its results; nothing written");
+  if (end?.type !== "done") throw tempFailError("the fetcher ended without handing over its results (it crashed, or the wrapper stopped it at its time limit); nothing written");
 
   const puts = frames.filter((f) => f.type === "put");
   const cleanups = frames.filter((f) => f.type === "cleanup");
