@@ -234,7 +234,7 @@ static const struct limit_floor {
 } limit_floors[] = {
     {RLIMIT_NPROC, "RLIMIT_NPROC", 128},
     {RLIMIT_NOFILE, "RLIMIT_NOFILE", 256},
-    {RLIMIT_AS, "RLIMIT_AS", (rlim_t)4 << 30},
+    {RLIMIT_AS, "RLIMIT_AS", (rlim_t)2 << 30}, /* fits a 32-bit rlim_t too */
     {RLIMIT_DATA, "RLIMIT_DATA", (rlim_t)1 << 30},
     {RLIMIT_STACK, "RLIMIT_STACK", (rlim_t)2 << 20},
     {RLIMIT_CPU, "RLIMIT_CPU", 60},
