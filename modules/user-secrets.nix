@@ -256,6 +256,10 @@ in
     };
     users.groups = optionalAttrs sa.create { ${sa.group} = { }; };
 
+    # The wrapper's per-user rate-limit state (HS_STATE_DIR in the package's build): only the
+    # service account may read or reset it.
+    systemd.tmpfiles.rules = [ "d /var/lib/homelab-secrets-user 0700 ${sa.user} ${sa.group} - -" ];
+
     environment.etc = {
       "homelab-secrets/mapfile" = configEntry cfg.mapfile mapfileText;
       "homelab-secrets/config.json" = configEntry cfg.configFile (builtins.toJSON { source = cfg.source; });

@@ -236,6 +236,10 @@ if (skip && inCI) {
           source: `${golden.storePaths.package}/libexec/homelab-secrets/homelab-secrets-user`,
         });
       });
+
+      it("creates the wrapper's rate-limit state directory, the service account's alone (0700)", () => {
+        expect(g().tmpfiles).toContain("d /var/lib/homelab-secrets-user 0700 homelab-secrets homelab-secrets - -");
+      });
     });
 
     describe("systemd.package", () => {
