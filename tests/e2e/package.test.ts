@@ -142,6 +142,9 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     const node = await nodejsDeb();
     if (node) copyFileSync(node, join(s.c.root, "root/nodejs.deb"));
     await shOk(`DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ${node ? "/root/nodejs.deb" : "nodejs"} >/dev/null`, [], 600_000);
+    const distro = (await shOk(". /etc/os-release && echo \"$VERSION_CODENAME\"; systemctl --version | sed -n 's/^systemd \\([0-9]*\\).*/\\1/p'")).trim().split("\n");
+    const nodejs = (await shOk("dpkg-query -W -f='${Version}' nodejs")).trim();
+    console.log(`[package e2e] ${distro[0]} (systemd ${distro[1]}): nodejs ${nodejs} from ${node ? "this host's installed package, repacked" : "the distribution's apt"}`);
     for (const [name, path] of Object.entries(debs)) if (name !== "bytes") copyFileSync(path as string, join(s.c.root, `root/${name}.deb`));
     await shOk(`useradd --system --user-group --no-create-home --shell /usr/sbin/nologin ${service}`);
     for (const user of ["alice", "bob"]) await shOk('useradd --create-home "$1"', [user]);
