@@ -1,13 +1,13 @@
 // The Debian package without booting anything: the template unit against the unit the NixOS
 // module generates (tests/golden/units.json), and the built .deb's contents, owners, modes,
 // control fields and production dependency set.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cliPath, debVersion, nodePath, packageDeb } from "../../helper/scripts/package-deb.mjs";
+import { cliPath, debVersion, nodePath } from "../../helper/scripts/package-deb.mjs";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const templatePath = join(repo, "packaging/systemd/homelab-secrets@.service");
@@ -159,6 +159,21 @@ describe("debVersion", () => {
     expect(() => debVersion("-1")).toThrow(/not a Debian native version/);
     expect(() => debVersion(" x")).toThrow(/not a Debian native version/);
   });
+
+  it("the script exits 1 naming the bad version, before building anything", () => {
+    const out = mkdtempSync(join(tmpdir(), "hs-deb-bad-"));
+    try {
+      const r = spawnSync(process.execPath, [join(repo, "helper/scripts/package-deb.mjs")], {
+        encoding: "utf8",
+        env: { ...process.env, HS_DEB_OUT: out, HS_DEB_VERSION_SUFFIX: "-1" },
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/^package-deb: "[^"]*-1" is not a Debian native version/);
+      expect(readdirSync(out)).toEqual([]);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("the .deb built from this checkout", () => {
@@ -170,8 +185,15 @@ describe("the .deb built from this checkout", () => {
 
   beforeAll(() => {
     out = mkdtempSync(join(tmpdir(), "hs-deb-"));
-    // Offline: `npm ci` has filled the npm cache, so the production set needs no network.
-    deb = packageDeb({ outDir: out, versionSuffix: "~unit1", offline: true }).path;
+    // Through the script `npm run package:deb` runs. Offline: `npm ci` has filled the npm
+    // cache, so the production set needs no network.
+    const r = spawnSync(process.execPath, [join(repo, "helper/scripts/package-deb.mjs")], {
+      encoding: "utf8",
+      env: { ...process.env, HS_DEB_OUT: out, HS_DEB_VERSION_SUFFIX: "~unit1", HS_DEB_OFFLINE: "1" },
+    });
+    if (r.status !== 0) throw new Error(`package-deb.mjs failed (${r.status}): ${r.stderr}`);
+    deb = /^package-deb: wrote (\S+) /m.exec(r.stderr)?.[1] ?? "";
+    if (!existsSync(deb)) throw new Error(`package-deb.mjs said: ${r.stderr}`);
     listing = execFileSync("dpkg-deb", ["-c", deb], { encoding: "utf8", maxBuffer: 64 << 20 })
       .trim()
       .split("\n")
