@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "install-debian-packages: not root; skipping package installation (root-only suites will say they are skipped)" >&2
   exit 0
 fi
-packages=(nix-bin systemd-container debootstrap dash gcc libc6-dev time util-linux passwd iproute2 ca-certificates)
+packages=(nix-bin systemd-container debootstrap dash gcc libc6-dev time util-linux passwd iproute2 ca-certificates dpkg-repack)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
