@@ -171,6 +171,7 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     expect(Number(account[2])).toBeLessThan(1000);
     expect((await shOk('stat -c "%U:%G %a" "$1"', [wrapper])).trim()).toBe("homelab-secrets:homelab-secrets 6511");
     expect((await shOk('dpkg-statoverride --list "$1"', [wrapper])).trim()).toBe(`homelab-secrets homelab-secrets 6511 ${wrapper}`);
+    expect((await shOk('stat -c "%U:%G %a" /var/lib/homelab-secrets-user')).trim()).toBe("homelab-secrets:homelab-secrets 700");
     // Nothing of the code is writable by anyone but root, up to /.
     expect(await shOk("find /usr/lib/homelab-secrets /usr/bin/homelab-secrets \\( ! -user root -o -perm /022 \\) ! -type l -print")).toBe("");
     expect(Number((await shOk("find /usr/lib/homelab-secrets | wc -l")).trim())).toBeGreaterThan(50);

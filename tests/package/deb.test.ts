@@ -76,6 +76,18 @@ describe("homelab-secrets@.service: the NixOS secrets unit, without Nix", () => 
       expect(networkUnit["Service"]!["PrivateNetwork"]).toBeUndefined();
     },
     RestrictAddressFamilies: (t) => expect(normalize(t!)).toBe(normalize(networkUnit["Service"]!["RestrictAddressFamilies"]!)),
+    // NixOS gives every service a PATH of store paths (coreutils, findutils, grep, sed, systemd);
+    // a plain-Linux unit keeps systemd's default PATH, which has the same tools under /usr.
+    Environment: (t) => {
+      expect(t).toBeUndefined();
+      expect(normalize(fileUnit["Service"]!["Environment"]!)).toMatch(/^"?PATH=\/nix\/store\/[^ ]*"?$/);
+    },
+    // Read only by NixOS's switch-to-configuration (a switch never restarts a secrets unit);
+    // systemd ignores X- keys and dpkg upgrades restart no unit of this package.
+    "X-RestartIfChanged": (t) => {
+      expect(t).toBeUndefined();
+      expect(normalize(fileUnit["Service"]!["X-RestartIfChanged"]!)).toBe("no");
+    },
     // No core dumps of a process that holds the token; required even before the module sets it.
     LimitCORE: (t) => {
       expect(t).toEqual(["0"]);
