@@ -22,6 +22,22 @@ export interface DirectorySettings {
   readonly owner?: Owner | undefined;
   /** Leave an existing directory's owner and mode alone (systemd's RuntimeDirectory= made it). */
   readonly keepExisting?: boolean;
+  /**
+   * When an existing directory's owner or mode may be changed to these settings. Without
+   * it, only directories this run creates are changed.
+   */
+  readonly adopt?: AdoptRule;
+}
+
+/**
+ * A directory this run did not create may be re-owned or re-moded only when it is plainly
+ * the caller's: one of `runtimeDirectories` (systemd's $RUNTIME_DIRECTORY), or non-empty and
+ * holding nothing but `outputNames` and their temp files (what an earlier run left). Anything
+ * else (an outputDir of "/etc" by mistake) is refused rather than handed to the service.
+ */
+export interface AdoptRule {
+  readonly runtimeDirectories: readonly string[];
+  readonly outputNames: ReadonlySet<string>;
 }
 
 export interface WriteOptions {
@@ -172,6 +188,12 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   const stats = await lstat(directory);
   if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${directory}: not a directory`);
   if (settings && (missing.length > 0 || !settings.keepExisting)) {
+    const changes = (settings.owner !== undefined && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) || (stats.mode & 0o7777) !== settings.mode;
+    if (changes && missing.length === 0 && !(await mayAdopt(directory, settings.adopt))) {
+      throw configError(
+        `refusing to change the owner or mode of ${directory}: this run did not create it, it is not the unit's RuntimeDirectory= ($RUNTIME_DIRECTORY) and it holds files that are not this spec's outputs; point outputDir at a directory of its own (or remove it so fetch creates it)`,
+      );
+    }
     try {
       if (settings.owner && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) {
         await chown(directory, settings.owner.uid, settings.owner.gid);
@@ -181,6 +203,18 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
       throw asWriteError(error, directory);
     }
   }
+}
+
+async function mayAdopt(directory: string, rule: AdoptRule | undefined): Promise<boolean> {
+  if (!rule) return false;
+  if (rule.runtimeDirectories.some((d) => isAbsolute(d) && posix.normalize(d) === directory)) return true;
+  let entries: string[];
+  try {
+    entries = await readdir(directory);
+  } catch {
+    return false;
+  }
+  return entries.length > 0 && entries.every((entry) => rule.outputNames.has(entry) || rule.outputNames.has(tempPattern.exec(entry)?.[1] ?? "\0"));
 }
 
 export interface SafeDirectory {
