@@ -321,7 +321,7 @@ if (skip && inCI && nix === undefined) {
         expect(
           failures(
             cfg(
-              `homelab.secrets.app = { files."a b".reference = "op://My Vault/Some Item/sec tion/field"; files.otp = { reference = "op://V/i/f?attribute=totp"; mode = "440"; }; };`,
+              `homelab.secrets.app = { files."a-b".reference = "op://My Vault/Some Item/sec tion/field"; files.otp = { reference = "op://V/i/f?attribute=totp"; mode = "440"; }; };`,
             ),
           ),
         ).toEqual([]);
