@@ -1,6 +1,7 @@
 import { posix } from "node:path";
 import { dataError, usageError } from "./errors.js";
 import { parseReference, type SecretReference } from "./reference.js";
+import { maxOutputNameLength } from "./spec.js";
 
 /**
  * op-secret-manager's mapfile: one entry per line, `<user> <op://ref> <path> [tag,tag]`.
@@ -104,6 +105,8 @@ export function checkEntryPath(path: string): string | undefined {
   const parts = path.split("/");
   if (parts.includes("..")) return `path "${path}" contains ".." (refused)`;
   if (path.endsWith("/") || parts.at(-1) === ".") return `path "${path}" names a directory, not a file`;
+  const nameBytes = Buffer.byteLength(parts.at(-1)!);
+  if (nameBytes > maxOutputNameLength) return `file name of ${nameBytes} bytes is too long (at most ${maxOutputNameLength}: the temp file beside it adds 25)`;
   return undefined;
 }
 
