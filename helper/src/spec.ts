@@ -9,7 +9,14 @@ import { parseTemplate, templateReferences, type TemplatePart } from "./render/t
 /** Where values come from. Tokens are never in a spec, only where to find them. */
 export type SourceConfig =
   | { readonly type: "onepassword"; readonly tokenCredential?: string; readonly tokenFile?: string }
-  | { readonly type: "connect"; readonly host: string; readonly tokenCredential?: string; readonly tokenFile?: string }
+  | {
+      readonly type: "connect";
+      readonly host: string;
+      readonly tokenCredential?: string;
+      readonly tokenFile?: string;
+      /** Over plain http to loopback: the account Connect runs as, if not root (user name or uid). */
+      readonly listenerUser?: string | number;
+    }
   | { readonly type: "file"; readonly path: string };
 
 export interface FileOutput {
@@ -161,10 +168,11 @@ function parseSource(v: Validator, at: (p: string) => string): SourceConfig {
     return { type, ...token };
   }
   if (type === "connect") {
-    v.onlyKeys("/source", ["type", "host", "tokenCredential", "tokenFile"]);
+    v.onlyKeys("/source", ["type", "host", "tokenCredential", "tokenFile", "listenerUser"]);
     const host = v.string("/source/host");
     if (!/^https?:\/\/[^\s/]+/.test(host)) throw dataError(`${at("/source/host")}: must be an http:// or https:// URL`);
-    return { type, host, ...token };
+    const listenerUser = v.optionalAccount("/source/listenerUser");
+    return { type, host, ...token, ...(listenerUser !== undefined ? { listenerUser } : {}) };
   }
   throw dataError(`${at("/source/type")}: must be "onepassword", "connect" or "file"`);
 }
