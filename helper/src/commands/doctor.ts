@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { Argv, CommandModule } from "yargs";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { ExitCode } from "../errors.js";
+import { connectHostFinding } from "../sources/loopback.js";
 import { defaultConfigDir, parseHostConfig } from "../user/host-config.js";
 
 export interface DoctorArgs {
@@ -101,16 +102,31 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       [(config.mode & 0o022) !== 0, "writable by group or others"],
     ]);
     let vaultPath: string | undefined;
+    let connectCheck: { host: string; listenerUser?: string | number } | undefined;
     if (config.isFile()) {
       try {
         const source = parseHostConfig(readFileSync(configPath, "utf8"), configPath);
         if (why.length === 0) ok("config.json", `${configPath}: source ${source.type}`);
         if (source.type === "file") vaultPath = source.path;
+        if (source.type === "connect") connectCheck = source;
       } catch (error) {
         why.push((error as Error).message);
       }
     }
     if (why.length > 0) report("config.json", configPath, config, why);
+    // Plain http: who may receive the token (the loopback listener check of the connect source).
+    if (connectCheck) {
+      const uids = new Set([0, ...(svcUid !== undefined ? [svcUid] : [])]);
+      let listener = "";
+      try {
+        if (connectCheck.listenerUser !== undefined) uids.add(lookupUid(connectCheck.listenerUser));
+        listener = connectCheck.listenerUser !== undefined ? ` or ${String(connectCheck.listenerUser)}` : "";
+      } catch {
+        unsafe("connect host", `source.listenerUser ${String(connectCheck.listenerUser)} does not exist`);
+      }
+      const finding = connectHostFinding(connectCheck.host, { uids, describe: `root, ${options.serviceUser}${listener}` });
+      findings.push({ ok: finding.ok, what: "connect host", detail: finding.detail });
+    }
     // A file-source vault holds values: only root and the service account may read it.
     const vault = vaultPath === undefined ? undefined : stat("vault", vaultPath);
     if (vault && vaultPath !== undefined) {

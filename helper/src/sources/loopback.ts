@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { endianness } from "node:os";
 import { permissionError } from "../errors.js";
@@ -136,3 +137,39 @@ export async function assertTrustedListener(server: Endpoint, client: Endpoint, 
 }
 
 const show = (e: Endpoint) => (e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);
+
+/**
+ * `doctor`'s view of a Connect host (no connection is made): https is fine; plain http
+ * elsewhere than loopback sends the token unencrypted; on loopback, whoever listens on the
+ * port now must be root, the service account or `listenerUser`.
+ */
+export function connectHostFinding(host: string, trusted: { readonly uids: ReadonlySet<number>; readonly describe: string }): { ok: boolean; detail: string } {
+  let url: URL;
+  try {
+    url = new URL(host);
+  } catch {
+    return { ok: false, detail: `${host} is not a URL` };
+  }
+  if (url.protocol === "https:") return { ok: true, detail: `${host}: https` };
+  const name = url.hostname.replace(/^\[|\]$/g, "");
+  const addresses = name === "localhost" ? ["127.0.0.1", "::1"] : [name];
+  if (!addresses.every(isLoopbackAddress)) {
+    return { ok: false, detail: `${host}: plain http to a non-loopback host: the token and every value cross the network unencrypted; use https` };
+  }
+  const port = Number(url.port || 80);
+  let entries: SocketEntry[];
+  try {
+    entries = ["/proc/net/tcp", "/proc/net/tcp6"].flatMap((path) => (existsSync(path) ? parseSocketTable(readFileSync(path, "utf8")) : []));
+  } catch (error) {
+    return { ok: false, detail: `${host}: cannot read /proc/net/tcp (${(error as NodeJS.ErrnoException).code ?? "error"})` };
+  }
+  const owners = [...new Set(addresses.flatMap((address) => serverOwners(entries, { address, port }, { address: "", port: -1 }).listeners))];
+  if (owners.length === 0) {
+    return { ok: true, detail: `${host}: nothing listens there now (Connect down?); fetch sends the token only to a server run by ${trusted.describe}` };
+  }
+  const strangers = owners.filter((uid) => !trusted.uids.has(uid));
+  if (strangers.length > 0) {
+    return { ok: false, detail: `${host}: the server listening there runs as uid ${strangers.join(", ")}, not ${trusted.describe}: another local user may have taken Connect's port (fetch refuses it; set source.listenerUser if Connect runs as that account)` };
+  }
+  return { ok: true, detail: `${host}: plain http on loopback, server run by uid ${owners.join(", ")}` };
+}
