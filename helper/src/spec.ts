@@ -1,4 +1,5 @@
-import { readFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
 import { isAbsolute, posix } from "node:path";
 import { configError, dataError } from "./errors.js";
 import { parseJsonWithLines, type LocatedJson } from "./json-locate.js";
@@ -82,8 +83,18 @@ const topLevelKeys = new Set(["version", "name", "outputDir", "owner", "group", 
 export async function loadSpec(file: string): Promise<Spec> {
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    // O_NONBLOCK: a FIFO opens at once and is refused, instead of hanging before any deadline runs.
+    const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const stats = await handle.stat();
+      if (stats.isDirectory()) throw configError(`cannot read spec ${file}: EISDIR`);
+      if (!stats.isFile()) throw configError(`spec ${file} is not a regular file`);
+      text = await handle.readFile("utf8");
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
+    if (error instanceof Error && error.name === "HomelabError") throw error;
     throw configError(`cannot read spec ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
   return parseSpec(text, file);

@@ -34,4 +34,14 @@ describe("a FIFO as the token", () => {
     expect(result.stderr).toContain(`token ${join(credentials, "op-token")} is not a regular file`);
     expect(result.exitCode).toBe(78);
   });
+
+  it("as --spec or as a file-source vault: refused at once (78)", async () => {
+    execFileSync("mkfifo", ["-m", "0600", join(dir, "spec-fifo"), join(dir, "vault-fifo")]);
+    const asSpec = await runCli(["fetch", "--spec", join(dir, "spec-fifo"), "--deadline", "3"], { timeout: 20_000 });
+    expect(asSpec.stderr).toContain(`spec ${join(dir, "spec-fifo")} is not a regular file`);
+    expect(asSpec.exitCode).toBe(78);
+    const asVault = await runCli(["fetch", "--spec", spec, "--source", `file:${join(dir, "vault-fifo")}`, "--deadline", "3"], { timeout: 20_000 });
+    expect(asVault.stderr).toContain(`vault file ${join(dir, "vault-fifo")} is not a regular file`);
+    expect(asVault.exitCode).toBe(78);
+  });
 });
