@@ -41,7 +41,7 @@ export function buildCli(args: string[]) {
       action<CommonArgs & { spec?: string; mapfile?: string }>(async (argv, log) => {
         if (!argv.spec && !argv.mapfile) throw usageError("check needs --spec FILE or --mapfile FILE");
         const { checkSpec, checkMapfile } = await import("./commands/check.js");
-        if (argv.spec) process.stdout.write(`${await checkSpec(argv.spec)}\n`);
+        if (argv.spec) process.stdout.write(`${await checkSpec(argv.spec, log)}\n`);
         if (argv.mapfile) process.stdout.write(`${await checkMapfile(argv.mapfile, log)}\n`);
       }),
     )

@@ -75,4 +75,16 @@ describe("unsafe modes through the CLI", () => {
     const quiet = await runCli(["check", "--mapfile", mapfile]);
     expect([quiet.exitCode, quiet.stderr]).toEqual([0, ""]);
   });
+
+  it("check warns about a plain-http Connect host off this host, not about loopback or https", async () => {
+    const warnings: string[] = [];
+    for (const host of ["http://connect.example.org:8080", "http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080", "https://connect.example.org"]) {
+      const file = await spec("connect-host", { source: { type: "connect", host } });
+      const result = await runCli(["check", "--spec", file]);
+      expect(result.exitCode, result.stderr).toBe(0);
+      warnings.push(result.stderr);
+    }
+    expect(warnings[0]).toMatch(/warn: .*source\.host http:\/\/connect\.example\.org:8080 is plain http to another host/);
+    expect(warnings.slice(1)).toEqual(["", "", "", ""]);
+  });
 });

@@ -3,10 +3,22 @@ import type { Logger } from "../log.js";
 import { configError } from "../errors.js";
 import { parseMapfileStrict } from "../mapfile.js";
 import { loadSpec, specReferences } from "../spec.js";
+import { isLoopbackAddress } from "../sources/loopback.js";
 
-/** Offline validation of a spec; what Nix runs at build time. Returns a one-line summary. */
-export async function checkSpec(specFile: string): Promise<string> {
+/**
+ * Offline validation of a spec; what Nix runs at build time. Returns a one-line summary;
+ * a Connect host over plain http off this host is a warning (the token would cross the
+ * network unencrypted).
+ */
+export async function checkSpec(specFile: string, log?: Logger): Promise<string> {
   const spec = await loadSpec(specFile);
+  if (spec.source?.type === "connect" && log) {
+    const url = new URL(spec.source.host);
+    const name = url.hostname.replace(/^\[|\]$/g, "");
+    if (url.protocol === "http:" && name !== "localhost" && !isLoopbackAddress(name)) {
+      log.warn(`${specFile}: source.host ${spec.source.host} is plain http to another host: the token and every value would cross the network unencrypted; use https`);
+    }
+  }
   const outputs = spec.files.length + spec.envFiles.length + spec.templates.length;
   return `${specFile}: ok (${spec.name}: ${outputs} output(s), ${specReferences(spec).length} reference(s), source ${spec.source?.type ?? "onepassword"})`;
 }
