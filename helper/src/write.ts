@@ -163,7 +163,7 @@ async function assertReplaceable(target: string): Promise<void> {
   if (!stats || stats.uid === euid) return;
   const directory = await lstat(dirname(target));
   if ((directory.mode & 0o1000) !== 0 && directory.uid !== euid) {
-    throw Object.assign(new Error(`${target} belongs to uid ${stats.uid} in a sticky directory`), { code: "EPERM" });
+    throw cantCreateError(`cannot replace ${target}: it belongs to uid ${stats.uid} and ${dirname(target)} is sticky, so only its owner may replace it`);
   }
 }
 
