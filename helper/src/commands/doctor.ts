@@ -5,9 +5,9 @@
 import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import type { Argv, CommandModule } from "yargs";
+import { connectHostFinding } from "../sources/loopback.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { ExitCode } from "../errors.js";
-import { connectHostFinding } from "../sources/loopback.js";
 import { defaultConfigDir, parseHostConfig } from "../user/host-config.js";
 
 export interface DoctorArgs {
@@ -102,31 +102,16 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       [(config.mode & 0o022) !== 0, "writable by group or others"],
     ]);
     let vaultPath: string | undefined;
-    let connectCheck: { host: string; listenerUser?: string | number } | undefined;
     if (config.isFile()) {
       try {
         const source = parseHostConfig(readFileSync(configPath, "utf8"), configPath);
         if (why.length === 0) ok("config.json", `${configPath}: source ${source.type}`);
         if (source.type === "file") vaultPath = source.path;
-        if (source.type === "connect") connectCheck = source;
       } catch (error) {
         why.push((error as Error).message);
       }
     }
     if (why.length > 0) report("config.json", configPath, config, why);
-    // Plain http: who may receive the token (the loopback listener check of the connect source).
-    if (connectCheck) {
-      const uids = new Set([0, ...(svcUid !== undefined ? [svcUid] : [])]);
-      let listener = "";
-      try {
-        if (connectCheck.listenerUser !== undefined) uids.add(lookupUid(connectCheck.listenerUser));
-        listener = connectCheck.listenerUser !== undefined ? ` or ${String(connectCheck.listenerUser)}` : "";
-      } catch {
-        unsafe("connect host", `source.listenerUser ${String(connectCheck.listenerUser)} does not exist`);
-      }
-      const finding = connectHostFinding(connectCheck.host, { uids, describe: `root, ${options.serviceUser}${listener}` });
-      findings.push({ ok: finding.ok, what: "connect host", detail: finding.detail });
-    }
     // A file-source vault holds values: only root and the service account may read it.
     const vault = vaultPath === undefined ? undefined : stat("vault", vaultPath);
     if (vault && vaultPath !== undefined) {
@@ -139,6 +124,8 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       ]));
     }
   }
+
+  findings.push(...connectHostFindings(configPath, svcUid, options.serviceUser));
 
   const wrapper = options.wrapper ?? (existsSync(nixosWrapperPath) ? nixosWrapperPath : undefined);
   if (wrapper === undefined) {
@@ -178,3 +165,30 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
     process.exitCode = findings.every((f) => f.ok) ? ExitCode.ok : ExitCode.config;
   },
 };
+
+/**
+ * A plain-http Connect source in config.json: who may receive the token. On loopback the
+ * server listening now must be root's, the service account's or source.listenerUser's (the
+ * fetch itself refuses anyone else); elsewhere the token would cross the network unencrypted.
+ */
+function connectHostFindings(configPath: string, svcUid: number | undefined, serviceUser: string): Finding[] {
+  let source: ReturnType<typeof parseHostConfig>;
+  try {
+    source = parseHostConfig(readFileSync(configPath, "utf8"), configPath);
+  } catch {
+    return []; // absent or broken: reported with config.json
+  }
+  if (source.type !== "connect") return [];
+  const uids = new Set([0, ...(svcUid !== undefined ? [svcUid] : [])]);
+  let describe = `root, ${serviceUser}`;
+  if (source.listenerUser !== undefined) {
+    try {
+      uids.add(lookupUid(source.listenerUser));
+      describe += ` or ${String(source.listenerUser)}`;
+    } catch {
+      return [{ ok: false, what: "connect host", detail: `source.listenerUser ${String(source.listenerUser)} does not exist` }];
+    }
+  }
+  const finding = connectHostFinding(source.host, { uids, describe });
+  return [{ ok: finding.ok, what: "connect host", detail: finding.detail }];
+}
