@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import type { Argv, CommandModule } from "yargs";
 import { connectHostFinding } from "../sources/loopback.js";
+import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { ExitCode } from "../errors.js";
 import { defaultConfigDir, parseHostConfig } from "../user/host-config.js";
@@ -172,9 +173,9 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
  * fetch itself refuses anyone else); elsewhere the token would cross the network unencrypted.
  */
 function connectHostFindings(configPath: string, svcUid: number | undefined, serviceUser: string): Finding[] {
-  let source: ReturnType<typeof parseHostConfig>;
+  let source: ReturnType<typeof parseHostSource>;
   try {
-    source = parseHostConfig(readFileSync(configPath, "utf8"), configPath);
+    source = parseHostSource(readFileSync(configPath, "utf8"), configPath);
   } catch {
     return []; // absent or broken: reported with config.json
   }
