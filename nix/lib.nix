@@ -69,21 +69,35 @@ let
 
   isValidEnvName = name: builtins.match "[A-Za-z_][A-Za-z0-9_]*" name != null;
 
-  # An output name is one plain file name inside the output directory.
+  # An output name is one plain file name inside the output directory (the CLI's rule,
+  # helper/src/spec.ts outputNameProblem): letters, digits, "._@-", not starting with "." or
+  # "-", not ending in ".hs-tmp", and short enough (230) for the temp file beside it.
   isValidOutputName =
     name:
-    name != ""
-    && name != "."
-    && name != ".."
-    && builtins.match ".*[/[:cntrl:]].*" name == null
-    && !(hasPrefix ".hs-" name);
+    isString name
+    && builtins.match "[A-Za-z0-9_][A-Za-z0-9_.@-]*" name != null
+    && !(lib.hasSuffix ".hs-tmp" name)
+    && builtins.stringLength name <= 230;
 
-  # `op inject` syntax: {{ op://vault/item/field }} (spaces inside the braces optional).
+  # `op inject` syntax: {{ op://vault/item/field }} (ASCII whitespace inside the braces
+  # optional). Any other {{ … }} (Go templates: {{ .Labels }}) is literal text, as for the
+  # CLI (helper/src/render/template.ts).
+  templateParts = content: builtins.split "[{][{][[:space:]]*(op://[^}]*)[}][}]" content;
+
+  stripTrailingSpace =
+    text:
+    let
+      m = builtins.match "(.*[^[:space:]])[[:space:]]*" text;
+    in
+    if m == null then "" else builtins.head m;
+
   templateReferences =
+    content: map (m: stripTrailingSpace (builtins.head m)) (filter builtins.isList (templateParts content));
+
+  # A placeholder that does not parse (a "}" missing or inside) would be written as text.
+  isMalformedTemplate =
     content:
-    map (m: lib.trim (builtins.head m)) (
-      filter builtins.isList (builtins.split "[{][{]([^}]*)[}][}]" content)
-    );
+    lib.any (text: builtins.match ".*[{][{][[:space:]]*op://.*" text != null) (filter isString (templateParts content));
 
   isValidUnitName = name: builtins.match "[a-zA-Z0-9@%:_.\\\\-]+" name != null;
 
@@ -213,9 +227,9 @@ let
     ++ map (m: "${where}: output \"${m.n}\" has mode \"${toString m.mode}\"; use an octal mode like \"0400\" without write access for group or any access for others") (
       filter (m: !isSafeMode m.mode) modes
     )
-    ++ optional (spec ? dirMode && !isValidMode spec.dirMode) "${where}: dirMode \"${spec.dirMode}\" is not an octal mode like \"0750\""
+    ++ optional (spec ? dirMode && !isSafeMode spec.dirMode) "${where}: dirMode \"${toString spec.dirMode}\" must be an octal mode like \"0750\" without write access for group or any access for others"
     ++ map (n: "${where}: duplicate output \"${n}\" (files, envFiles and templates share one directory)") dups
-    ++ map (n: "${where}: output name \"${n}\" must be a plain file name (no \"/\", no \"..\", not starting with \".hs-\")") (
+    ++ map (n: "${where}: output name \"${n}\" must be a plain file name of at most 230 characters (letters, digits, \"._@-\", not starting with \".\" or \"-\", not ending in \".hs-tmp\")") (
       filter (n: !isValidOutputName n) outputs
     )
     ++ concatLists (
@@ -229,6 +243,9 @@ let
     )
     ++ map (n: "${where}: template \"${n}\" contains no {{ op://… }} reference") (
       attrNames (filterAttrs (_: t: templateReferences t.content == [ ]) spec.templates)
+    )
+    ++ map (n: "${where}: template \"${n}\" has a malformed placeholder (write {{ op://vault/item/field }})") (
+      attrNames (filterAttrs (_: t: isMalformedTemplate t.content) spec.templates)
     )
     ++ optional (
       !(hasPrefix "/" spec.outputDir) || builtins.match ".*/\\.\\.?(/.*)?" spec.outputDir != null

@@ -481,7 +481,7 @@ if (skip && inCI) {
         expect(
           failures(
             cfg(
-              `homelab.secrets.app = { files."a b".reference = "op://My Vault/Some Item/sec tion/field"; files.otp = { reference = "op://V/i/f?attribute=totp"; mode = "440"; }; };`,
+              `homelab.secrets.app = { files."a-b".reference = "op://My Vault/Some Item/sec tion/field"; files.otp = { reference = "op://V/i/f?attribute=totp"; mode = "440"; }; };`,
             ),
           ),
         ).toEqual([]);

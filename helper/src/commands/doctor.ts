@@ -6,6 +6,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import type { Argv, CommandModule } from "yargs";
+import { connectHostFinding } from "../sources/loopback.js";
+import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { ExitCode } from "../errors.js";
 import { defaultConfigDir, parseHostSettings } from "../user/host-config.js";
@@ -130,6 +132,8 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     }
   }
 
+  findings.push(...connectHostFindings(configPath, svcUid, options.serviceUser));
+
   const wrapper = options.wrapper ?? (existsSync(nixosWrapperPath) ? nixosWrapperPath : undefined);
   if (wrapper === undefined) {
     ok("wrapper", `not checked: none at ${nixosWrapperPath} (give --wrapper PATH)`);
@@ -222,3 +226,30 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
     process.exitCode = findings.every((f) => f.ok) ? ExitCode.ok : ExitCode.config;
   },
 };
+
+/**
+ * A plain-http Connect source in config.json: who may receive the token. On loopback the
+ * server listening now must be root's, the service account's or source.listenerUser's (the
+ * fetch itself refuses anyone else); elsewhere the token would cross the network unencrypted.
+ */
+function connectHostFindings(configPath: string, svcUid: number | undefined, serviceUser: string): Finding[] {
+  let source: ReturnType<typeof parseHostSource>;
+  try {
+    source = parseHostSource(readFileSync(configPath, "utf8"), configPath);
+  } catch {
+    return []; // absent or broken: reported with config.json
+  }
+  if (source.type !== "connect") return [];
+  const uids = new Set([0, ...(svcUid !== undefined ? [svcUid] : [])]);
+  let describe = `root, ${serviceUser}`;
+  if (source.listenerUser !== undefined) {
+    try {
+      uids.add(lookupUid(source.listenerUser));
+      describe += ` or ${String(source.listenerUser)}`;
+    } catch {
+      return [{ ok: false, what: "connect host", detail: `source.listenerUser ${String(source.listenerUser)} does not exist` }];
+    }
+  }
+  const finding = connectHostFinding(source.host, { uids, describe });
+  return [{ ok: finding.ok, what: "connect host", detail: finding.detail }];
+}

@@ -67,10 +67,15 @@ function parseSource(source: unknown, file: string): SourceConfig {
       allowed(["type"]);
       return { type: "onepassword" };
     case "connect": {
-      allowed(["type", "host"]);
+      allowed(["type", "host", "listenerUser"]);
       const host = source["host"];
       if (typeof host !== "string" || !/^https?:\/\/[^\s/]+/.test(host)) throw configError(`${file}: source.host must be an http(s) URL`);
-      return { type: "connect", host };
+      const listenerUser = source["listenerUser"];
+      if (listenerUser === undefined) return { type: "connect", host };
+      if (!(typeof listenerUser === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(listenerUser)) && !(Number.isInteger(listenerUser) && (listenerUser as number) >= 0)) {
+        throw configError(`${file}: source.listenerUser must be a user name or uid`);
+      }
+      return { type: "connect", host, listenerUser: listenerUser as string | number };
     }
     case "file": {
       allowed(["type", "path"]);
