@@ -76,6 +76,17 @@ let
         example = "http://127.0.0.1:8080";
         description = "Connect server URL (for `type = \"connect\"`).";
       };
+      listenerUser = mkOption {
+        type = types.nullOr (types.either types.str types.ints.unsigned);
+        default = null;
+        example = "onepassword-connect";
+        description = ''
+          For a plain-http Connect `host` on loopback: the account (name or uid) whose listening
+          socket may receive the token, besides root. Any other local listener on that port is
+          refused before the token is sent (a local user could otherwise squat the port while
+          Connect restarts).
+        '';
+      };
       path = mkOption {
         type = types.nullOr types.str;
         default = null;

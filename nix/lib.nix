@@ -132,6 +132,7 @@ let
     { inherit (s) type; }
     // optionalAttrs (cred != null && s.type != "file") { tokenCredential = cred; }
     // optionalAttrs (s.type == "connect") { host = s.host or null; }
+    // optionalAttrs (s.type == "connect" && s ? listenerUser) { inherit (s) listenerUser; }
     // optionalAttrs (s.type == "file") { path = s.path or null; };
 
   # A file may be given as "op://…" or { reference | ref; mode; }.

@@ -388,6 +388,24 @@ if (skip && inCI) {
         expect(u["app-secrets.service"]!.Service!.ProtectSystem).toBe("strict");
       });
 
+      it("passes a Connect source's listenerUser into the spec (the loopback listener the token may go to)", () => {
+        const golden = run(
+          "golden",
+          `{ ... }: {
+            homelab.onePassword.connectTokenFile = "/run/agenix/op-connect";
+            systemd.services.app.serviceConfig.ExecStart = "/bin/true";
+            homelab.secrets.app = {
+              source = { type = "connect"; host = "http://127.0.0.1:8080"; listenerUser = "onepassword-connect"; };
+              files.x.reference = "op://V/i/f";
+            };
+          }`,
+          true,
+        ) as Golden;
+        const spec = Object.entries(golden.files).find(([path]) => path.endsWith("-app-spec.json"));
+        expect(spec, "the app's spec file").toBeDefined();
+        expect(JSON.parse(spec![1]).source).toMatchObject({ type: "connect", host: "http://127.0.0.1:8080", listenerUser: "onepassword-connect" });
+      });
+
       it("writes no core dump of a secrets unit (LimitCORE=0)", () => {
         const golden = run("golden", "./tests/e2e/configuration.nix", true) as Golden;
         for (const [n, unit] of Object.entries(golden.units).filter(([n]) => n.endsWith("-secrets.service"))) {
