@@ -16,6 +16,8 @@
 {
   # --- the bootstrap token ---------------------------------------------------------------
   # Service mode: read by root-run secrets units only, through LoadCredential=.
+  # agenix decrypts with the host's SSH key (enabling services.openssh sets this for you).
+  age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
   age.secrets.op-service-account.file = ./secrets/op-service-account.age;
   homelab.onePassword.tokenFile = config.age.secrets.op-service-account.path;
 

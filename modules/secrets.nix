@@ -32,6 +32,10 @@ let
   cfg = config.homelab;
   hsLib = import ../nix/lib.nix { inherit lib; };
 
+  # A token must never be a store path (world-readable): a path literal in a flake would be
+  # copied there. Like sops-nix's pathNotInStore.
+  tokenPath = types.nullOr (types.externalPath or (types.addCheck types.str (p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p)));
+
   helpers = hsLib.mkHelpers {
     inherit pkgs;
     inherit (cfg) package;
@@ -71,6 +75,17 @@ let
         default = null;
         example = "http://127.0.0.1:8080";
         description = "Connect server URL (for `type = \"connect\"`).";
+      };
+      listenerUser = mkOption {
+        type = types.nullOr (types.either types.str types.ints.unsigned);
+        default = null;
+        example = "onepassword-connect";
+        description = ''
+          For a plain-http Connect `host` on loopback: the account (name or uid) whose listening
+          socket may receive the token, besides root. Any other local listener on that port is
+          refused before the token is sent (a local user could otherwise squat the port while
+          Connect restarts).
+        '';
       };
       path = mkOption {
         type = types.nullOr types.str;
@@ -218,10 +233,10 @@ let
         };
 
         tokenFile = mkOption {
-          type = types.nullOr (types.either types.path types.str);
+          type = tokenPath;
           default = null;
           description = ''
-            Token for this service only; default: `homelab.onePassword.tokenFile`
+            Token for this service only (an absolute path outside the Nix store, as a string); default: `homelab.onePassword.tokenFile`
             (`connectTokenFile` for Connect). Loaded with `LoadCredential=`, never an
             environment variable.
           '';
@@ -300,6 +315,22 @@ let
     else
       "/run/${name}-secrets";
 
+  truthy = v: builtins.elem v [
+    true
+    "yes"
+    "true"
+    "on"
+    "1"
+  ];
+
+  # A run that ends (a timer's oneshot): nothing keeps the secrets unit needed afterwards.
+  runEnds =
+    name:
+    let
+      c = svcConfigOf name;
+    in
+    (c.Type or "") == "oneshot" && !truthy (c.RemainAfterExit or false);
+
   wiredEnvFiles = s: attrNames (filterAttrs (_: e: e.environmentFile) s.envFiles);
 
   argsOf = name: s: {
@@ -369,7 +400,13 @@ let
       }
     else
       {
-        "${name}-secrets" = helpers.mkSecretService (a // { inherit (s) serviceConfig; });
+        "${name}-secrets" = helpers.mkSecretService (
+          a
+          // {
+            inherit (s) serviceConfig;
+            stopWhenUnneeded = runEnds name;
+          }
+        );
         ${name} = mkMerge [
           (helpers.serviceConfig {
             inherit name;
@@ -378,8 +415,9 @@ let
           })
           {
             # When the secrets it gets change, `nixos-rebuild switch` restarts the service
-            # (and, through PartOf=, its secrets unit) instead of swapping files under it.
-            restartTriggers = [ (helpers.specFile (specOf name s)) ];
+            # (and, through PartOf=, its secrets unit) instead of swapping files under it. The
+            # spec's content, not its build: a new helper package alone restarts nothing.
+            restartTriggers = [ (builtins.toJSON (specOf name s)) ];
           }
         ];
       };
@@ -397,7 +435,7 @@ in
 
     onePassword = {
       tokenFile = mkOption {
-        type = types.nullOr (types.either types.path types.str);
+        type = tokenPath;
         default = null;
         example = literalExpression "config.age.secrets.op-service-account.path";
         description = ''
@@ -407,7 +445,7 @@ in
         '';
       };
       connectTokenFile = mkOption {
-        type = types.nullOr (types.either types.path types.str);
+        type = tokenPath;
         default = null;
         example = literalExpression "config.age.secrets.op-connect-token.path";
         description = "Token for services whose source is a 1Password Connect server (`LoadCredential=op-connect-token:…`).";
@@ -481,7 +519,9 @@ in
         let
           s = enabled.${name};
         in
-        optional (s.dynamicUser && filterAttrs (_: e: e.environmentFile) s.envFiles != { })
+        optional (!((svcConfigOf name) ? ExecStart))
+          "homelab.secrets.${name}: systemd.services.${name} has no ExecStart= (a typo, or its service not enabled?); the module would create a ${name}.service that cannot start."
+        ++ optional (s.dynamicUser && filterAttrs (_: e: e.environmentFile) s.envFiles != { })
           "homelab-secrets (${name}): env files of a dynamicUser service are written to /run/${s.runtimeDirectory} but not loaded as EnvironmentFile= (systemd reads those before ExecStartPre= runs); source them from ExecStart or set environmentFile = false."
       ) (attrNames enabled);
 

@@ -93,6 +93,23 @@ let
 
   defaultTokenPath = "${configDir}/token";
 
+  # Never a store path (world-readable).
+  externalPath = types.externalPath or (types.addCheck types.str (p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p));
+
+  # /etc/homelab-secrets/<name>: a link to a root-only file outside the store when given (no
+  # copy in the store), else generated from Nix options (then the store holds it too).
+  configEntry =
+    file: text:
+    if file != null then
+      { source = file; }
+    else
+      {
+        inherit text;
+        mode = "0640";
+        user = "root";
+        group = sa.group;
+      };
+
   # agenix (or any module with an `age.secrets` option) delivering the token here.
   ageTokenSecrets =
     if options ? age.secrets then
@@ -104,8 +121,8 @@ in
   options.homelab.userSecrets = {
     enable = mkOption {
       type = types.bool;
-      default = cfg.entries != [ ];
-      defaultText = literalExpression "config.homelab.userSecrets.entries != [ ]";
+      default = cfg.entries != [ ] || cfg.mapfile != null;
+      defaultText = literalExpression "config.homelab.userSecrets.entries != [ ] || config.homelab.userSecrets.mapfile != null";
       description = "Install the per-user wrapper, the mapfile and the service account.";
     };
 
@@ -117,7 +134,35 @@ in
           { user = "alice"; reference = "op://Homelab/alice-github/token"; path = "github-token"; tags = [ "dev" ]; }
         ]
       '';
-      description = "Mapfile entries, written to /etc/homelab-secrets/mapfile (root:<service group>, 0640).";
+      description = ''
+        Mapfile entries, written to /etc/homelab-secrets/mapfile (root:<service group>, 0640).
+        Like everything generated from Nix options they are also in the Nix store, which every
+        local user can read: who gets which reference (never a value) is then public on this
+        host. To keep the mapping private, use `mapfile` instead.
+      '';
+    };
+
+    mapfile = mkOption {
+      type = types.nullOr externalPath;
+      default = null;
+      example = literalExpression "config.age.secrets.homelab-mapfile.path";
+      description = ''
+        A mapfile outside the Nix store, owned by root, group the service group, mode 0640
+        (e.g. an agenix secret with `owner = "root"; group = "homelab-secrets"; mode = "0640";`).
+        /etc/homelab-secrets/mapfile becomes a link to it: no copy of it lands in the store.
+        Excludes `entries`.
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.nullOr externalPath;
+      default = null;
+      example = "/run/agenix/homelab-secrets-config.json";
+      description = ''
+        A config.json outside the Nix store (root-owned, not group/other writable), linked to
+        /etc/homelab-secrets/config.json instead of the one generated from `source` (which is
+        in the Nix store too).
+      '';
     };
 
     serviceAccount = {
@@ -139,7 +184,8 @@ in
     };
 
     tokenFile = mkOption {
-      type = types.str;
+      # never a store path (world-readable)
+      type = types.externalPath or (types.addCheck types.str (p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p));
       default = defaultTokenPath;
       example = literalExpression "config.age.secrets.op-user-token.path";
       description = ''
@@ -176,6 +222,10 @@ in
       }) (concatMap entryProblems cfg.entries)
       ++ [
         {
+          assertion = cfg.mapfile == null || cfg.entries == [ ];
+          message = "homelab.userSecrets: set either mapfile (a file outside the Nix store) or entries, not both";
+        }
+        {
           assertion = cfg.tokenFile != "";
           message = "homelab.userSecrets: set tokenFile (the service account's 1Password token)";
         }
@@ -206,19 +256,13 @@ in
     };
     users.groups = optionalAttrs sa.create { ${sa.group} = { }; };
 
+    # The wrapper's per-user rate-limit state (HS_STATE_DIR in the package's build): only the
+    # service account may read or reset it.
+    systemd.tmpfiles.rules = [ "d /var/lib/homelab-secrets-user 0700 ${sa.user} ${sa.group} - -" ];
+
     environment.etc = {
-      "homelab-secrets/mapfile" = {
-        text = mapfileText;
-        mode = "0640";
-        user = "root";
-        group = sa.group;
-      };
-      "homelab-secrets/config.json" = {
-        text = builtins.toJSON { source = cfg.source; };
-        mode = "0640";
-        user = "root";
-        group = sa.group;
-      };
+      "homelab-secrets/mapfile" = configEntry cfg.mapfile mapfileText;
+      "homelab-secrets/config.json" = configEntry cfg.configFile (builtins.toJSON { source = cfg.source; });
     }
     // optionalAttrs (cfg.tokenFile != defaultTokenPath) {
       # A symlink to the real token (e.g. /run/agenix/…); the file itself stays 0600 owned

@@ -29,6 +29,8 @@ let
     length
     mapAttrs
     mapAttrsToList
+    mkBefore
+    mkDefault
     optional
     optionalAttrs
     optionalString
@@ -67,26 +69,40 @@ let
 
   isValidEnvName = name: builtins.match "[A-Za-z_][A-Za-z0-9_]*" name != null;
 
-  # An output name is one plain file name inside the output directory.
+  # An output name is one plain file name inside the output directory (the CLI's rule,
+  # helper/src/spec.ts outputNameProblem): letters, digits, "._@-", not starting with "." or
+  # "-", not ending in ".hs-tmp", and short enough (230) for the temp file beside it.
   isValidOutputName =
     name:
-    name != ""
-    && name != "."
-    && name != ".."
-    && builtins.match ".*[/[:cntrl:]].*" name == null
-    && !(hasPrefix ".hs-" name);
+    isString name
+    && builtins.match "[A-Za-z0-9_][A-Za-z0-9_.@-]*" name != null
+    && !(lib.hasSuffix ".hs-tmp" name)
+    && builtins.stringLength name <= 230;
 
-  # `op inject` syntax: {{ op://vault/item/field }} (spaces inside the braces optional).
+  # `op inject` syntax: {{ op://vault/item/field }} (ASCII whitespace inside the braces
+  # optional). Any other {{ … }} (Go templates: {{ .Labels }}) is literal text, as for the
+  # CLI (helper/src/render/template.ts).
+  templateParts = content: builtins.split "[{][{][[:space:]]*(op://[^}]*)[}][}]" content;
+
+  stripTrailingSpace =
+    text:
+    let
+      m = builtins.match "(.*[^[:space:]])[[:space:]]*" text;
+    in
+    if m == null then "" else builtins.head m;
+
   templateReferences =
+    content: map (m: stripTrailingSpace (builtins.head m)) (filter builtins.isList (templateParts content));
+
+  # A placeholder that does not parse (a "}" missing or inside) would be written as text.
+  isMalformedTemplate =
     content:
-    map (m: lib.trim (builtins.head m)) (
-      filter builtins.isList (builtins.split "[{][{]([^}]*)[}][}]" content)
-    );
+    lib.any (text: builtins.match ".*[{][{][[:space:]]*op://.*" text != null) (filter isString (templateParts content));
 
   isValidUnitName = name: builtins.match "[a-zA-Z0-9@%:_.\\\\-]+" name != null;
 
   # ---------------------------------------------------------------------------------------
-  # Spec (DESIGN.md "Spec (JSON, version 1)")
+  # Spec (JSON, version 1)
   # ---------------------------------------------------------------------------------------
 
   defaultTokenCredential =
@@ -116,6 +132,7 @@ let
     { inherit (s) type; }
     // optionalAttrs (cred != null && s.type != "file") { tokenCredential = cred; }
     // optionalAttrs (s.type == "connect") { host = s.host or null; }
+    // optionalAttrs (s.type == "connect" && s ? listenerUser) { inherit (s) listenerUser; }
     // optionalAttrs (s.type == "file") { path = s.path or null; };
 
   # A file may be given as "op://…" or { reference | ref; mode; }.
@@ -211,9 +228,9 @@ let
     ++ map (m: "${where}: output \"${m.n}\" has mode \"${toString m.mode}\"; use an octal mode like \"0400\" without write access for group or any access for others") (
       filter (m: !isSafeMode m.mode) modes
     )
-    ++ optional (spec ? dirMode && !isValidMode spec.dirMode) "${where}: dirMode \"${spec.dirMode}\" is not an octal mode like \"0750\""
+    ++ optional (spec ? dirMode && !isSafeMode spec.dirMode) "${where}: dirMode \"${toString spec.dirMode}\" must be an octal mode like \"0750\" without write access for group or any access for others"
     ++ map (n: "${where}: duplicate output \"${n}\" (files, envFiles and templates share one directory)") dups
-    ++ map (n: "${where}: output name \"${n}\" must be a plain file name (no \"/\", no \"..\", not starting with \".hs-\")") (
+    ++ map (n: "${where}: output name \"${n}\" must be a plain file name of at most 230 characters (letters, digits, \"._@-\", not starting with \".\" or \"-\", not ending in \".hs-tmp\")") (
       filter (n: !isValidOutputName n) outputs
     )
     ++ concatLists (
@@ -228,6 +245,9 @@ let
     ++ map (n: "${where}: template \"${n}\" contains no {{ op://… }} reference") (
       attrNames (filterAttrs (_: t: templateReferences t.content == [ ]) spec.templates)
     )
+    ++ map (n: "${where}: template \"${n}\" has a malformed placeholder (write {{ op://vault/item/field }})") (
+      attrNames (filterAttrs (_: t: isMalformedTemplate t.content) spec.templates)
+    )
     ++ optional (
       !(hasPrefix "/" spec.outputDir) || builtins.match ".*/\\.\\.?(/.*)?" spec.outputDir != null
     ) "${where}: outputDir \"${spec.outputDir}\" must be an absolute path without . or .. components"
@@ -239,7 +259,7 @@ let
   # Unit pieces
   # ---------------------------------------------------------------------------------------
 
-  # The helper's exit codes that retrying cannot fix (DESIGN.md "Exit codes").
+  # The helper's exit codes that retrying cannot fix (sysexits: 65 data, 69 not found, 77 permission, 78 configuration).
   permanentExitCodes = [
     65
     69
@@ -292,6 +312,8 @@ let
       SystemCallArchitectures = "native";
       SystemCallFilter = [ "@system-service" ];
       SystemCallErrorNumber = "EPERM";
+      # NixOS runs systemd-coredump: a crash must not write the token or values to disk.
+      LimitCORE = 0;
       RestrictAddressFamilies =
         if network then
           [
@@ -303,6 +325,17 @@ let
           [ "AF_UNIX" ];
     }
     // optionalAttrs (!network) { PrivateNetwork = true; };
+
+  # The sandbox as NixOS defaults: a user's plain `serviceConfig.<Key> = …` wins.
+  defaultHardening = args: mapAttrs (_: mkDefault) (hardening args);
+
+  # "app" -> "app.service"; a name with a unit suffix is kept.
+  unitNameOf =
+    n:
+    if builtins.match ".*[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)" n != null then
+      n
+    else
+      "${n}.service";
 
   # Directory that `--serialize` uses for its host-wide lock (created by tmpfiles).
   lockDir = "/run/homelab-secrets";
@@ -404,7 +437,13 @@ let
         dirMode ("0750"); outputDir ("/run/<name>-secrets"); source ({ type = "onepassword"; });
         tokenFile (default: the module's homelab.onePassword.tokenFile, or connectTokenFile
         for connect); deadline (45); serialize (false); verbose (false); service
-        ("<name>.service", the consumer); serviceConfig (extra [Service] keys).
+        ("<name>.service", the consumer; a bare name gets ".service"); serviceConfig (extra
+        [Service] keys); stopWhenUnneeded (false; true for a consumer whose run ends, e.g. a
+        timer's oneshot, so its secrets go when the run ends).
+
+        `nixos-rebuild switch` never restarts this unit (restartIfChanged = false): a change of
+        the helper alone restarts no service; the new definition is used at the next start.
+        The sandbox is set with mkDefault: override any key with a plain definition.
       */
       mkSecretService =
         args@{
@@ -423,9 +462,11 @@ let
           verbose ? false,
           service ? "${name}.service",
           serviceConfig ? { },
+          stopWhenUnneeded ? false,
           ...
         }:
         let
+          consumer = unitNameOf service;
           spec = mkSpec {
             inherit
               name
@@ -444,17 +485,21 @@ let
           runtimeDir = runtimeDirectoryOf outputDir;
         in
         {
-          description = "homelab-secrets: fetch secrets for ${service}";
-          before = [ service ];
-          partOf = [ service ];
-          requiredBy = [ service ];
+          description = "homelab-secrets: fetch secrets for ${consumer}";
+          before = [ consumer ];
+          partOf = [ consumer ];
+          requiredBy = [ consumer ];
+          # A switch neither restarts nor (through the queued start below) starts anything:
+          # what is fetched changing restarts the consumer (restartTriggers), and with it this.
+          restartIfChanged = mkDefault false;
+          unitConfig = optionalAttrs stopWhenUnneeded { StopWhenUnneeded = true; };
           after = optional network "network-online.target";
           wants = optional network "network-online.target";
           # A failing fetch must not turn into a tight loop that burns 1Password rate limits.
           startLimitIntervalSec = 300;
           startLimitBurst = 5;
           serviceConfig =
-            hardening { inherit network; }
+            defaultHardening { inherit network; }
             // {
               Type = "oneshot";
               RemainAfterExit = true;
@@ -480,7 +525,7 @@ let
               #   ownership (recursively, to this unit's user, root) before every command, which
               #   after the fetch would take the files away from their owner.
               # - "+": outside this unit's sandbox; "-": a refused start is logged and ignored.
-              ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${service}" ];
+              ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${consumer}" ];
               ExecStop = "${exe} cleanup --spec ${specFile spec}";
               LoadCredential = credentialFor spec token;
               TimeoutStartSec = toString (timeoutFor deadline);
@@ -580,7 +625,8 @@ let
         {
           serviceConfig = {
             RuntimeDirectory = runtimeDirectory;
-            ExecStartPre = [
+            # First: before the service's own preStart and ExecStartPre=, which may read it.
+            ExecStartPre = mkBefore [
               (fetchCommand {
                 inherit
                   spec
@@ -615,6 +661,8 @@ in
     defaultDeadline
     timeoutFor
     hardening
+    defaultHardening
+    unitNameOf
     lockDir
     runtimeDirectoryOf
     mkHelpers

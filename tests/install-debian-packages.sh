@@ -7,12 +7,13 @@
 #   dash               env files must round-trip through dash as well as bash
 #   gcc, libc6-dev     the privilege wrapper
 #   time               GNU time for peak RSS in benchmarks
+#   dpkg-repack        the package e2e test repacks this host's nodejs (>= 20) for bookworm
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-debian-packages: not root; skipping package installation (root-only suites will say they are skipped)" >&2
   exit 0
 fi
-packages=(nix-bin systemd-container debootstrap debian-archive-keyring gpgv dash gcc libc6-dev time util-linux passwd iproute2 ca-certificates)
+packages=(nix-bin systemd-container debootstrap debian-archive-keyring gpgv dash gcc libc6-dev time util-linux passwd iproute2 ca-certificates dpkg-repack)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
 //   HS_CONFIG_DIR=/srv/hs node helper/scripts/...   a different host config directory
 //   HS_WRAPPER_OUT=PATH                              a different output file
 //   HS_SERVICE_USER=NAME                             for a SUID-root install (see the C file)
+//   HS_STATE_DIR=/var/lib/homelab-secrets-user       the service account's state (rate limit)
 //
 // Tests import buildWrapper() to build private copies with their own config directory.
 import { execFileSync } from "node:child_process";
@@ -26,7 +27,7 @@ function cString(name, value) {
 }
 
 /**
- * @param {{ configDir?: string, out?: string, node?: string, cli?: string, serviceUser?: string, lockTimeoutSeconds?: number, cc?: string }} [options]
+ * @param {{ configDir?: string, out?: string, node?: string, cli?: string, serviceUser?: string, lockTimeoutSeconds?: number, fetcherLimitSeconds?: number, stateDir?: string, cc?: string }} [options]
  * @returns {string} the path of the binary
  */
 export function buildWrapper(options = {}) {
@@ -44,9 +45,18 @@ export function buildWrapper(options = {}) {
     defines.push(`-DHS_SERVICE_USER="${options.serviceUser}"`);
   }
   if (options.lockTimeoutSeconds !== undefined) {
-    if (!Number.isInteger(options.lockTimeoutSeconds) || options.lockTimeoutSeconds < 1) throw new Error("lockTimeoutSeconds must be a positive integer");
+    if (!Number.isInteger(options.lockTimeoutSeconds) || options.lockTimeoutSeconds < 2) throw new Error("lockTimeoutSeconds must be an integer of at least 2");
     defines.push(`-DHS_LOCK_TIMEOUT_S=${options.lockTimeoutSeconds}`);
+    // The fetcher's limit must stay below the lock wait: a waiter outlasts a stuck holder.
+    const limit = options.fetcherLimitSeconds ?? (options.lockTimeoutSeconds >= 20 ? options.lockTimeoutSeconds - 10 : options.lockTimeoutSeconds - 1);
+    defines.push(`-DHS_FETCHER_LIMIT_S=${limit}`);
+  } else if (options.fetcherLimitSeconds !== undefined) {
+    defines.push(`-DHS_FETCHER_LIMIT_S=${options.fetcherLimitSeconds}`);
   }
+  if (options.fetcherLimitSeconds !== undefined && (!Number.isInteger(options.fetcherLimitSeconds) || options.fetcherLimitSeconds < 1)) {
+    throw new Error("fetcherLimitSeconds must be a positive integer");
+  }
+  if (options.stateDir !== undefined) defines.push(`-DHS_STATE_DIR=${cString("HS_STATE_DIR", options.stateDir.replace(/\/+$/, "") || "/")}`);
   mkdirSync(dirname(out), { recursive: true });
   execFileSync(options.cc ?? "cc", [...cflags, ...defines, "-o", out, wrapperSource], { stdio: ["ignore", "inherit", "inherit"] });
   return out;
@@ -58,6 +68,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       configDir: process.env.HS_CONFIG_DIR || undefined,
       out: process.env.HS_WRAPPER_OUT || undefined,
       serviceUser: process.env.HS_SERVICE_USER || undefined,
+      stateDir: process.env.HS_STATE_DIR || undefined,
     });
     process.stderr.write(`build-wrapper: wrote ${out}\n`);
   } catch (error) {

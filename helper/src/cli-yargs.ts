@@ -38,11 +38,11 @@ export function buildCli(args: string[]) {
       "check",
       "Validate a spec offline (used at Nix build time)",
       (y: Argv) => withCommon(y).option("spec", { type: "string", describe: "Spec file to check" }).option("mapfile", { type: "string", describe: "Mapfile to check" }),
-      action<CommonArgs & { spec?: string; mapfile?: string }>(async (argv) => {
+      action<CommonArgs & { spec?: string; mapfile?: string }>(async (argv, log) => {
         if (!argv.spec && !argv.mapfile) throw usageError("check needs --spec FILE or --mapfile FILE");
         const { checkSpec, checkMapfile } = await import("./commands/check.js");
-        if (argv.spec) process.stdout.write(`${await checkSpec(argv.spec)}\n`);
-        if (argv.mapfile) process.stdout.write(`${await checkMapfile(argv.mapfile)}\n`);
+        if (argv.spec) process.stdout.write(`${await checkSpec(argv.spec, log)}\n`);
+        if (argv.mapfile) process.stdout.write(`${await checkMapfile(argv.mapfile, log)}\n`);
       }),
     )
     .command(

@@ -1,6 +1,7 @@
 import { posix } from "node:path";
-import { dataError } from "./errors.js";
+import { dataError, usageError } from "./errors.js";
 import { parseReference, type SecretReference } from "./reference.js";
+import { maxOutputNameLength } from "./spec.js";
 
 /**
  * op-secret-manager's mapfile: one entry per line, `<user> <op://ref> <path> [tag,tag]`.
@@ -63,7 +64,7 @@ export function parseMapfile(text: string, file: string): ParsedMapfile {
       problem(pathProblem);
       continue;
     }
-    const tags = tagText === undefined ? [] : parseTags(tagText);
+    const tags = tagText === undefined ? [] : splitTags(tagText);
     entries.push({ line: lineNo, user: user!, ref, path, tags });
   }
   return { entries, problems };
@@ -76,9 +77,21 @@ export function parseMapfileStrict(text: string, file: string): readonly MapEntr
   return entries;
 }
 
-/** `a, b,,c` → ["a","b","c"]: comma-separated, trimmed, empties dropped (as op-secret-manager). */
+/**
+ * `--tags`: `a, b,,c` → ["a","b","c"] (comma-separated, trimmed, empties dropped, as
+ * op-secret-manager); undefined → no filter. A given filter that names no tag (`""`, `","`)
+ * is refused (64): op-secret-manager reads it as "no filter", so `--cleanup --tags "$UNSET"`
+ * would remove every entry instead of none.
+ */
 export function parseTags(text: string | undefined): string[] {
   if (text === undefined) return [];
+  const tags = splitTags(text);
+  if (tags.length === 0) throw usageError(`--tags names no tag ("${text.replace(/[\u0000-\u001f\u007f]/g, "?")}"); leave --tags out to select every entry`);
+  return tags;
+}
+
+/** A mapfile line's tag field: an empty list (`,`) means untagged. */
+function splitTags(text: string): string[] {
   return text
     .split(",")
     .map((t) => t.trim())
@@ -92,6 +105,8 @@ export function checkEntryPath(path: string): string | undefined {
   const parts = path.split("/");
   if (parts.includes("..")) return `path "${path}" contains ".." (refused)`;
   if (path.endsWith("/") || parts.at(-1) === ".") return `path "${path}" names a directory, not a file`;
+  const nameBytes = Buffer.byteLength(parts.at(-1)!);
+  if (nameBytes > maxOutputNameLength) return `file name of ${nameBytes} bytes is too long (at most ${maxOutputNameLength}: the temp file beside it adds 25)`;
   return undefined;
 }
 

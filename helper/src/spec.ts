@@ -1,4 +1,5 @@
-import { readFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
 import { isAbsolute, posix } from "node:path";
 import { configError, dataError } from "./errors.js";
 import { parseJsonWithLines, type LocatedJson } from "./json-locate.js";
@@ -9,7 +10,14 @@ import { parseTemplate, templateReferences, type TemplatePart } from "./render/t
 /** Where values come from. Tokens are never in a spec, only where to find them. */
 export type SourceConfig =
   | { readonly type: "onepassword"; readonly tokenCredential?: string; readonly tokenFile?: string }
-  | { readonly type: "connect"; readonly host: string; readonly tokenCredential?: string; readonly tokenFile?: string }
+  | {
+      readonly type: "connect";
+      readonly host: string;
+      readonly tokenCredential?: string;
+      readonly tokenFile?: string;
+      /** Over plain http to loopback: the account Connect runs as, if not root (user name or uid). */
+      readonly listenerUser?: string | number;
+    }
   | { readonly type: "file"; readonly path: string };
 
 export interface FileOutput {
@@ -49,13 +57,44 @@ const defaultFileMode = 0o400;
 /** An octal permission string such as "0400" or "640": no setuid, setgid or sticky bits. */
 export const modePattern = /^0?[0-7]{3}$/;
 const namePattern = /^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/;
+/** NAME_MAX (255) less what the temp file beside an output adds (write.ts: ".NAME.<16 hex>.hs-tmp"). */
+export const maxOutputNameLength = 255 - 25;
+
+/**
+ * Why a mode string cannot be used for a secret file or its directory, or undefined.
+ * The owner may have any bits; the group may read and traverse but never write (a writer
+ * could truncate or replace the secret under the service); others get nothing.
+ */
+export function modeProblem(text: string): string | undefined {
+  if (!modePattern.test(text)) return 'must be an octal mode string such as "0400" (no setuid, setgid or sticky bits)';
+  const mode = parseInt(text, 8);
+  if ((mode & 0o027) !== 0) return `"${text}" lets ${(mode & 0o007) !== 0 ? "others access" : "the group write"} a secret; use a mode such as "0400" or "0440" (group may read, never write; others nothing)`;
+  return undefined;
+}
+
+/** Why an output name cannot be used, or undefined: one plain file name its temp file still fits beside. */
+export function outputNameProblem(name: string): string | undefined {
+  if (!namePattern.test(name) || name.endsWith(".hs-tmp")) return 'output name must be a plain file name (letters, digits, "._@-", not starting with "." or "-", no "/")';
+  if (name.length > maxOutputNameLength) return `output name is ${name.length} characters long; at most ${maxOutputNameLength} fit (the temp file beside it adds 25)`;
+  return undefined;
+}
 const topLevelKeys = new Set(["version", "name", "outputDir", "owner", "group", "dirMode", "source", "files", "envFiles", "templates"]);
 
 export async function loadSpec(file: string): Promise<Spec> {
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    // O_NONBLOCK: a FIFO opens at once and is refused, instead of hanging before any deadline runs.
+    const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const stats = await handle.stat();
+      if (stats.isDirectory()) throw configError(`cannot read spec ${file}: EISDIR`);
+      if (!stats.isFile()) throw configError(`spec ${file} is not a regular file`);
+      text = await handle.readFile("utf8");
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
+    if (error instanceof Error && error.name === "HomelabError") throw error;
     throw configError(`cannot read spec ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
   return parseSpec(text, file);
@@ -81,9 +120,8 @@ export function parseSpec(text: string, file: string): Spec {
 
   const outputNames = new Map<string, string>();
   const claim = (outName: string, pointer: string) => {
-    if (!namePattern.test(outName) || outName.endsWith(".hs-tmp")) {
-      throw dataError(`${at(pointer)}: output name must be a plain file name (letters, digits, "._@-", no "/")`);
-    }
+    const problem = outputNameProblem(outName);
+    if (problem) throw dataError(`${at(pointer)}: ${problem}`);
     const previous = outputNames.get(outName);
     if (previous) throw dataError(`${at(pointer)}: output "${outName}" is already defined at ${previous}`);
     outputNames.set(outName, at(pointer));
@@ -113,7 +151,11 @@ export function parseSpec(text: string, file: string): Spec {
     claim(outName, pointer);
     v.onlyKeys(pointer, ["content", "mode"]);
     const content = v.string(`${pointer}/content`, { allowEmpty: true });
-    return { name: outName, mode: v.mode(`${pointer}/mode`, defaultFileMode), parts: parseTemplate(content, at(`${pointer}/content`)) };
+    const parts = parseTemplate(content, at(`${pointer}/content`));
+    // Nothing to fetch: a mistyped placeholder ("{{ op:/V/I/f }}") would go out as text.
+    // A file without secrets belongs in the ordinary configuration.
+    if (templateReferences(parts).length === 0) throw dataError(`${at(`${pointer}/content`)}: contains no {{ op://vault/item/field }} reference`);
+    return { name: outName, mode: v.mode(`${pointer}/mode`, defaultFileMode), parts };
   });
 
   if (outputNames.size === 0) throw dataError(`${at("")}: defines no files, envFiles or templates`);
@@ -137,10 +179,11 @@ function parseSource(v: Validator, at: (p: string) => string): SourceConfig {
     return { type, ...token };
   }
   if (type === "connect") {
-    v.onlyKeys("/source", ["type", "host", "tokenCredential", "tokenFile"]);
+    v.onlyKeys("/source", ["type", "host", "tokenCredential", "tokenFile", "listenerUser"]);
     const host = v.string("/source/host");
     if (!/^https?:\/\/[^\s/]+/.test(host)) throw dataError(`${at("/source/host")}: must be an http:// or https:// URL`);
-    return { type, host, ...token };
+    const listenerUser = v.optionalAccount("/source/listenerUser");
+    return { type, host, ...token, ...(listenerUser !== undefined ? { listenerUser } : {}) };
   }
   throw dataError(`${at("/source/type")}: must be "onepassword", "connect" or "file"`);
 }
@@ -224,10 +267,9 @@ class Validator {
   optionalMode(pointer: string): number | undefined {
     const value = this.get(pointer);
     if (value === undefined) return undefined;
-    if (typeof value !== "string" || !modePattern.test(value)) {
-      this.fail(pointer, 'must be an octal mode string such as "0400" (no setuid, setgid or sticky bits)');
-    }
-    return parseInt(value, 8);
+    const problem = typeof value === "string" ? modeProblem(value) : modeProblem("");
+    if (problem) this.fail(pointer, problem);
+    return parseInt(value as string, 8);
   }
 
   reference(pointer: string): SecretReference {

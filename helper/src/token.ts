@@ -29,7 +29,9 @@ export async function loadToken(location: TokenLocation, env: NodeJS.ProcessEnv 
   }
   let text: string;
   try {
-    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO (or a device) opens at once instead of waiting for a writer that
+    // may never come, and is then refused by the fstat below; regular files ignore the flag.
+    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     try {
       const stats = await handle.stat();
       if (!stats.isFile()) throw configError(`token ${path} is not a regular file`);

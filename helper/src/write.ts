@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, chown, chmod } from "node:fs/promises";
+import { lstat, link, mkdir, open, readdir, readlink, rename, rmdir, unlink, chown, chmod } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { basename, dirname, isAbsolute, join, posix } from "node:path";
 import { cantCreateError, configError } from "./errors.js";
@@ -22,6 +22,22 @@ export interface DirectorySettings {
   readonly owner?: Owner | undefined;
   /** Leave an existing directory's owner and mode alone (systemd's RuntimeDirectory= made it). */
   readonly keepExisting?: boolean;
+  /**
+   * When an existing directory's owner or mode may be changed to these settings. Without
+   * it, only directories this run creates are changed.
+   */
+  readonly adopt?: AdoptRule;
+}
+
+/**
+ * A directory this run did not create may be re-owned or re-moded only when it is plainly
+ * the caller's: one of `runtimeDirectories` (systemd's $RUNTIME_DIRECTORY), or non-empty and
+ * holding nothing but `outputNames` and their temp files (what an earlier run left). Anything
+ * else (an outputDir of "/etc" by mistake) is refused rather than handed to the service.
+ */
+export interface AdoptRule {
+  readonly runtimeDirectories: readonly string[];
+  readonly outputNames: ReadonlySet<string>;
 }
 
 export interface WriteOptions {
@@ -66,16 +82,126 @@ export async function writeFilesAtomically(files: readonly FileToWrite[], option
     throw asWriteError(error, current);
   }
 
-  for (const [index, { temp, target }] of written.entries()) {
-    try {
-      await rename(temp, target);
-    } catch (error) {
-      await Promise.all(written.slice(index).map(({ temp: t }) => unlink(t).catch(() => undefined)));
-      throw asWriteError(error, target);
-    }
-    log.debug(`wrote ${target}`);
-  }
+  await replaceAll(written, log);
   for (const directory of directories) await fsyncDirectory(directory);
+}
+
+interface Replacement {
+  readonly temp: string;
+  readonly target: string;
+  /** A hard link to the target's old file; undefined when there was none (or none could be made). */
+  backup?: string | undefined;
+  existed?: boolean;
+}
+
+/**
+ * The rename phase, all or nothing: every target that cannot be replaced is found before
+ * the first rename where the kernel lets us tell (a sticky directory, an immutable file),
+ * and each existing target keeps its old file under a hard link, so that a rename failing
+ * later puts the earlier targets back (old inode, old content). Targets no link could be
+ * made for are renamed last.
+ */
+async function replaceAll(written: readonly { temp: string; target: string }[], log: Logger): Promise<void> {
+  const plan: Replacement[] = written.map((w) => ({ ...w }));
+  const dropTemps = (items: readonly Replacement[]) => Promise.all(items.map(({ temp }) => unlink(temp).catch(() => undefined)));
+  const dropBackups = (items: readonly Replacement[]) =>
+    Promise.all(items.map(({ backup }) => (backup ? unlink(backup).catch(() => undefined) : undefined)));
+  let current = "";
+  try {
+    for (const item of plan) {
+      current = item.target;
+      await assertReplaceable(item.target);
+      const backup = await backupTarget(item);
+      item.existed = backup !== null;
+      item.backup = backup ?? undefined;
+    }
+  } catch (error) {
+    await Promise.all([dropTemps(plan), dropBackups(plan)]);
+    throw asWriteError(error, current, "replace");
+  }
+  const order = [...plan.filter((p) => !p.existed || p.backup), ...plan.filter((p) => p.existed && !p.backup)];
+  for (const [index, item] of order.entries()) {
+    try {
+      await rename(item.temp, item.target);
+    } catch (error) {
+      await dropTemps(order.slice(index));
+      const lost = await rollBack(order.slice(0, index));
+      await dropBackups(order);
+      const failure = asWriteError(error, item.target, "replace");
+      const undo =
+        index === 0 ? "" : lost.length === 0 ? `; the ${index} file(s) already replaced were put back` : `; could not put back ${lost.join(", ")}`;
+      throw cantCreateError(`${failure.message}${undo}`, error);
+    }
+    log.debug(`wrote ${item.target}`);
+  }
+  await dropBackups(order);
+}
+
+/** Undo renames: old files back from their links, new targets removed. Returns what could not be undone. */
+async function rollBack(done: readonly Replacement[]): Promise<string[]> {
+  const lost: string[] = [];
+  for (const item of done) {
+    try {
+      if (item.backup) await rename(item.backup, item.target);
+      else if (!item.existed) await unlink(item.target);
+      else lost.push(item.target);
+    } catch {
+      lost.push(item.target);
+    }
+  }
+  return lost;
+}
+
+/**
+ * Refuse before any rename what rename(2) would refuse for an ordinary user: in a sticky
+ * directory only the owner of an entry (or of the directory) may replace it.
+ */
+async function assertReplaceable(target: string): Promise<void> {
+  const euid = process.geteuid?.() ?? 0;
+  if (euid === 0) return;
+  const stats = await lstatOrUndefined(target);
+  if (!stats || stats.uid === euid) return;
+  const directory = await lstat(dirname(target));
+  if ((directory.mode & 0o1000) !== 0 && directory.uid !== euid) {
+    throw cantCreateError(`cannot replace ${target}: it belongs to uid ${stats.uid} and ${dirname(target)} is sticky, so only its owner may replace it`);
+  }
+}
+
+/**
+ * Hard-link the target's old file beside it (the temp-file pattern, so a killed run's link
+ * is removed as a stale temp file). null: no target. undefined: a target we cannot link,
+ * where a rename may still work (a filesystem without hard links; an ordinary user's
+ * protected_hardlinks). For root, whom protected_hardlinks does not stop, EPERM on a
+ * filesystem that has hard links means an immutable or append-only file: refused here.
+ */
+async function backupTarget(item: Replacement): Promise<string | null | undefined> {
+  const { target, temp } = item;
+  if (!(await lstatOrUndefined(target))) return null;
+  for (let attempt = 0; ; attempt++) {
+    const backup = join(dirname(target), `.${basename(target)}.${tempToken()}${tempSuffix}`);
+    try {
+      await link(target, backup);
+      return backup;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EEXIST" && attempt < 16) continue;
+      if (code !== "EPERM" && code !== "EACCES") throw error;
+      if (!(await canHardLink(temp))) return undefined;
+      if ((process.geteuid?.() ?? 0) !== 0) return undefined;
+      throw error;
+    }
+  }
+}
+
+async function canHardLink(ours: string): Promise<boolean> {
+  const probe = join(dirname(ours), `.${basename(ours)}.${tempToken()}${tempSuffix}`);
+  try {
+    await link(ours, probe);
+  } catch {
+    return false;
+  }
+  await unlink(probe).catch(() => undefined);
+  return true;
 }
 
 /**
@@ -172,6 +298,12 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   const stats = await lstat(directory);
   if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${directory}: not a directory`);
   if (settings && (missing.length > 0 || !settings.keepExisting)) {
+    const changes = (settings.owner !== undefined && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) || (stats.mode & 0o7777) !== settings.mode;
+    if (changes && missing.length === 0 && !(await mayAdopt(directory, settings.adopt))) {
+      throw configError(
+        `refusing to change the owner or mode of ${directory}: this run did not create it, it is not the unit's RuntimeDirectory= ($RUNTIME_DIRECTORY) and it holds files that are not this spec's outputs; point outputDir at a directory of its own (or remove it so fetch creates it)`,
+      );
+    }
     try {
       if (settings.owner && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) {
         await chown(directory, settings.owner.uid, settings.owner.gid);
@@ -181,6 +313,18 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
       throw asWriteError(error, directory);
     }
   }
+}
+
+async function mayAdopt(directory: string, rule: AdoptRule | undefined): Promise<boolean> {
+  if (!rule) return false;
+  if (rule.runtimeDirectories.some((d) => isAbsolute(d) && posix.normalize(d) === directory)) return true;
+  let entries: string[];
+  try {
+    entries = await readdir(directory);
+  } catch {
+    return false;
+  }
+  return entries.length > 0 && entries.every((entry) => rule.outputNames.has(entry) || rule.outputNames.has(tempPattern.exec(entry)?.[1] ?? "\0"));
 }
 
 export interface SafeDirectory {
@@ -305,10 +449,11 @@ export async function removeDirectoryIfEmpty(directory: string): Promise<boolean
   }
 }
 
-function asWriteError(error: unknown, path: string): Error {
+function asWriteError(error: unknown, path: string, verb: "write" | "replace" = "write"): Error {
   if (error instanceof Error && error.name === "HomelabError") return error;
   const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
   const reason =
     code === "ENOSPC" ? "no space left on device" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "ELOOP" ? "a symlink is in the way" : code;
-  return cantCreateError(`cannot write ${path}: ${reason} (${code})`, error);
+  const detail = verb === "replace" && (code === "EPERM" || code === "EACCES") ? "; is it immutable, or another user's file in a sticky directory?" : "";
+  return cantCreateError(`cannot ${verb} ${path}: ${reason} (${code})${detail}`, error);
 }

@@ -14,14 +14,20 @@
  *   -DHS_CONFIG_DIR="/etc/homelab-secrets"
  *   -DHS_SERVICE_USER="name"   only for a SUID-root install (see below); optional
  *   -DHS_LOCK_TIMEOUT_S=300    how long --serialize waits (tests use a short one)
+ *   -DHS_FETCHER_LIMIT_S=290   the fetcher's alarm(), below the lock wait
+ *   -DHS_STATE_DIR="/var/lib/homelab-secrets-user"  the service account's 0700 state
  *
  * Flow
- *   1. Sanitise: fds 0-2 open (else /dev/null), every other fd closed, environment cleared
- *      (JOURNAL_STREAM is kept only if it matches [0-9]+:[0-9]+), umask 077, cwd "/",
- *      RLIMIT_CORE 0, signal mask empty, dispositions default.
+ *   1. Sanitise: fds 0-2 open in their direction (else /dev/null), every other fd closed,
+ *      environment cleared (JOURNAL_STREAM is kept only if it matches [0-9]+:[0-9]+), umask
+ *      077, cwd "/", RLIMIT_CORE 0, signal mask empty, dispositions default; hard resource
+ *      limits at least what node needs (else 78), soft ones raised to them. Then (except
+ *      for --build-info) node and the CLI tree must be root's (check_tree, else 78), and the
+ *      set-id switch must have happened (no_new_privs, nosuid: 78).
  *   2. Parse argv against an allowlist (both -flag and --flag, --flag=value):
  *        -v --verbose --cleanup --serialize --untagged --tags T --deadline S
  *        --version --help (these two just run the CLI as the caller, unprivileged)
+ *        --build-info (prints the built-in paths, for doctor; runs nothing)
  *        --api-key-path P --map-file-path P, env OP_API_KEY_PATH / OP_MAP_FILE_PATH:
  *          refused (exit 77) unless the caller is root; for root the named files are
  *          opened with root's rights instead of the defaults.
@@ -66,7 +72,8 @@
  *   env (both roles, nothing else): HS_WRAPPER=1, HS_ROLE=fetcher|writer,
  *          HS_CALLER_UID, HS_CALLER_GID, HS_CALLER_USER, HS_MAPFILE_PATH (for messages),
  *          optional JOURNAL_STREAM (validated).
- *   fetcher only: HS_WRITER_PID (it stops when its parent is no longer that process).
+ *   fetcher only: HS_WRITER_PID (it stops when its parent is no longer that process),
+ *          HS_FETCHER_LIMIT_S (its alarm), HS_STATE_DIR (rate-limit state).
  *   fetcher fds: 0,1 /dev/null; 2 the log pipe's write end (O_NONBLOCK); 3 mapfile
  *          (HS_MAPFILE_FD=3); 4 token (HS_TOKEN_FD=4, only if present); 5 config.json
  *          (HS_CONFIG_FD=5, only if present); 6 the value pipe's write end (HS_OUT_FD=6).
@@ -78,7 +85,9 @@
  *          (empty; the writer acts only after 'D'). EOF before 'D' or 'E': exit 75.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -88,6 +97,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -121,6 +131,21 @@
 #ifndef HS_LOCK_TIMEOUT_S
 #define HS_LOCK_TIMEOUT_S 300 /* tests build with a shorter one */
 #endif
+/*
+ * The fetcher's hard time limit, from the moment it has the --serialize lock (or from the
+ * fork without it): alarm(), which survives execve, and whose default action kills node
+ * even before any JavaScript runs, even inside a frozen cgroup (v2). The caller can neither
+ * cancel it nor signal the service account. Below the lock wait, so a waiter always
+ * outlasts one stuck holder; node caps --deadline to fit (HS_FETCHER_LIMIT_S in its env).
+ */
+#ifndef HS_FETCHER_LIMIT_S
+#define HS_FETCHER_LIMIT_S (HS_LOCK_TIMEOUT_S - 10)
+#endif
+_Static_assert(HS_FETCHER_LIMIT_S >= 1 && HS_FETCHER_LIMIT_S < HS_LOCK_TIMEOUT_S, "HS_FETCHER_LIMIT_S must be at least 1 and below HS_LOCK_TIMEOUT_S");
+#ifndef HS_STATE_DIR
+#define HS_STATE_DIR "/var/lib/homelab-secrets-user" /* the service account's, 0700 */
+#endif
+
 #define MAX_FORWARDED 16
 
 static const char *prog = "homelab-secrets-user";
@@ -140,13 +165,21 @@ static void die(int code, const char *fmt, ...) {
 
 /* ---------- step 1: sanitise the inherited process state ---------- */
 
+/*
+ * fds 0-2 open and usable in their direction, else /dev/null. For a set-id program glibc
+ * opens a closed 0-2 itself, on /dev/full in the wrong direction (stderr read-only), so a
+ * caller who closed fd 2 would make every log line fail and a successful run exit 1.
+ */
 static void ensure_std_fds(void) {
     for (int fd = 0; fd <= 2; fd++) {
-        if (fcntl(fd, F_GETFD) != -1) continue;
-        if (errno != EBADF) _exit(EX_OSERR);
+        int fl = fcntl(fd, F_GETFL);
+        if (fl == -1 && errno != EBADF) _exit(EX_OSERR);
+        int mode = fl & O_ACCMODE;
+        if (fl != -1 && (mode == O_RDWR || mode == (fd == 0 ? O_RDONLY : O_WRONLY))) continue;
         int n = open("/dev/null", O_RDWR | O_NOCTTY);
         if (n == -1) _exit(EX_OSERR);
-        if (n != fd) _exit(EX_OSERR); /* lowest free fd must be the one we checked */
+        if (n == fd) continue; /* it was closed: the lowest free fd is the one we checked */
+        if (dup2(n, fd) != fd || close(n) != 0) _exit(EX_OSERR);
     }
 }
 
@@ -186,10 +219,194 @@ static void save_journal_stream(void) {
     if (n < 0 || (size_t)n >= sizeof journal_stream) journal_stream[0] = '\0';
 }
 
+/*
+ * Resource limits are inherited from the caller, and the fetcher cannot raise a hard one
+ * (no CAP_SYS_RESOURCE). A low RLIMIT_NPROC (it counts the service account's processes and
+ * threads) makes node wait forever for threads it cannot create, before any JavaScript
+ * runs. So: refuse hard limits below what node needs, and raise each soft limit to the
+ * hard one (RLIMIT_STACK only up to 8 MiB: an unlimited stack changes the memory layout).
+ * 78: the caller's session is misconfigured; retrying with the same limits cannot help.
+ */
+static const struct limit_floor {
+    int resource;
+    const char *name;
+    rlim_t floor;
+} limit_floors[] = {
+    {RLIMIT_NPROC, "RLIMIT_NPROC", 128},
+    {RLIMIT_NOFILE, "RLIMIT_NOFILE", 256},
+    {RLIMIT_AS, "RLIMIT_AS", (rlim_t)2 << 30}, /* fits a 32-bit rlim_t too */
+    {RLIMIT_DATA, "RLIMIT_DATA", (rlim_t)1 << 30},
+    {RLIMIT_STACK, "RLIMIT_STACK", (rlim_t)2 << 20},
+    {RLIMIT_CPU, "RLIMIT_CPU", 60},
+    {RLIMIT_FSIZE, "RLIMIT_FSIZE", (rlim_t)64 << 20},
+};
+
+static void check_limits(void) {
+    for (size_t i = 0; i < sizeof limit_floors / sizeof limit_floors[0]; i++) {
+        const struct limit_floor *l = &limit_floors[i];
+        struct rlimit rl;
+        if (getrlimit(l->resource, &rl) != 0) DIE_ERRNO(EX_OSERR, "getrlimit");
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < l->floor)
+            die(EX_CONFIG, "your %s hard limit %llu is below the %llu node needs; raise it (prlimit, ulimit -H, limits.conf) and retry",
+                l->name, (unsigned long long)rl.rlim_max, (unsigned long long)l->floor);
+        rlim_t want = rl.rlim_max;
+        if (l->resource == RLIMIT_STACK && (want == RLIM_INFINITY || want > ((rlim_t)8 << 20))) want = (rlim_t)8 << 20;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            rl.rlim_cur = want;
+            if (setrlimit(l->resource, &rl) != 0) DIE_ERRNO(EX_OSERR, "setrlimit");
+        }
+    }
+}
+
+/*
+ * Under no_new_privs (systemd's NoNewPrivileges=yes, and every sandboxing option that
+ * implies it) execve ignores the set-id bits: we would run as the caller and fail later on
+ * "cannot open mapfile: Permission denied". Say what happened instead.
+ */
+static void check_set_id_took_effect(void) {
+    int nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+    if (nnp == -1) DIE_ERRNO(EX_OSERR, "prctl(PR_GET_NO_NEW_PRIVS)");
+    int failed;
+    int fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+    struct stat st;
+    if (fd != -1) {
+        if (fstat(fd, &st) != 0) DIE_ERRNO(EX_OSERR, "fstat /proc/self/exe");
+        if (close(fd) != 0) DIE_ERRNO(EX_OSERR, "close");
+        failed = ((st.st_mode & S_ISUID) && geteuid() != st.st_uid) || ((st.st_mode & S_ISGID) && getegid() != st.st_gid);
+    } else {
+        /* No /proc: all we can tell is that no_new_privs is on and nothing changed. */
+        failed = nnp == 1 && geteuid() == getuid() && getegid() == getgid();
+    }
+    if (!failed) return;
+    if (nnp == 1)
+        die(EX_CONFIG, "no_new_privs is set (NoNewPrivileges=yes, or a unit option implying it), so the set-user-ID/set-group-ID "
+                       "switch to the service account did not happen; run homelab-secrets-user from a unit without it");
+    die(EX_CONFIG, "the set-user-ID/set-group-ID switch to the service account did not happen (is the file system mounted nosuid?)");
+}
+
+/*
+ * ---------- the tree node runs from ----------
+ * Node and the CLI run with the service account's rights and the token: whoever can change
+ * a file node loads, or a directory on the way to one, owns every caller's run. So before
+ * anything is opened: the node binary, the CLI entry, every ancestor directory of both (as
+ * written and as resolved), and every file and directory under the CLI's directory and
+ * under the package root's node_modules (the package root: the nearest ancestor with a
+ * package.json, which is checked too) must be owned by root and not writable by group or
+ * others. A root-owned sticky ancestor (/tmp, /nix/store) is allowed: nobody but root can
+ * replace the root-owned entry below it. Symlinks inside the walked trees must point
+ * inside the package root. 78, one line, naming the path.
+ */
+#define MAX_TREE_DEPTH 64
+
+static void check_entry(const char *path, const struct stat *st, int ancestor) {
+    if (st->st_uid != 0) die(EX_CONFIG, "unsafe %s: owned by uid %u, not root (node and the CLI must be root's)", path, (unsigned)st->st_uid);
+    if (S_ISLNK(st->st_mode) || !(st->st_mode & 022)) return;
+    if (ancestor && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX)) return;
+    die(EX_CONFIG, "unsafe %s: mode %04o, writable by group or others (node and the CLI must be root's)", path, (unsigned)(st->st_mode & 07777));
+}
+
+/* "/", "/a", "/a/b" ... then the path itself; symlinks along the way must be root's. */
+static void check_ancestors(const char *path) {
+    char buf[PATH_MAX];
+    if (path[0] != '/' || strlen(path) >= sizeof buf) die(EX_CONFIG, "bad built-in path %s", path);
+    strcpy(buf, path);
+    struct stat st;
+    if (lstat("/", &st) != 0) DIE_ERRNO(EX_OSERR, "lstat /");
+    check_entry("/", &st, 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        if (lstat(buf, &st) != 0) die(EX_CONFIG, "cannot check %s: %s", buf, strerror(errno));
+        check_entry(buf, &st, saved == '/');
+        *p = saved;
+        if (saved == '\0') return;
+    }
+}
+
+/* A built-in path as written, then as resolved (realpath into out). */
+static void check_built_in(const char *path, char out[PATH_MAX]) {
+    check_ancestors(path);
+    if (!realpath(path, out)) die(EX_CONFIG, "cannot resolve %s: %s", path, strerror(errno));
+    check_ancestors(out);
+}
+
+static void walk_tree(char path[PATH_MAX], const char *root, int depth) {
+    if (depth > MAX_TREE_DEPTH) die(EX_CONFIG, "unsafe %s: nested more than %d levels", path, MAX_TREE_DEPTH);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -1) die(EX_CONFIG, "cannot check %s: %s", path, strerror(errno));
+    DIR *d = fdopendir(fd);
+    if (!d) DIE_ERRNO(EX_OSERR, "fdopendir");
+    size_t len = strlen(path);
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            if (errno != 0) die(EX_CONFIG, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (len + 1 + strlen(e->d_name) >= PATH_MAX) die(EX_CONFIG, "unsafe %s: path too long", path);
+        path[len] = '/';
+        strcpy(path + len + 1, e->d_name);
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) die(EX_CONFIG, "cannot check %s: %s", path, strerror(errno));
+        check_entry(path, &st, 0);
+        if (S_ISDIR(st.st_mode)) walk_tree(path, root, depth + 1);
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            size_t rl = strlen(root);
+            if (!realpath(path, target) || strncmp(target, root, rl) != 0 || target[rl] != '/')
+                die(EX_CONFIG, "unsafe %s: a symlink that does not stay inside %s", path, root);
+        }
+        path[len] = '\0';
+    }
+    if (closedir(d) != 0) DIE_ERRNO(EX_OSERR, "closedir");
+}
+
+static void check_tree(void) {
+    char node[PATH_MAX], cli[PATH_MAX], dir[PATH_MAX], root[PATH_MAX];
+    check_built_in(HS_NODE, node);
+    check_built_in(HS_CLI, cli);
+    struct stat st;
+    if (stat(node, &st) != 0 || !S_ISREG(st.st_mode)) die(EX_CONFIG, "node %s is not a regular file", node);
+    if (stat(cli, &st) != 0 || !S_ISREG(st.st_mode)) die(EX_CONFIG, "the CLI %s is not a regular file", cli);
+    strcpy(dir, cli);
+    *strrchr(dir, '/') = '\0'; /* cli is absolute and resolved: it has a slash, and a dir before it */
+    strcpy(root, dir);
+    for (;;) {
+        char probe[PATH_MAX];
+        if (snprintf(probe, sizeof probe, "%s/package.json", root) >= (int)sizeof probe) die(EX_CONFIG, "path too long");
+        if (lstat(probe, &st) == 0) {
+            check_entry(probe, &st, 0);
+            break;
+        }
+        if (errno != ENOENT) die(EX_CONFIG, "cannot check %s: %s", probe, strerror(errno));
+        char *slash = strrchr(root, '/');
+        if (slash == root) { /* none up to /: only the CLI's directory is node's */
+            strcpy(root, dir);
+            break;
+        }
+        *slash = '\0';
+    }
+    if (lstat(dir, &st) != 0) die(EX_CONFIG, "cannot check %s: %s", dir, strerror(errno));
+    check_entry(dir, &st, 0); /* not even sticky: nobody may add a module beside the CLI */
+    char walk[PATH_MAX];
+    strcpy(walk, dir);
+    walk_tree(walk, root, 0);
+    if (snprintf(walk, sizeof walk, "%s/node_modules", root) >= (int)sizeof walk) die(EX_CONFIG, "path too long");
+    if (lstat(walk, &st) == 0) {
+        check_entry(walk, &st, 0);
+        if (S_ISDIR(st.st_mode)) walk_tree(walk, root, 0);
+    } else if (errno != ENOENT) {
+        die(EX_CONFIG, "cannot check %s: %s", walk, strerror(errno));
+    }
+}
+
 /* ---------- step 2: argv allowlist ---------- */
 
 struct options {
-    int verbose, cleanup, serialize, untagged, info; /* info: 1 --help, 2 --version */
+    int verbose, cleanup, serialize, untagged, info; /* info: 1 --help, 2 --version, 3 --build-info */
     const char *tags, *deadline, *api_key_path, *map_file_path;
 };
 
@@ -221,6 +438,7 @@ static void parse_args(int argc, char **argv, struct options *o) {
         else if (strcmp(key, "untagged") == 0) o->untagged = bool_value(key, inline_value);
         else if (strcmp(key, "version") == 0) o->info = 2;
         else if (strcmp(key, "help") == 0 || strcmp(key, "h") == 0) o->info = 1;
+        else if (strcmp(key, "build-info") == 0) o->info = 3;
         else if (strcmp(key, "tags") == 0) slot = &o->tags;
         else if (strcmp(key, "deadline") == 0) slot = &o->deadline;
         else if (strcmp(key, "api-key-path") == 0) slot = &o->api_key_path;
@@ -421,6 +639,7 @@ int main(int argc, char **argv) {
     struct rlimit nocore = {0, 0};
     if (setrlimit(RLIMIT_CORE, &nocore) != 0) DIE_ERRNO(EX_OSERR, "setrlimit(RLIMIT_CORE)");
     reset_signals();
+    check_limits();
 
     uid_t caller_uid = getuid(), start_euid = geteuid();
     gid_t caller_gid = getgid(), start_egid = getegid();
@@ -428,11 +647,21 @@ int main(int argc, char **argv) {
     struct options o;
     parse_args(argc, argv, &o);
 
+    if (o.info == 3) {
+        /* What this binary was built against, for `homelab-secrets doctor`; nothing runs. */
+        become(caller_uid, caller_gid, 0);
+        if (printf("node=%s\ncli=%s\nconfig-dir=%s\nstate-dir=%s\n", HS_NODE, HS_CLI, HS_CONFIG_DIR, HS_STATE_DIR) < 0 || fflush(stdout) != 0)
+            DIE_ERRNO(EX_OSERR, "stdout");
+        return 0;
+    }
+    check_tree();
     if (o.info) {
         /* --help / --version: nothing privileged; run the CLI as the caller. */
         become(caller_uid, caller_gid, 0);
         run_node(&o, NULL, NULL);
     }
+
+    check_set_id_took_effect();
 
     /* Who is the service account? The SUID/SGID target, or for a SUID-root install the
        account named at build time. */
@@ -515,8 +744,12 @@ int main(int argc, char **argv) {
         move_fd(out, FD_OUT);
         devnull_to(0);
         devnull_to(1);
-        if (o.serialize) wait_for_lock(FD_MAPFILE, writer_pid);
-        char *extra[6];
+        if (o.serialize) {
+            alarm(HS_LOCK_TIMEOUT_S + 5); /* a backstop: the wait gives up by itself first */
+            wait_for_lock(FD_MAPFILE, writer_pid);
+        }
+        alarm(HS_FETCHER_LIMIT_S); /* cannot fail; replaces the wait's backstop */
+        char *extra[8];
         int x = 0;
         if (snprintf(env_writer, sizeof env_writer, "HS_WRITER_PID=%d", (int)writer_pid) >= (int)sizeof env_writer) die(EX_SOFTWARE, "pid");
         extra[x++] = env_writer;
@@ -524,6 +757,10 @@ int main(int argc, char **argv) {
         if (token_fd >= 0) extra[x++] = (char *)"HS_TOKEN_FD=4";
         if (config_fd >= 0) extra[x++] = (char *)"HS_CONFIG_FD=5";
         extra[x++] = (char *)"HS_OUT_FD=6";
+        static char env_limit[48];
+        if (snprintf(env_limit, sizeof env_limit, "HS_FETCHER_LIMIT_S=%d", (int)(HS_FETCHER_LIMIT_S)) >= (int)sizeof env_limit) die(EX_SOFTWARE, "limit");
+        extra[x++] = env_limit;
+        extra[x++] = (char *)"HS_STATE_DIR=" HS_STATE_DIR;
         extra[x] = NULL;
         run_node(&o, "fetcher", extra);
     }

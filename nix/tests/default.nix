@@ -16,6 +16,10 @@ let
   ageStub =
     { lib, ... }:
     {
+      options.age.identityPaths = lib.mkOption {
+        type = lib.types.listOf lib.types.path;
+        default = [ ];
+      };
       options.age.secrets = lib.mkOption {
         default = { };
         type = lib.types.attrsOf (

@@ -93,6 +93,8 @@ export interface FakeConnectOptions {
   mutateItem?: (item: ConnectItem) => ConnectItem | void;
   /** Clock for TOTP codes (ms since epoch). */
   now?: () => number;
+  /** Told of every request as it arrives (whether it carried an Authorization header, not its value). */
+  onRequest?: (seen: { method: string; path: string; authorization: boolean }) => void;
 }
 
 export interface FakeConnectIds {

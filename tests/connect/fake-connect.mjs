@@ -89,6 +89,7 @@ import { parseArgs } from "node:util";
  * @property {Fault[]} [faults]
  * @property {(item: ConnectItem) => ConnectItem | void} [mutateItem] edit full items (tests: odd shapes)
  * @property {() => number} [now]    clock for TOTP codes (ms since epoch)
+ * @property {(seen: { method: string, path: string, authorization: boolean }) => void} [onRequest] told of every request as it arrives
  *
  * @typedef {object} FakeConnect
  * @property {string} url            base URL, no trailing slash
@@ -300,6 +301,7 @@ export async function startFakeConnect(options) {
       fault: undefined,
     };
     requests.push(record);
+    options.onRequest?.({ method: record.method, path: record.path, authorization: req.headers.authorization !== undefined });
     const finish = () => {
       if (record.end === undefined) record.end = performance.now();
     };
@@ -466,12 +468,13 @@ async function main() {
       "token-file": { type: "string" },
       latency: { type: "string", default: "0" },
       faults: { type: "string" },
+      "log-requests": { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help || !values.vault || !values["token-file"]) {
     process.stderr.write(
-      "usage: node fake-connect.mjs --vault FILE --token-file FILE [--port N] [--host ADDR] [--latency MS] [--faults FILE.json]\n",
+      "usage: node fake-connect.mjs --vault FILE --token-file FILE [--port N] [--host ADDR] [--latency MS] [--faults FILE.json] [--log-requests]\n",
     );
     process.exit(values.help ? 0 : 64);
   }
@@ -489,6 +492,9 @@ async function main() {
     host: values.host,
     latencyMs: Number(values.latency),
     faults,
+    // One JSON line per request on stdout (never the header's value): what a test running
+    // the server as another user can see of it.
+    ...(values["log-requests"] ? { onRequest: (seen) => process.stdout.write(`${JSON.stringify(seen)}\n`) } : {}),
   });
   process.stdout.write(`${fake.url}\n`);
   process.stderr.write(`fake-connect: listening on ${fake.url}\n`);

@@ -76,6 +76,12 @@ in
       files.password.reference = "op://Demo/missing/password";
     };
 
+    # A timer's oneshot (like nixpkgs' restic backups): its secrets must be gone when a run ends.
+    oneshot-demo = {
+      source = vault;
+      files.password.reference = "op://Demo/static/password";
+    };
+
     # Connect down at start, up later: the fetch fails with 75 after a short deadline, the
     # secrets unit restarts after RestartSec= and then starts the service (recovery.test.ts).
     recovery-demo = {
@@ -101,6 +107,16 @@ in
     };
 
     missing-demo.serviceConfig.ExecStart = probe "missing-demo";
+
+    oneshot-demo = {
+      restartIfChanged = false;
+      serviceConfig = {
+        Type = "oneshot";
+        # the probe idles like a daemon; a run of this job is its first two seconds
+        ExecStart = "/usr/bin/timeout 2 ${probe "oneshot-demo"}";
+        SuccessExitStatus = 124;
+      };
+    };
 
     recovery-demo.serviceConfig = {
       User = "recovery-demo";

@@ -34,11 +34,17 @@ export interface Golden {
  * Where each store path named in `storePaths` lives inside the container:
  * - `package`: the helper, installed by scenario.ts under /opt/homelab-secrets;
  * - `systemd`: the systemd package (the secrets units run `<systemd>/bin/systemctl`): the
- *   container's own systemd, whose binaries Debian keeps under /usr (/usr/bin/systemctl).
+ *   container's own systemd, whose binaries Debian keeps under /usr (/usr/bin/systemctl);
+ * - `coreutils`, `findutils`, `gnugrep`, `gnused`: the default PATH NixOS gives every service
+ *   (`Environment="PATH=…/bin:…/sbin"`): Debian's, under /usr.
  */
 export const containerPathFor: Record<string, string> = {
   package: "/opt/homelab-secrets",
   systemd: "/usr",
+  coreutils: "/usr",
+  findutils: "/usr",
+  gnugrep: "/usr",
+  gnused: "/usr",
 };
 
 export function loadGolden(path: string): Golden {

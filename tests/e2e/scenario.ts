@@ -157,36 +157,30 @@ export interface Scenario {
   systemd: number;
 }
 
-/**
- * uid/gid ranges for the accounts a scenario (or a test) creates inside a container: above what
- * the host hands out (normal 1000–60000, system below 1000) and systemd's dynamic range
- * (61184–65519). The containers share the host's uids, so a host test that ends "every process of
- * uid N" would otherwise also end a container process of a same-numbered account.
- */
-export const containerAccountIds = { system: [70000, 79999], normal: [80000, 89999] } as const;
-
-function separateAccountIds(root: string): void {
-  const file = join(root, "etc/login.defs");
-  const [sysMin, sysMax] = containerAccountIds.system;
-  const [min, max] = containerAccountIds.normal;
-  const ours: Record<string, number> = { UID_MIN: min, UID_MAX: max, GID_MIN: min, GID_MAX: max, SYS_UID_MIN: sysMin, SYS_UID_MAX: sysMax, SYS_GID_MIN: sysMin, SYS_GID_MAX: sysMax };
-  const kept = readFileSync(file, "utf8").split("\n").filter((line) => !(line.trim().split(/\s+/)[0]! in ours));
-  writeFileSync(file, [...kept, ...Object.entries(ours).map(([k, v]) => `${k} ${v}`), ""].join("\n"));
-}
-
 const cli = join(repoRoot, "helper/dist/cli.js");
 const wrapper = `#!/bin/sh
 exec /usr/local/bin/node /opt/homelab-secrets/lib/helper/dist/cli.js "$@"
 `;
 
+/** How `bootScenario` sets up the container. */
+export interface ScenarioOptions {
+  /**
+   * Give the container the host's network (default: a private one with only loopback, see
+   * `serveConnect`). Only for what must reach outside, such as apt inside the container; a test
+   * server on a fixed loopback port would then also answer other runs' containers.
+   */
+  hostNetwork?: boolean;
+}
+
 /** One container per test file: helper, probe, golden units, tokens and vault installed, booted. */
-export async function bootScenario(label: string, vault: Vault = demoVault()): Promise<Scenario> {
+export async function bootScenario(label: string, vault: Vault = demoVault(), options: ScenarioOptions = {}): Promise<Scenario> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: build the helper first (npx tsc -p tsconfig.json)`);
   const golden = loadGolden(goldenFile);
   const c = await Container.create({
     name: `hs-${label}-${process.pid}`.slice(0, 60),
     rootfs,
     bindsRo: { [process.execPath]: "/usr/local/bin/node", [repoRoot]: "/opt/homelab-secrets/lib" },
+    hostNetwork: options.hostNetwork ?? false,
   });
   try {
     const put = (path: string, content: string, mode: number) => {
@@ -198,7 +192,6 @@ export async function bootScenario(label: string, vault: Vault = demoVault()): P
     mkdirSync(join(c.root, "/opt/homelab-secrets/lib"), { recursive: true });
     copyFileSync(join(here, "probe.sh"), join(c.root, "/usr/local/bin/e2e-probe"));
     chmodSync(join(c.root, "/usr/local/bin/e2e-probe"), 0o755);
-    separateAccountIds(c.root);
     // Quieter, faster boots: mask what a test container does not need.
     mkdirSync(join(c.root, "/etc/systemd/system"), { recursive: true });
     for (const unit of ["console-getty.service", "getty@.service", "systemd-timesyncd.service", "apt-daily.timer", "apt-daily-upgrade.timer"]) {

@@ -1,557 +1,404 @@
-# Evaluate the homelab-secrets NixOS module WITHOUT nixpkgs: only nixpkgs' `lib` is needed.
+# Evaluate the homelab-secrets NixOS module against NixOS's OWN modules (no nixpkgs packages):
 #
 #   nix-instantiate --eval --strict --json tests/nix/eval-harness.nix \
-#     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg configuration ./examples/configuration.nix -A units
+#     --arg lib 'import <nixpkgs>/lib' --arg nixos '<nixpkgs>/nixos' [--arg agenix '<agenix>'] \
+#     --arg configuration ./examples/configuration.nix -A units
 #
-# It declares a faithful subset of the NixOS options the module touches (systemd.services with
-# the NixOS option names and the NixOS merge rules for unit options, users, security.wrappers,
-# environment.etc, systemd.tmpfiles, assertions/warnings and an agenix-like age.secrets) and a
-# stub `pkgs` whose text files are real content-addressed store paths (builtins.toFile; read
-# back only with --read-write-mode) and whose packages are fake store paths.
+# The real NixOS files declare and render what the module touches: systemd.nix (with
+# systemd-lib.nix, systemd-unit-options.nix, systemd-types.nix, utils.nix), tmpfiles.nix,
+# etc.nix, security/wrappers, users-groups.nix, assertions.nix; agenix's own module when given.
+# Units are NixOS's own rendering: config.systemd.units.<name>.text.
 #
-# Units are rendered with the same rules as nixpkgs' nixos/lib/systemd-lib.nix
-# (attrsToSection: a list becomes repeated `Key=` lines, true/false become "true"/"false";
-# requires/after/… become one space-separated line; `environment` becomes
-# Environment="K=V"; wantedBy becomes [Install] WantedBy=). Not modelled: the default PATH,
-# LOCALE_ARCHIVE and TZDIR that NixOS adds to every service, and unit dependencies NixOS
-# creates as symlinks (`requiredBy` -> <unit>.requires/, `wantedBy` -> <unit>.wants/).
+# What is not real, and why:
+# - `pkgs`: there is no nixpkgs here (nothing can be built). Text files (writeText,
+#   runCommand with passAsFile — the module's spec files) are real content-addressed store
+#   paths (builtins.toFile; read back only with --read-write-mode, into a private store);
+#   every package is a fake store path with a name and version.
+# - `stubOptions` below: options that the real modules above READ (or set) but that are
+#   declared in NixOS modules not in the evaluated set. Each is declared with the type and
+#   default of its real declaration (or a looser type where only its presence matters).
+# - `standIns`: nixpkgs service modules the example configuration uses (transmission, restic,
+#   grafana). Each declares just the options the example sets and creates the systemd
+#   service the real module creates, with the unit settings that matter to homelab-secrets
+#   (user, Type=, restartIfChanged, EnvironmentFile=, timer).
 {
   lib,
+  nixos,
   configuration,
-  withAge ? true,
+  agenix ? null,
   system ? "x86_64-linux",
 }:
 
 let
   inherit (lib)
-    any
     attrNames
-    concatLists
     concatMap
-    concatStrings
-    concatStringsSep
     filter
     filterAttrs
     isList
     listToAttrs
     mapAttrs
     mapAttrs'
-    mapAttrsToList
     mkOption
-    mkOptionType
     nameValuePair
     optionalAttrs
-    optionalString
-    toList
     types
     ;
 
   # ----------------------------------------------------------------------------- stub pkgs
-  nix32 = s: builtins.replaceStrings [ "e" ] [ "z" ] s;
+  nix32 = s: builtins.replaceStrings [ "e" "o" "t" "u" ] [ "z" "q" "r" "v" ] s;
   fakeHash = seed: nix32 (builtins.substring 0 32 (builtins.hashString "sha256" seed));
   fakePath = name: "/nix/store/${fakeHash name}-${name}";
   fakeDrv =
     pname: version:
     let
       name = if version == null then pname else "${pname}-${version}";
+      self = {
+        type = "derivation";
+        inherit name pname;
+        version = if version == null then "" else version;
+        outPath = fakePath name;
+        drvPath = fakePath "${name}.drv";
+        outputs = [ "out" ];
+        out = self;
+        bin = self;
+        meta = { };
+        passthru = { };
+        overrideAttrs = _: self;
+        override = _: self;
+      };
     in
-    {
-      type = "derivation";
-      inherit name pname;
-      version = if version == null then "" else version;
-      outPath = fakePath name;
-      drvPath = fakePath "${name}.drv";
-      outputs = [ "out" ];
-      meta = { };
-      passthru = { };
-      overrideAttrs = _: fakeDrv pname version;
-    };
+    self;
 
   pkgs = rec {
     inherit lib;
+    _type = "pkgs";
+    inherit system;
     stdenv = {
       hostPlatform = {
         inherit system;
+        isLinux = true;
+        isDarwin = false;
       };
-      buildPlatform = {
-        inherit system;
-      };
+      buildPlatform = stdenv.hostPlatform;
+      isLinux = true;
+      isDarwin = false;
+      is64bit = true;
     };
+    buildPackages = pkgs;
+    pkgsStatic = pkgs;
     homelab-secrets = fakeDrv "homelab-secrets" "0.1.0";
     callPackage = _: _: homelab-secrets;
     writeText = name: text: builtins.toFile name text;
     writeTextFile = { name, text, ... }: builtins.toFile name text;
     writeShellScript = name: text: builtins.toFile name "#!/bin/sh\n${text}";
-    writeShellScriptBin = name: text: fakePath name;
+    writeShellScriptBin = name: _text: fakeDrv name null;
     # passAsFile content becomes the output (as the module's spec derivation does after
-    # `homelab-secrets check`); anything else is an opaque fake path.
+    # `homelab-secrets check`); anything else is an opaque fake path. Like a real derivation's,
+    # the output path depends on the build inputs too: the file references a marker of each
+    # input (same text, different path when a package changes).
     runCommand =
       name: env: _script:
+      let
+        inputs = (env.nativeBuildInputs or [ ]) ++ (env.buildInputs or [ ]);
+        marker = d: builtins.toFile "input-${d.name or "input"}" (toString d);
+        withInputs = text: lib.foldl' (t: d: builtins.substring 0 0 (marker d) + t) text inputs;
+      in
       if env ? passAsFile && env.passAsFile != [ ] then
-        builtins.toFile name env.${builtins.head env.passAsFile}
+        builtins.toFile name (withInputs env.${builtins.head env.passAsFile})
       else
-        fakePath name;
+        fakeDrv name null;
     runCommandLocal = runCommand;
+    # the packages the real modules name (lazily: only those a rendered value uses count)
     coreutils = fakeDrv "coreutils" "9.5";
+    findutils = fakeDrv "findutils" "4.10.0";
+    gnugrep = fakeDrv "gnugrep" "3.11";
+    gnused = fakeDrv "gnused" "4.9";
     bash = fakeDrv "bash" "5.2";
+    bashInteractive = fakeDrv "bash-interactive" "5.2";
     nodejs = fakeDrv "nodejs" "22.0.0";
-    systemd = fakeDrv "systemd" "257";
+    util-linux = fakeDrv "util-linux" "2.41";
+    mount = util-linux;
+    shadow = fakeDrv "shadow" "4.17";
+    age = fakeDrv "age" "1.2.1";
+    fish = fakeDrv "fish" "4.0";
+    xonsh = fakeDrv "xonsh" "0.19";
+    zsh = fakeDrv "zsh" "5.9";
+    restic = fakeDrv "restic" "0.18.0";
+    transmission_4 = fakeDrv "transmission" "4.0.6";
+    grafana = fakeDrv "grafana" "12.0.0";
+    systemd = fakeDrv "systemd" "257" // {
+      util-linux = util-linux;
+      withCryptsetup = false;
+      withTpm2Tss = false;
+      withBootloader = false;
+      withUtmp = true;
+      withImportd = false;
+      withMachined = false;
+      withTimedated = false;
+      withLocaled = false;
+      withHostnamed = false;
+      withPortabled = false;
+    };
   };
 
-  # --------------------------------------------------------------- NixOS option subset
-  # nixos/lib/systemd-unit-options.nix: `unitOption`
-  unitOption = mkOptionType {
-    name = "systemd option";
-    check =
-      v:
-      let
-        atom = x: builtins.isString x || builtins.isInt x || builtins.isBool x || builtins.isPath x || builtins.isFloat x;
-      in
-      atom v || (isList v && builtins.all atom v);
-    merge =
-      loc: defs:
-      let
-        defs' = lib.filterOverrides defs;
-      in
-      if any (def: isList def.value) defs' then
-        concatMap (def: toList def.value) defs'
-      else
-        lib.mergeEqualOption loc defs';
+  # ------------------------------------------------------------------------- stub options
+  # Declared in NixOS modules that are not in the evaluated set; read or set by those that are.
+  anything = default: mkOption {
+    type = types.anything;
+    inherit default;
   };
-
-  unitNames = types.listOf types.str;
-
-  serviceModule =
-    {
-      name,
-      config,
-      options,
-      ...
-    }:
-    {
-      options = {
-        enable = mkOption {
-          type = types.bool;
-          default = true;
-        };
-        description = mkOption {
-          type = types.singleLineStr;
-          default = "";
-        };
-        documentation = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        requires = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        wants = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        upholds = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        after = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        before = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        bindsTo = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        partOf = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        conflicts = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        requisite = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        requiredBy = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        wantedBy = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        upheldBy = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        onFailure = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        onSuccess = mkOption {
-          type = unitNames;
-          default = [ ];
-        };
-        startLimitIntervalSec = mkOption { type = types.int; };
-        startLimitBurst = mkOption { type = types.int; };
-        restartTriggers = mkOption {
-          type = types.listOf types.unspecified;
-          default = [ ];
-        };
-        unitConfig = mkOption {
-          type = types.attrsOf unitOption;
-          default = { };
-        };
-        serviceConfig = mkOption {
-          type = types.attrsOf unitOption;
-          default = { };
-        };
-        environment = mkOption {
-          type = types.attrsOf (
-            types.nullOr (
-              types.oneOf [
-                types.str
-                types.path
-                types.package
-              ]
-            )
-          );
-          default = { };
-        };
-        path = mkOption {
-          type = types.listOf types.unspecified;
-          default = [ ];
-        };
-        script = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        preStart = mkOption {
-          type = types.lines;
-          default = "";
-        };
-        restartIfChanged = mkOption {
-          type = types.bool;
-          default = true;
-        };
-        reloadIfChanged = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        stopIfChanged = mkOption {
-          type = types.bool;
-          default = true;
-        };
-      };
-      # nixos/lib/systemd-lib.nix `unitConfig` and nixos/modules/system/boot/systemd.nix
-      config = {
-        unitConfig =
-          optionalAttrs (config.requires != [ ]) { Requires = toString config.requires; }
-          // optionalAttrs (config.wants != [ ]) { Wants = toString config.wants; }
-          // optionalAttrs (config.upholds != [ ]) { Upholds = toString config.upholds; }
-          // optionalAttrs (config.after != [ ]) { After = toString config.after; }
-          // optionalAttrs (config.before != [ ]) { Before = toString config.before; }
-          // optionalAttrs (config.bindsTo != [ ]) { BindsTo = toString config.bindsTo; }
-          // optionalAttrs (config.partOf != [ ]) { PartOf = toString config.partOf; }
-          // optionalAttrs (config.conflicts != [ ]) { Conflicts = toString config.conflicts; }
-          // optionalAttrs (config.requisite != [ ]) { Requisite = toString config.requisite; }
-          // optionalAttrs (config.restartTriggers != [ ]) {
-            X-Restart-Triggers = "${pkgs.writeText "X-Restart-Triggers-${name}" (toString config.restartTriggers)}";
-          }
-          // optionalAttrs (config.description != "") { Description = config.description; }
-          // optionalAttrs (config.documentation != [ ]) { Documentation = toString config.documentation; }
-          // optionalAttrs (config.onFailure != [ ]) { OnFailure = toString config.onFailure; }
-          // optionalAttrs (config.onSuccess != [ ]) { OnSuccess = toString config.onSuccess; }
-          // optionalAttrs options.startLimitIntervalSec.isDefined {
-            StartLimitIntervalSec = toString config.startLimitIntervalSec;
-          }
-          // optionalAttrs options.startLimitBurst.isDefined {
-            StartLimitBurst = toString config.startLimitBurst;
-          };
-        serviceConfig = lib.mkMerge [
-          (lib.mkIf (config.preStart != "") {
-            ExecStartPre = [ (pkgs.writeShellScript "${name}-pre-start" config.preStart) ];
-          })
-          (lib.mkIf (config.script != "") {
-            ExecStart = pkgs.writeShellScript "${name}-start" config.script;
-          })
-        ];
-      };
-    };
-
-  # nixos/modules/system/etc/etc.nix (subset): `text` becomes `source` via writeText.
-  etcModule' =
-    {
-      name,
-      config,
-      options,
-      ...
-    }:
-    {
-      options = {
-        enable = mkOption {
-          type = types.bool;
-          default = true;
-        };
-        target = mkOption {
-          type = types.str;
-          default = name;
-        };
-        text = mkOption {
-          type = types.nullOr types.lines;
-          default = null;
-        };
-        source = mkOption { type = types.either types.path types.str; };
-        mode = mkOption {
-          type = types.str;
-          default = "symlink";
-        };
-        uid = mkOption {
-          type = types.int;
-          default = 0;
-        };
-        gid = mkOption {
-          type = types.int;
-          default = 0;
-        };
-        user = mkOption {
-          type = types.str;
-          default = "+${toString config.uid}";
-        };
-        group = mkOption {
-          type = types.str;
-          default = "+${toString config.gid}";
-        };
-      };
-      config.source = lib.mkIf (config.text != null) (
-        lib.mkDerivedConfig options.text (pkgs.writeText "etc-${baseNameOf name}")
-      );
-    };
-
-  wrapperModule =
-    { name, ... }:
-    {
-      options = {
-        source = mkOption { type = types.either types.path types.str; };
-        program = mkOption {
-          type = types.str;
-          default = name;
-        };
-        owner = mkOption { type = types.str; };
-        group = mkOption { type = types.str; };
-        setuid = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        setgid = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        permissions = mkOption {
-          type = types.str;
-          default = "u+rx,g+x,o+x";
-        };
-        capabilities = mkOption {
-          type = types.commas;
-          default = "";
-        };
-      };
-    };
-
-  ageModule =
-    { name, ... }:
-    {
-      options = {
-        name = mkOption {
-          type = types.str;
-          default = name;
-        };
-        file = mkOption { type = types.path; };
-        path = mkOption {
-          type = types.str;
-          default = "/run/agenix/${name}";
-        };
-        owner = mkOption {
-          type = types.str;
-          default = "0";
-        };
-        group = mkOption {
-          type = types.str;
-          default = "0";
-        };
-        mode = mkOption {
-          type = types.str;
-          default = "0400";
-        };
-        symlink = mkOption {
-          type = types.bool;
-          default = true;
-        };
-      };
-    };
-
-  nixosSubset = {
+  stubOptions = {
     options = {
-      assertions = mkOption {
-        type = types.listOf types.unspecified;
+      # misc/ids.nix — users-groups.nix and systemd.nix read the uids/gids of the accounts they
+      # create (these are misc/ids.nix's values).
+      ids.uids = anything {
+        root = 0;
+        nobody = 65534;
+        systemd-network = 152;
+        systemd-resolve = 153;
+      };
+      ids.gids = anything {
+        root = 0;
+        wheel = 1;
+        kmem = 2;
+        tty = 3;
+        disk = 6;
+        audio = 17;
+        floppy = 18;
+        uucp = 19;
+        lp = 20;
+        cdrom = 24;
+        tape = 25;
+        video = 26;
+        dialout = 27;
+        utmp = 29;
+        nixbld = 30;
+        adm = 55;
+        keys = 96;
+        users = 100;
+        systemd-network = 152;
+        systemd-resolve = 153;
+        input = 174;
+        kvm = 302;
+        render = 303;
+        sgx = 304;
+        shadow = 318;
+        nogroup = 65534;
+      };
+      # system/activation/activation-script.nix — set by users-groups, etc, wrappers, agenix.
+      system.activationScripts = anything { };
+      # system/activation/top-level.nix — set by security/wrappers and users-groups.
+      system.checks = mkOption {
+        type = types.listOf types.anything;
         default = [ ];
       };
-      warnings = mkOption {
+      # config/system-path.nix — set by systemd.nix, users-groups.nix.
+      environment.systemPackages = mkOption {
+        type = types.listOf types.anything;
+        default = [ ];
+      };
+      # config/nsswitch.nix — set by systemd.nix.
+      system.nssModules = mkOption {
+        type = types.listOf types.anything;
+        default = [ ];
+      };
+      system.nssDatabases = mkOption {
+        type = types.attrsOf (types.listOf types.str);
+        default = { };
+      };
+      # system/boot/kernel.nix — set by systemd.nix.
+      system.requiredKernelConfig = mkOption {
+        type = types.listOf types.anything;
+        default = [ ];
+      };
+      boot.kernel.sysctl = anything { };
+      # system/boot/systemd/initrd.nix — read or set by tmpfiles.nix and users-groups.nix.
+      boot.initrd.systemd.enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      boot.initrd.systemd.additionalUpstreamUnits = mkOption {
         type = types.listOf types.str;
         default = [ ];
       };
-      systemd.services = mkOption {
-        type = types.attrsOf (types.submodule serviceModule);
-        default = { };
+      boot.initrd.systemd.contents = anything { };
+      boot.initrd.systemd.storePaths = mkOption {
+        type = types.listOf types.anything;
+        default = [ ];
       };
-      # nixos/modules/system/boot/systemd.nix
-      systemd.package = mkOption {
-        type = types.package;
-        default = pkgs.systemd;
+      # services/system/userborn.nix — read by users-groups.nix.
+      services.userborn.enable = mkOption {
+        type = types.bool;
+        default = false;
       };
-      systemd.tmpfiles.rules = mkOption {
+      # services/system/dbus.nix and services/logging/logrotate.nix — set by systemd.nix.
+      services.dbus.enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      services.logrotate.settings = anything { };
+      # programs/shells-environment.nix — users-groups.nix reads it for every user.
+      users.defaultUserShell = anything (pkgs.bashInteractive // { shellPath = "/bin/bash"; });
+      # system/boot/systemd/user.nix — set by tmpfiles.nix.
+      systemd.additionalUpstreamUserUnits = mkOption {
         type = types.listOf types.str;
         default = [ ];
       };
-      users.users = mkOption {
-        type = types.attrsOf (
-          types.submodule {
-            freeformType = types.attrsOf types.anything;
-            options.group = mkOption {
-              type = types.str;
-              default = "";
-            };
-            options.isSystemUser = mkOption {
-              type = types.bool;
-              default = false;
-            };
-          }
-        );
-        default = { };
-      };
-      users.groups = mkOption {
-        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
-        default = { };
-      };
-      security.wrappers = mkOption {
-        type = types.attrsOf (types.submodule wrapperModule);
-        default = { };
-      };
-      environment.etc = mkOption {
-        type = types.attrsOf (types.submodule etcModule');
-        default = { };
-      };
-      networking.hostName = mkOption {
-        type = types.str;
-        default = "nixos";
-      };
-      system.stateVersion = mkOption {
-        type = types.str;
-        default = "26.05";
-      };
-      nixpkgs.overlays = mkOption {
-        type = types.listOf types.unspecified;
+      # security/apparmor.nix — set by security/wrappers.
+      security.apparmor.includes = anything { };
+      # config/shells-environment.nix — set by users-groups.nix (profiles) and wrappers (extraInit).
+      environment.profiles = mkOption {
+        type = types.listOf types.str;
         default = [ ];
       };
-      nixpkgs.hostPlatform = mkOption {
-        type = types.unspecified;
-        default = system;
+      environment.extraInit = mkOption {
+        type = types.lines;
+        default = "";
       };
-      # Accepted and ignored: the example host's unrelated settings.
-      boot = mkOption {
-        type = types.attrsOf types.anything;
-        default = { };
-      };
-      fileSystems = mkOption {
-        type = types.attrsOf types.anything;
-        default = { };
-      };
-      services = mkOption {
-        type = types.attrsOf types.anything;
-        default = { };
-      };
-      networking.firewall = mkOption {
-        type = types.attrsOf types.anything;
-        default = { };
-      };
-    }
-    // optionalAttrs withAge {
-      age.secrets = mkOption {
-        type = types.attrsOf (types.submodule ageModule);
-        default = { };
-      };
-    };
-    config._module.args = {
-      inherit pkgs;
-      utils = { };
+      # system/boot/systemd/initrd.nix — set by tmpfiles.nix (the initrd's own tmpfiles units).
+      boot.initrd.systemd.services = anything { };
     };
   };
 
-  eval = lib.evalModules {
-    modules = [
-      nixosSubset
-      ../../modules
-      configuration
-    ];
-  };
+  # ------------------------------------------------------------------ stand-in services
+  # nixpkgs' services.{transmission,restic,grafana} (not in the evaluated set), reduced to the
+  # options the example sets and the units they create.
+  standIns =
+    { config, lib, ... }:
+    let
+      inherit (lib) mkIf mkOption types;
+    in
+    {
+      options.services.transmission = {
+        enable = lib.mkEnableOption "transmission";
+        credentialsFile = mkOption {
+          type = types.str;
+          default = "/dev/null";
+        };
+      };
+      options.services.grafana = {
+        enable = lib.mkEnableOption "grafana";
+        settings = mkOption {
+          type = types.attrsOf types.anything;
+          default = { };
+        };
+      };
+      options.services.restic.backups = mkOption {
+        type = types.attrsOf (types.attrsOf types.anything);
+        default = { };
+      };
+      config = lib.mkMerge [
+        (mkIf config.services.transmission.enable {
+          users.users.transmission = {
+            isSystemUser = true;
+            group = "transmission";
+          };
+          users.groups.transmission = { };
+          # services/torrent/transmission.nix: preStart merges credentialsFile into settings.json
+          systemd.services.transmission = {
+            wantedBy = [ "multi-user.target" ];
+            after = [ "network-online.target" ];
+            wants = [ "network-online.target" ];
+            preStart = ''
+              ${pkgs.transmission_4}/bin/merge-credentials ${config.services.transmission.credentialsFile}
+            '';
+            serviceConfig = {
+              User = "transmission";
+              Group = "transmission";
+              ExecStart = "${pkgs.transmission_4}/bin/transmission-daemon -f";
+            };
+          };
+        })
+        (mkIf config.services.grafana.enable {
+          users.users.grafana = {
+            isSystemUser = true;
+            group = "grafana";
+          };
+          users.groups.grafana = { };
+          systemd.services.grafana = {
+            wantedBy = [ "multi-user.target" ];
+            serviceConfig = {
+              User = "grafana";
+              Group = "grafana";
+              ExecStart = "${pkgs.grafana}/bin/grafana server";
+            };
+          };
+        })
+        # services/backup/restic.nix: a oneshot per backup, started by its timer, never by a switch.
+        {
+          systemd.services = lib.mapAttrs' (
+            name: b:
+            lib.nameValuePair "restic-backups-${name}" {
+              restartIfChanged = false;
+              wants = [ "network-online.target" ];
+              after = [ "network-online.target" ];
+              environment.RESTIC_PASSWORD_FILE = b.passwordFile;
+              environment.RESTIC_REPOSITORY = b.repository;
+              serviceConfig = {
+                Type = "oneshot";
+                ExecStart = "${pkgs.restic}/bin/restic backup ${lib.concatStringsSep " " b.paths}";
+                EnvironmentFile = b.environmentFile;
+              };
+            }
+          ) config.services.restic.backups;
+          systemd.timers = lib.mapAttrs' (
+            name: b:
+            lib.nameValuePair "restic-backups-${name}" {
+              wantedBy = [ "timers.target" ];
+              timerConfig = b.timerConfig;
+            }
+          ) config.services.restic.backups;
+        }
+      ];
+    };
 
+  nixosModules = map (p: nixos + "/modules/${p}") [
+    "system/boot/systemd.nix"
+    "system/boot/systemd/tmpfiles.nix"
+    "system/etc/etc.nix"
+    "system/build.nix"
+    "security/wrappers/default.nix"
+    "config/users-groups.nix"
+    "misc/assertions.nix"
+    "misc/extra-arguments.nix"
+  ];
+
+  evalWith =
+    configuration:
+    lib.evalModules {
+      modules =
+        nixosModules
+        ++ lib.optional (agenix != null) (agenix + "/modules/age.nix")
+        ++ [
+          stubOptions
+          standIns
+          { _module.args.pkgs = pkgs; }
+          ../../modules
+          configuration
+        ];
+      specialArgs.modulesPath = nixos + "/modules";
+    };
+
+  eval = evalWith configuration;
   inherit (eval) config;
 
-  # ----------------------------------------------------------------------- rendering
-  toOption =
-    x:
-    if x == true then
-      "true"
-    else if x == false then
-      "false"
-    else
-      toString x;
+  # Units real NixOS defines on its own (systemd.nix's overrides of upstream units): not ours.
+  baselineConfig = (evalWith { }).config;
+  baseline = attrNames baselineConfig.systemd.units;
+  ownWrappers = removeAttrs config.security.wrappers (attrNames baselineConfig.security.wrappers);
 
-  attrsToSection =
-    as:
-    concatStrings (
-      concatLists (
-        mapAttrsToList (
-          name: value: map (x: "${name}=${toOption x}\n") (if isList value then value else [ value ])
-        ) as
-      )
-    );
+  ownUnits = filterAttrs (n: u: u.enable && !(builtins.elem n baseline)) config.systemd.units;
 
-  serviceText =
-    def:
-    "[Unit]\n"
-    + attrsToSection def.unitConfig
-    + "\n[Service]\n"
-    + concatStrings (
-      map (n: optionalString (def.environment.${n} != null) "Environment=${builtins.toJSON "${n}=${def.environment.${n}}"}\n") (
-        attrNames def.environment
-      )
-    )
-    + (
-      if def.reloadIfChanged then
-        "X-ReloadIfChanged=true\n"
-      else if !def.restartIfChanged then
-        "X-RestartIfChanged=false\n"
-      else
-        ""
-    )
-    + optionalString (!def.stopIfChanged) "X-StopIfChanged=false\n"
-    + attrsToSection def.serviceConfig
-    + optionalString (def.wantedBy != [ ]) "\n[Install]\nWantedBy=${concatStringsSep " " def.wantedBy}\n";
+  unitTexts = mapAttrs (_: u: u.text) ownUnits;
 
-  # Parse rendered text back into { Section = { Key = "v" | [ "v1" "v2" ]; }; } keeping order
-  # of repeated keys. RequiredBy= is added to Install: NixOS realises it as a symlink in
-  # <unit>.requires/, a plain systemd install needs it in [Install] for `systemctl enable`.
+  # Parse NixOS's text back into { Section = { Key = "v" | [ "v1" "v2" ]; }; } keeping the
+  # order of repeated keys. Install gets RequiredBy=/WantedBy= from the unit's options: NixOS
+  # realises them as symlinks (<unit>.requires/, .wants/); the e2e suite does the same.
   sectionsOf =
-    name: def:
+    name: u:
     let
-      lines = filter (l: l != "") (lib.splitString "\n" (serviceText def));
+      lines = filter (l: l != "") (lib.splitString "\n" u.text);
       step =
         acc: line:
         let
@@ -560,6 +407,8 @@ let
         in
         if h != null then
           acc // { cur = builtins.head h; }
+        else if kv == null then
+          throw "${name}: cannot parse unit line: ${line}"
         else
           let
             k = builtins.elemAt kv 0;
@@ -585,61 +434,80 @@ let
         } lines).out;
     in
     parsed
-    // optionalAttrs (def.requiredBy != [ ]) {
-      Install = (parsed.Install or { }) // { RequiredBy = concatStringsSep " " def.requiredBy; };
+    // optionalAttrs (u.requiredBy != [ ]) {
+      Install = (parsed.Install or { }) // { RequiredBy = lib.concatStringsSep " " u.requiredBy; };
     };
 
-  enabledServices = filterAttrs (_: s: s.enable) config.systemd.services;
+  units = mapAttrs sectionsOf ownUnits;
 
-  units = mapAttrs' (n: def: nameValuePair "${n}.service" (sectionsOf n def)) enabledServices;
-  unitTexts = mapAttrs' (n: def: nameValuePair "${n}.service" (serviceText def)) enabledServices;
-
-  # Store files the units reference (toFile paths carry string context).
+  # Store files the units reference, read back WITH their string context: Nix then reads them
+  # from the store the evaluation wrote them to (the private one), not the host's /nix/store.
   referencedFiles = lib.unique (
-    concatMap (t: filter (p: !(lib.hasSuffix ".drv" p)) (attrNames (builtins.getContext t))) (
-      builtins.attrValues unitTexts
-    )
+    concatMap (
+      t:
+      let
+        ctx = builtins.getContext t;
+      in
+      map (p: {
+        path = p;
+        withContext = builtins.appendContext p { ${p} = ctx.${p}; };
+      }) (filter (p: !(lib.hasSuffix ".drv" p)) (attrNames ctx))
+    ) (builtins.attrValues unitTexts)
   );
 
-  etc = mapAttrs (
-    _: e:
+  etcOf =
+    e:
     {
       inherit (e) mode user group;
+      source = toString e.source;
     }
-    // (if e.text != null then { inherit (e) text; } else { source = toString e.source; })
-  ) (filterAttrs (_: e: e.enable) config.environment.etc);
-in
-{
-  inherit config units unitTexts etc;
+    // optionalAttrs (e.text != null) { inherit (e) text; };
+
+  ownEtc = filterAttrs (n: e: e.enable && lib.hasPrefix "homelab-secrets" n) config.environment.etc;
+
   failedAssertions = map (a: a.message) (filter (a: !a.assertion) config.assertions);
-  inherit (config) warnings;
-  tmpfiles = config.systemd.tmpfiles.rules;
-  wrappers = config.security.wrappers;
+
   storePaths = {
     package = toString config.homelab.package;
     systemd = toString config.systemd.package;
+    # the default PATH NixOS gives every service (systemd-lib.nix stage2ServiceConfig)
+    coreutils = toString pkgs.coreutils;
+    findutils = toString pkgs.findutils;
+    gnugrep = toString pkgs.gnugrep;
+    gnused = toString pkgs.gnused;
   };
+in
+{
+  inherit
+    config
+    units
+    unitTexts
+    failedAssertions
+    storePaths
+    ;
+  inherit (config) warnings;
+  etc = mapAttrs (_: etcOf) ownEtc;
+  tmpfiles = config.systemd.tmpfiles.rules;
+  wrappers = ownWrappers;
+  unitNames = attrNames ownUnits;
 
   # The golden file for the nspawn e2e suite (needs --read-write-mode for `files`).
   golden = {
     # Store paths the units name; the e2e suite maps each to its place in the container
-    # (tests/e2e/render-units.ts containerPathFor): the helper, and systemd (for systemctl).
-    storePaths = {
-      package = toString config.homelab.package;
-      systemd = toString config.systemd.package;
-    };
-    files = listToAttrs (map (p: nameValuePair p (builtins.readFile p)) referencedFiles);
-    inherit units etc;
+    # (tests/e2e/render-units.ts containerPathFor).
+    inherit storePaths units;
+    files = listToAttrs (map (f: nameValuePair f.path (builtins.readFile f.withContext)) referencedFiles);
+    etc = mapAttrs (_: etcOf) ownEtc;
     tmpfiles = config.systemd.tmpfiles.rules;
     wrappers = mapAttrs (_: w: {
       inherit (w)
-        source
         owner
         group
         setuid
         setgid
         permissions
         ;
-    }) config.security.wrappers;
+      source = toString w.source;
+    }) ownWrappers;
   };
 }

@@ -19,13 +19,65 @@ export function findNixInstantiate(): string | undefined {
   return undefined;
 }
 
-/** The directory holding nixpkgs lib's default.nix, from NIXPKGS_LIB (a nixpkgs.lib or nixpkgs checkout). */
+/**
+ * Where the Nix evaluation inputs come from, in this order: NIXPKGS_LIB (a nixpkgs checkout,
+ * a nixpkgs.lib checkout or a directory laid out like one), else `../shared/nix-eval` beside
+ * the clone (what CI provides). Nothing machine-specific: both are relative to the user's
+ * own choice or to the clone.
+ */
+export const sharedNixEval = resolve(repoRoot, "../shared/nix-eval");
+
+function evalRoot(): { root?: string; why?: string; from: string } {
+  const env = process.env.NIXPKGS_LIB;
+  if (env) return { root: resolve(env), from: `NIXPKGS_LIB=${env}` };
+  if (existsSync(join(sharedNixEval, "lib", "default.nix"))) return { root: sharedNixEval, from: "../shared/nix-eval" };
+  return {
+    from: "nothing",
+    why: "NIXPKGS_LIB is not set and ../shared/nix-eval (nixpkgs lib + the NixOS module files) is not beside this clone; point NIXPKGS_LIB at a nixpkgs checkout",
+  };
+}
+
+/** The directory holding nixpkgs lib's default.nix. */
 export function findNixpkgsLib(): { dir?: string; why?: string } {
-  const root = process.env.NIXPKGS_LIB;
-  if (!root) return { why: "NIXPKGS_LIB is not set (point it at a nixpkgs.lib or nixpkgs checkout)" };
-  if (existsSync(join(root, "lib", "default.nix"))) return { dir: resolve(root, "lib") };
-  if (existsSync(join(root, "default.nix"))) return { dir: resolve(root) };
-  return { why: `NIXPKGS_LIB=${root} contains neither lib/default.nix nor default.nix` };
+  const { root, why, from } = evalRoot();
+  if (!root) return { why };
+  if (existsSync(join(root, "lib", "default.nix"))) return { dir: join(root, "lib") };
+  if (existsSync(join(root, "default.nix"))) return { dir: root };
+  return { why: `${from} contains neither lib/default.nix nor default.nix` };
+}
+
+export interface NixosInputs {
+  /** nixpkgs lib (a directory with default.nix) */
+  lib: string;
+  /** the NixOS tree (nixos/modules/…, nixos/lib/…) */
+  nixos: string;
+  /** agenix's checkout (modules/age.nix), if found */
+  agenix?: string;
+  /** why agenix was not found */
+  agenixWhy?: string;
+}
+
+/**
+ * nixpkgs lib plus the real NixOS module files (`nixos/` of the same tree; with NIXPKGS_LIB
+ * naming a nixpkgs.lib checkout, which has none, `../shared/nix-eval/nixos`), and agenix's
+ * module (AGENIX, else `agenix/` of the same tree, else `../shared/nix-eval/agenix`).
+ */
+export function findNixosInputs(): { inputs?: NixosInputs; why?: string } {
+  const lib = findNixpkgsLib();
+  if (!lib.dir) return { why: lib.why };
+  const root = evalRoot().root!;
+  const firstWith = (dirs: string[], file: string) => dirs.find((d) => existsSync(join(d, file)));
+  const nixos = firstWith([join(root, "nixos"), join(sharedNixEval, "nixos")], "modules/system/boot/systemd.nix");
+  if (!nixos) return { why: `no NixOS module files (nixos/modules/system/boot/systemd.nix) in ${root} or ../shared/nix-eval` };
+  const agenixDirs = [process.env.AGENIX, join(root, "agenix"), join(sharedNixEval, "agenix")].filter((d): d is string => !!d).map((d) => resolve(d));
+  const agenix = firstWith(agenixDirs, "modules/age.nix");
+  return {
+    inputs: {
+      lib: lib.dir,
+      nixos,
+      ...(agenix ? { agenix } : { agenixWhy: "agenix's module not found (set AGENIX to an agenix checkout)" }),
+    },
+  };
 }
 
 /**
@@ -65,10 +117,12 @@ export interface EvalOptions {
   attr: string;
   /** Path (relative to the repo) of a configuration module, or a Nix expression. */
   configuration: string;
+  /** Evaluate with agenix's module (default: when found). */
+  withAgenix?: boolean;
 }
 
 /** Evaluate tests/nix/eval-harness.nix and return its JSON. Throws with Nix's stderr on failure. */
-export function evalHarness(nix: string, libDir: string, opts: EvalOptions): unknown {
+export function evalHarness(nix: string, inputs: NixosInputs, opts: EvalOptions): unknown {
   const args = [
     "--eval",
     "--strict",
@@ -77,7 +131,11 @@ export function evalHarness(nix: string, libDir: string, opts: EvalOptions): unk
     "tests/nix/eval-harness.nix",
     "--arg",
     "lib",
-    `import ${libDir}`,
+    `import ${inputs.lib}`,
+    "--arg",
+    "nixos",
+    inputs.nixos,
+    ...(opts.withAgenix === false || !inputs.agenix ? [] : ["--arg", "agenix", inputs.agenix]),
     "--arg",
     "configuration",
     opts.configuration,

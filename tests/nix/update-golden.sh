@@ -1,29 +1,38 @@
 #!/usr/bin/env bash
 # Regenerate tests/golden/units.json: the units, spec files and /etc entries that the NixOS
-# module produces for tests/e2e/configuration.nix, rendered as NixOS would write them. The
-# systemd-nspawn e2e suite installs exactly these; tests/nix/eval.test.ts checks the committed
-# file against a fresh evaluation.
+# module produces for tests/e2e/configuration.nix, rendered by NixOS's own systemd modules
+# (tests/nix/eval-harness.nix). The systemd-nspawn e2e suite installs exactly these;
+# tests/nix/eval.test.ts checks the committed file against a fresh evaluation.
 #
-#   NIXPKGS_LIB=/path/to/nixpkgs.lib tests/nix/update-golden.sh
+#   tests/nix/update-golden.sh                       # uses ../shared/nix-eval beside the clone
+#   NIXPKGS_LIB=/path/to/nixpkgs tests/nix/update-golden.sh
 #
-# NIXPKGS_LIB: a checkout of nixpkgs' lib (a directory with lib/default.nix, e.g. the
-# nix-community/nixpkgs.lib repository or nixpkgs itself, or a directory with default.nix).
+# NIXPKGS_LIB: a nixpkgs checkout (lib/default.nix and nixos/), or a nixpkgs.lib checkout
+# (then the NixOS files come from ../shared/nix-eval/nixos).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if [ -z "${NIXPKGS_LIB:-}" ]; then
-  echo "update-golden: set NIXPKGS_LIB to a nixpkgs lib checkout" >&2
-  exit 64
+shared="$(cd .. && pwd)/shared/nix-eval"
+root="${NIXPKGS_LIB:-}"
+if [ -z "$root" ]; then
+  [ -f "$shared/lib/default.nix" ] || { echo "update-golden: set NIXPKGS_LIB (no ../shared/nix-eval beside this clone)" >&2; exit 64; }
+  root="$shared"
 fi
-if [ -f "$NIXPKGS_LIB/lib/default.nix" ]; then
-  lib_dir="$NIXPKGS_LIB/lib"
-elif [ -f "$NIXPKGS_LIB/default.nix" ]; then
-  lib_dir="$NIXPKGS_LIB"
+if [ -f "$root/lib/default.nix" ]; then
+  lib_dir="$root/lib"
+elif [ -f "$root/default.nix" ]; then
+  lib_dir="$root"
 else
-  echo "update-golden: $NIXPKGS_LIB has neither lib/default.nix nor default.nix" >&2
+  echo "update-golden: $root has neither lib/default.nix nor default.nix" >&2
   exit 66
 fi
+nixos=""
+for d in "$root/nixos" "$shared/nixos"; do
+  [ -f "$d/modules/system/boot/systemd.nix" ] && { nixos="$d"; break; }
+done
+[ -n "$nixos" ] || { echo "update-golden: no NixOS module files in $root/nixos or $shared/nixos" >&2; exit 66; }
 lib_dir="$(cd "$lib_dir" && pwd)"
+nixos="$(cd "$nixos" && pwd)"
 
 out=tests/golden/units.json
 tmp="$(mktemp)"
@@ -33,6 +42,7 @@ trap 'chmod -R u+w "$store" 2>/dev/null; rm -rf "$tmp" "$store"' EXIT
 # private one in a temp dir, so this works without root and leaves /nix/store alone.
 nix-instantiate --store "local?root=$store" --eval --strict --json --read-write-mode tests/nix/eval-harness.nix \
   --arg lib "import $lib_dir" \
+  --arg nixos "$nixos" \
   --arg configuration ./tests/e2e/configuration.nix \
   -A golden >"$tmp"
 mkdir -p tests/golden

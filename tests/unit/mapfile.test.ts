@@ -103,11 +103,17 @@ describe("tag filter (op-secret-manager semantics)", () => {
     ["--untagged alone", undefined, true, ["u"]],
     ["--tags nothing-matches", "nope", false, []],
     ["--tags nothing-matches --untagged", "nope", true, ["u"]],
-    ["--tags '' (empty: no tag filter)", "", false, ["u", "w", "d", "b", "o"]],
-    ["--tags ',,' --untagged (empty: untagged only)", ",,", true, ["u"]],
   ];
   it.each(cases)("%s", (_name, tags, untagged, want) => {
     expect(pick(tags, untagged)).toEqual(want);
+  });
+
+  // An empty filter once meant "no filter", so `--cleanup --tags "$UNSET"` removed everything.
+  it("--tags '' is refused (64), not read as no tag filter", () => {
+    expect(() => pick("", false)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") }));
+  });
+  it("--tags ',,' --untagged is refused (64), not read as untagged only", () => {
+    expect(() => pick(",,", true)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") }));
   });
 
   it("never selects another user's entries", () => {

@@ -196,7 +196,7 @@ describe("spec: files", () => {
     ["600", 0o600],
     ["0600", 0o600],
     ["0440", 0o440],
-    ["777", 0o777],
+    ["750", 0o750],
   ])("reads mode %s as octal", (mode, expected) => {
     const spec = parseSpec(specText([fileEntry("pw", `{ "ref": "op://V/I/f", "mode": "${mode}" }`)]), "spec.json");
     expect(spec.files[0]!.mode).toBe(expected);
@@ -346,9 +346,15 @@ describe("spec: templates", () => {
     expectError(notString, lineOf(notString, `"content"`), "templates.conf.ini.content", /must be a string/);
   });
 
-  it("accepts an empty template and one without placeholders", () => {
-    const spec = parseSpec(specText([`"templates": { "a": { "content": "" }, "b": { "content": "{{ not op }}" } }`]), "spec.json");
-    expect(spec.templates.map((t) => t.parts)).toEqual([[], [{ text: "{{ not op }}" }]]);
+  // Rule change (security issue 13): a template that fetches nothing is refused, in the CLI
+  // as in the Nix module; {{ … }} that is not a reference stays literal text.
+  it("keeps {{ … }} that is not a reference as text, and refuses a template with no reference", () => {
+    const spec = parseSpec(specText([`"templates": { "b": { "content": "{{ not op }} {{ op://V/I/f }}" } }`]), "spec.json");
+    expect(spec.templates.map((t) => t.parts)).toEqual([[{ text: "{{ not op }} " }, { ref: expect.objectContaining({ raw: "op://V/I/f" }) }]]);
+    for (const content of ["", "{{ not op }}"]) {
+      const text = specText([`"templates": {\n    "t": {\n      "content": ${JSON.stringify(content)}\n    }\n  }`]);
+      expectError(text, lineOf(text, `"content"`), "templates.t.content", /contains no \{\{ op:\/\/vault\/item\/field \}\} reference/);
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 /** `homelab-secrets doctor` against a real per-user setup, then with each thing broken. */
-import { chmodSync, chownSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
@@ -26,6 +26,9 @@ describeAsRoot("homelab-secrets doctor", () => {
     chmodSync(host.configDir, 0o755);
     chownSync(host.vaultFile, host.svc.uid, host.svc.gid);
     chmodSync(host.vaultFile, 0o600);
+    if (!existsSync(host.stateDir)) mkdirSync(host.stateDir);
+    chownSync(host.stateDir, host.svc.uid, host.svc.gid);
+    chmodSync(host.stateDir, 0o700);
   };
   afterEach(restore);
 
@@ -41,7 +44,17 @@ describeAsRoot("homelab-secrets doctor", () => {
       "ok      config.json",
       "ok      vault",
       "ok      wrapper",
+      "ok      node",
+      "ok      cli tree",
+      "ok      rate-limit state",
     ]);
+  });
+
+  it("without a token source the rate-limit state may be absent", async () => {
+    rmSync(host.stateDir, { recursive: true });
+    const r = await doctor();
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/ok {6}rate-limit state: .*absent \(not needed/);
   });
 
   it.each([
@@ -60,6 +73,16 @@ describeAsRoot("homelab-secrets doctor", () => {
     ["file-source vault readable by others", () => chmodSync(host.vaultFile, 0o644), /UNSAFE {2}vault: .*readable by others/],
     ["file-source vault owned by a user", () => chownSync(host.vaultFile, host.users[0]!.uid, host.users[0]!.gid), /UNSAFE {2}vault: .*not owned by root or/],
     ["config directory group-writable", () => chmodSync(host.configDir, 0o775), /UNSAFE {2}config directory: .*writable by group or others/],
+    ["rate-limit state owned by root", () => chownSync(host.stateDir, 0, 0), /UNSAFE {2}rate-limit state: .*not owned by the service account/],
+    ["rate-limit state group-readable", () => chmodSync(host.stateDir, 0o750), /UNSAFE {2}rate-limit state: .*accessible to group or others/],
+    [
+      "rate-limit state missing with a token source",
+      () => {
+        rmSync(host.stateDir, { recursive: true });
+        host.writeConfig({ source: { type: "connect", host: "http://127.0.0.1:9" } });
+      },
+      /UNSAFE {2}rate-limit state: .*missing: the per-user rate limit is off/,
+    ],
   ])("flags %s (exit 78)", async (_name, breakIt, pattern) => {
     breakIt();
     const r = await doctor();

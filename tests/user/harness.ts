@@ -9,19 +9,61 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type Result, type ResultPromise } from "execa";
 import { describe, it } from "vitest";
 import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
+import { checkCliTree, checkNodeBinary } from "../../helper/src/user/tree-check.js";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const distCli = join(repoRoot, "helper/dist/cli.js");
 
+/**
+ * The wrapper runs only node and a CLI tree that are root's (see the C file). A checkout or
+ * a node owned by a CI user is copied into a root-owned temp dir, shared by the hosts of a
+ * test file and removed with the last of them.
+ */
+let installed: { cli: string; node: string; copy?: string } | undefined;
+let hostsAlive = 0;
+function installedTree(): { cli: string; node: string } {
+  if (installed) return installed;
+  let cli = distCli;
+  let node = realpathSync(process.execPath);
+  const cliUnsafe = existsSync(distCli) && checkCliTree(distCli).problem !== undefined;
+  const nodeUnsafe = checkNodeBinary(node).problem !== undefined;
+  if ((cliUnsafe || nodeUnsafe) && process.getuid?.() === 0) {
+    const dir = mkdtempSync("/tmp/hs-tree-");
+    chmodSync(dir, 0o755);
+    if (cliUnsafe) {
+      mkdirSync(join(dir, "helper"));
+      copyFileSync(join(repoRoot, "package.json"), join(dir, "package.json"));
+      cpSync(join(repoRoot, "helper/dist"), join(dir, "helper/dist"), { recursive: true });
+      cpSync(join(repoRoot, "node_modules"), join(dir, "node_modules"), { recursive: true, verbatimSymlinks: true });
+      cli = join(dir, "helper/dist/cli.js");
+    }
+    if (nodeUnsafe) {
+      copyFileSync(node, join(dir, "node"));
+      node = join(dir, "node");
+    }
+    execFileSync("chown", ["-R", "0:0", dir]);
+    execFileSync("chmod", ["-R", "go-w", dir]);
+    installed = { cli, node, copy: dir };
+    return installed;
+  }
+  installed = { cli, node };
+  return installed;
+}
+
 /** The CLI entry point the test wrapper execs (the same one a real install uses). */
 export function cliPath(): string {
-  return distCli;
+  return installedTree().cli;
+}
+
+/** The node binary the test wrapper execs. */
+export function nodePath(): string {
+  return installedTree().node;
 }
 
 function which(command: string): boolean {
@@ -86,6 +128,8 @@ export interface Host {
   readonly users: Account[];
   readonly token: string;
   readonly vaultFile: string;
+  /** The service account's state directory (per-user rate limit), 0700. */
+  readonly stateDir: string;
   writeMapfile(text: string, options?: { owner?: number; group?: number; mode?: number }): void;
   writeVault(vault: unknown): void;
   writeConfig(config: unknown | undefined): void;
@@ -93,7 +137,7 @@ export interface Host {
   /** Run the wrapper as `user` with only the given environment (plus PATH). */
   run(user: Account, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): RunPromise;
   /** Run any command as `user` with only the given environment (plus PATH). */
-  runAs(user: Account, command: string, args: string[], options?: { env?: Record<string, string> }): RunPromise;
+  runAs(user: Account, command: string, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): RunPromise;
   destroy(): Promise<void>;
 }
 
@@ -101,11 +145,21 @@ function idOf(kind: "-u" | "-g", name: string): number {
   return Number(execFileSync("id", [kind, name], { encoding: "utf8" }).trim());
 }
 
-export async function createHost(options: { users: number; lockTimeoutSeconds?: number; vault?: unknown }): Promise<Host> {
+export interface HostOptions {
+  readonly users: number;
+  readonly lockTimeoutSeconds?: number;
+  /** The fetcher's hard time limit (SIGALRM), see the wrapper's HS_FETCHER_LIMIT_S. */
+  readonly fetcherLimitSeconds?: number;
+  readonly vault?: unknown;
+}
+
+export async function createHost(options: HostOptions): Promise<Host> {
   const tag = `hst${randomBytes(3).toString("hex")}`;
   const created: string[] = [];
   const runDirs: string[] = [];
   const dir = mkdtempSync("/tmp/hs-user-");
+  hostsAlive++;
+  let destroyed = false;
   const destroy = async () => {
     const uids = new Set(created.map((name) => idOf("-u", name)));
     killProcessesOf(uids);
@@ -123,6 +177,11 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
     }
     for (const runDir of runDirs) rmSync(runDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
+    if (!destroyed && --hostsAlive === 0 && installed?.copy) {
+      rmSync(installed.copy, { recursive: true, force: true });
+      installed = undefined;
+    }
+    destroyed = true;
     const left = created.filter((name) => {
       try {
         execFileSync("id", [name], { stdio: "ignore" });
@@ -152,13 +211,20 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
     const token = `test-token-${randomBytes(12).toString("hex")}`;
     writeOwned(join(configDir, "token"), `${token}\n`, svc.uid, svc.gid, 0o600);
 
+    const stateDir = join(dir, "state");
+    mkdirSync(stateDir, { mode: 0o700 });
+    chownSync(stateDir, svc.uid, svc.gid);
+
     const binDir = join(dir, "bin");
     mkdirSync(binDir, { mode: 0o755 });
     const wrapper: string = buildWrapper({
       configDir,
       out: join(binDir, "homelab-secrets-user"),
       cli: cliPath(),
+      node: nodePath(),
+      stateDir,
       ...(options.lockTimeoutSeconds ? { lockTimeoutSeconds: options.lockTimeoutSeconds } : {}),
+      ...(options.fetcherLimitSeconds ? { fetcherLimitSeconds: options.fetcherLimitSeconds } : {}),
     });
     chownSync(wrapper, svc.uid, svc.gid);
     chmodSync(wrapper, 0o6755);
@@ -180,6 +246,7 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
       users,
       token,
       vaultFile,
+      stateDir,
       writeMapfile(text, o = {}) {
         writeOwned(join(configDir, "mapfile"), text, o.owner ?? 0, o.group ?? svc.gid, o.mode ?? 0o640);
       },
@@ -211,6 +278,7 @@ export async function createHost(options: { users: number; lockTimeoutSeconds?: 
           cwd: "/",
           env: { PATH: "/usr/bin:/bin" },
           extendEnv: false,
+          ...(o.timeoutMs ? { timeout: o.timeoutMs } : {}),
         };
         return execa("setpriv", [...asUser(user), "/usr/bin/env", "-i", ...vars, command, ...args], runOptions);
       },
@@ -237,12 +305,17 @@ function writeOwned(path: string, text: string, uid: number, gid: number, mode: 
   chmodSync(path, mode);
 }
 
-/** Processes owned by the test accounts (all started by these tests), killed by pid. */
+/**
+ * Processes owned by the test accounts (all started by these tests), killed by pid. Only
+ * our own pid namespace: a container (tests/e2e) may reuse the same uid numbers.
+ */
 export function processesOf(uids: ReadonlySet<number>): number[] {
   const pids: number[] = [];
+  const ownNamespace = readlinkSync("/proc/self/ns/pid");
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
+      if (readlinkSync(`/proc/${entry}/ns/pid`) !== ownNamespace) continue;
       const status = readFileSync(`/proc/${entry}/status`, "utf8");
       const uidLine = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
       if (uidLine && [1, 2, 3].some((i) => uids.has(Number(uidLine[i])))) pids.push(Number(entry));

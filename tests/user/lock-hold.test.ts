@@ -26,7 +26,7 @@ describeAsRoot("the --serialize lock cannot be frozen by a caller", () => {
   let attack: RunPromise | undefined;
 
   beforeAll(async () => {
-    host = await createHost({ users: 2, lockTimeoutSeconds: 6 });
+    host = await createHost({ users: 2, lockTimeoutSeconds: 12 });
     [attacker, victim] = host.users as [Account, Account];
     fake = await startFakeConnect({ vault, token: host.token, latencyMs: 100 });
     hanging = createServer((socket) => {

@@ -49,7 +49,7 @@ describeAsRoot("--serialize through the wrapper", () => {
   let fake: { url: string; requests: RequestRecord[]; clearRequests(): void; close(): Promise<void> };
 
   beforeAll(async () => {
-    host = await createHost({ users: 3, lockTimeoutSeconds: 6 });
+    host = await createHost({ users: 3, lockTimeoutSeconds: 12 });
     users = host.users;
     fake = await startFakeConnect({ vault, token: host.token, latencyMs: 150 });
     host.writeConfig({ source: { type: "connect", host: fake.url } });
@@ -116,7 +116,7 @@ describeAsRoot("--serialize through the wrapper", () => {
     }
   });
 
-  it("a waiting run gives up after the timeout (built with 6 s here; 300 s by default)", async () => {
+  it("a waiting run gives up after the timeout (built with 12 s here; 300 s by default)", async () => {
     const [u0] = users as [Account];
     const before = listTree(host.secretsDir(u0));
     const holder = holdLock(join(host.configDir, "mapfile"));
@@ -124,7 +124,7 @@ describeAsRoot("--serialize through the wrapper", () => {
       await new Promise((r) => setTimeout(r, 200));
       const r = await host.run(u0, ["--serialize"]);
       expect(r.exitCode).toBe(75);
-      expect(r.stderr).toMatch(/gave up after 6 s waiting for another run to finish; nothing written/);
+      expect(r.stderr).toMatch(/gave up after 12 s waiting for another run to finish; nothing written/);
       expect(listTree(host.secretsDir(u0))).toEqual(before);
       // Without --serialize the lock is not consulted.
       const free = await host.run(u0, []);

@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cliPath, createHost, describeAsRoot, listTree, modeOf, processesOf, type Account, type Host, waitFor } from "./harness.js";
+import { cliPath, createHost, describeAsRoot, listTree, modeOf, nodePath, processesOf, type Account, type Host, waitFor } from "./harness.js";
 
 const vault = {
   vaults: {
@@ -151,7 +151,7 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
   it("also works installed SUID root with -DHS_SERVICE_USER (the fetcher still runs as the service account)", async () => {
     reset();
     const { buildWrapper } = await import("../../helper/scripts/build-wrapper.mjs");
-    const rootWrapper: string = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", "root-wrapper"), cli: cliPath(), serviceUser: host.svc.name });
+    const rootWrapper: string = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", "root-wrapper"), cli: cliPath(), node: nodePath(), serviceUser: host.svc.name });
     try {
       chownSync(rootWrapper, 0, 0);
       chmodSync(rootWrapper, 0o4755);
@@ -162,7 +162,7 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
       // With root's rights available the fetcher sheds the caller's supplementary groups too.
       expect(String(r.stderr)).toContain(`fetcher: running as uid ${host.svc.uid} gid ${host.svc.gid} groups [${host.svc.gid}]`); // only the egid, which node's getgroups() appends
       // Built without a service account, a SUID-root install refuses to run.
-      const bare: string = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", "bare-root-wrapper"), cli: cliPath() });
+      const bare: string = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", "bare-root-wrapper"), cli: cliPath(), node: nodePath() });
       chownSync(bare, 0, 0);
       chmodSync(bare, 0o4755);
       const refused = await host.runAs(u0, bare, []);
@@ -273,7 +273,7 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
         // Its environment is the wrapper's fixed one: none of the caller's variables.
         const env = readFileSync(`/proc/${fetcher}/environ`, "utf8").split("\0").filter(Boolean).map((kv) => kv.split("=")[0]);
         expect(env.sort()).toEqual(
-          ["HS_CALLER_GID", "HS_CALLER_UID", "HS_CALLER_USER", "HS_CONFIG_FD", "HS_MAPFILE_FD", "HS_MAPFILE_PATH", "HS_OUT_FD", "HS_ROLE", "HS_TOKEN_FD", "HS_WRAPPER", "HS_WRITER_PID"].sort(),
+          ["HS_CALLER_GID", "HS_CALLER_UID", "HS_CALLER_USER", "HS_CONFIG_FD", "HS_FETCHER_LIMIT_S", "HS_MAPFILE_FD", "HS_MAPFILE_PATH", "HS_OUT_FD", "HS_ROLE", "HS_STATE_DIR", "HS_TOKEN_FD", "HS_WRAPPER", "HS_WRITER_PID"].sort(),
         );
         // The fetcher read the token from its fd 4 and closed it; the writer never had it.
         expect(fdTargets(fetcher!)).not.toContain(`${host.configDir}/token`);

@@ -2,12 +2,16 @@
  * `homelab-secrets doctor`: check a host's per-user setup — one line per check, "ok" or
  * "UNSAFE", exit 78 when anything is unsafe. Reads only metadata (and config.json).
  */
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import type { Argv, CommandModule } from "yargs";
+import { connectHostFinding } from "../sources/loopback.js";
+import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { ExitCode } from "../errors.js";
-import { defaultConfigDir, parseHostConfig } from "../user/host-config.js";
+import { defaultConfigDir, parseHostSettings } from "../user/host-config.js";
+import { checkCliTree, checkNodeBinary, type TreeVerdict } from "../user/tree-check.js";
 
 export interface DoctorArgs {
   "config-dir": string;
@@ -93,6 +97,8 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
   }
 
   const configPath = join(dir, "config.json");
+  // Whether runs spend the token's quota under a per-user rate limit (the default source does).
+  let usesToken = true;
   const config = stat("config.json", configPath, true);
   if (config) {
     const why = problems([
@@ -103,7 +109,9 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     let vaultPath: string | undefined;
     if (config.isFile()) {
       try {
-        const source = parseHostConfig(readFileSync(configPath, "utf8"), configPath);
+        const settings = parseHostSettings(readFileSync(configPath, "utf8"), configPath);
+        const source = settings.source;
+        usesToken = source.type !== "file" && settings.userRateLimit !== null;
         if (why.length === 0) ok("config.json", `${configPath}: source ${source.type}`);
         if (source.type === "file") vaultPath = source.path;
       } catch (error) {
@@ -124,6 +132,8 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     }
   }
 
+  findings.push(...connectHostFindings(configPath, svcUid, options.serviceUser));
+
   const wrapper = options.wrapper ?? (existsSync(nixosWrapperPath) ? nixosWrapperPath : undefined);
   if (wrapper === undefined) {
     ok("wrapper", `not checked: none at ${nixosWrapperPath} (give --wrapper PATH)`);
@@ -139,9 +149,63 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
         [svcGid !== undefined && w.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
         [(w.mode & 0o022) !== 0, "writable by group or others"],
       ]));
+      checkBuild(wrapper, svcUid, usesToken, ok, unsafe);
     }
   }
   return findings;
+}
+
+/**
+ * What the wrapper was built against (its --build-info): node and the CLI tree must pass
+ * the wrapper's own run-time rule, and its rate-limit state directory must be the service
+ * account's.
+ */
+function checkBuild(
+  wrapper: string,
+  svcUid: number | undefined,
+  usesToken: boolean,
+  ok: (what: string, detail: string) => void,
+  unsafe: (what: string, detail: string) => void,
+): void {
+  let info: Map<string, string>;
+  try {
+    const text = execFileSync(wrapper, ["--build-info"], { encoding: "utf8", env: {}, stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 });
+    info = new Map(text.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  } catch (error) {
+    unsafe("wrapper build", `${wrapper} --build-info failed: ${(error as Error).message.split("\n")[0]}`);
+    return;
+  }
+  const report = (what: string, path: string | undefined, check: (p: string) => TreeVerdict) => {
+    if (path === undefined) return unsafe(what, `${wrapper} --build-info names no ${what}`);
+    const started = performance.now();
+    const verdict = check(path);
+    const ms = (performance.now() - started).toFixed(1);
+    if (verdict.problem === undefined) ok(what, `${path}: root's, ${verdict.entries} entries checked in ${ms} ms`);
+    else unsafe(what, `${verdict.problem} (the wrapper refuses to run: 78)`);
+  };
+  report("node", info.get("node"), checkNodeBinary);
+  report("cli tree", info.get("cli"), checkCliTree);
+  const stateDir = info.get("state-dir");
+  if (stateDir === undefined) return unsafe("rate-limit state", `${wrapper} --build-info names no state-dir`);
+  let st: Stats | undefined;
+  try {
+    st = statSync(stateDir);
+  } catch {
+    /* absent */
+  }
+  if (st === undefined) {
+    if (usesToken) unsafe("rate-limit state", `${stateDir} missing: the per-user rate limit is off (create it 0700, owned by the service account)`);
+    else ok("rate-limit state", `${stateDir} absent (not needed: no token quota to protect)`);
+    return;
+  }
+  const why = [
+    !st.isDirectory() ? "not a directory" : "",
+    svcUid !== undefined && st.uid !== svcUid ? "not owned by the service account" : "",
+    (st.mode & 0o077) !== 0 ? "accessible to group or others (want 0700)" : "",
+  ].filter(Boolean);
+  const summary = `${stateDir} (owner ${st.uid}:${st.gid}, mode ${octal(st.mode)})`;
+  if (why.length === 0) ok("rate-limit state", summary);
+  else unsafe("rate-limit state", `${summary}: ${why.join("; ")}`);
 }
 
 export function formatFindings(findings: readonly Finding[]): string {
@@ -162,3 +226,30 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
     process.exitCode = findings.every((f) => f.ok) ? ExitCode.ok : ExitCode.config;
   },
 };
+
+/**
+ * A plain-http Connect source in config.json: who may receive the token. On loopback the
+ * server listening now must be root's, the service account's or source.listenerUser's (the
+ * fetch itself refuses anyone else); elsewhere the token would cross the network unencrypted.
+ */
+function connectHostFindings(configPath: string, svcUid: number | undefined, serviceUser: string): Finding[] {
+  let source: ReturnType<typeof parseHostSource>;
+  try {
+    source = parseHostSource(readFileSync(configPath, "utf8"), configPath);
+  } catch {
+    return []; // absent or broken: reported with config.json
+  }
+  if (source.type !== "connect") return [];
+  const uids = new Set([0, ...(svcUid !== undefined ? [svcUid] : [])]);
+  let describe = `root, ${serviceUser}`;
+  if (source.listenerUser !== undefined) {
+    try {
+      uids.add(lookupUid(source.listenerUser));
+      describe += ` or ${String(source.listenerUser)}`;
+    } catch {
+      return [{ ok: false, what: "connect host", detail: `source.listenerUser ${String(source.listenerUser)} does not exist` }];
+    }
+  }
+  const finding = connectHostFinding(source.host, { uids, describe });
+  return [{ ok: finding.ok, what: "connect host", detail: finding.detail }];
+}

@@ -54,7 +54,12 @@ export async function runFetch(options: FetchOptions): Promise<FetchResult> {
 
   const outputs = renderOutputs(spec, values);
   const files = outputs.map((output) => ({ path: join(outputDir, output.name), content: output.content, mode: output.mode, owner }));
-  const createDirs = { mode: spec.dirMode ?? 0o700, owner, keepExisting: spec.dirMode === undefined && spec.owner === undefined };
+  const createDirs = {
+    mode: spec.dirMode ?? 0o700,
+    owner,
+    keepExisting: spec.dirMode === undefined && spec.owner === undefined,
+    adopt: { runtimeDirectories: runtimeDirectories(), outputNames: new Set(specOutputNames(spec)) },
+  };
   await writeFilesAtomically(files, { createDirs, log });
   await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
   log.info(`${spec.name}: wrote ${files.length} file(s) to ${outputDir} from ${refs.length} reference(s) via ${sourceConfig.type}`);
@@ -70,4 +75,9 @@ export function specOwner(spec: Spec): Owner | undefined {
   const uid = spec.owner === undefined ? process.geteuid!() : lookupUid(spec.owner);
   const gid = spec.group !== undefined ? lookupGid(spec.group) : (primaryGidOf(uid) ?? process.getegid!());
   return { uid, gid };
+}
+
+/** systemd sets $RUNTIME_DIRECTORY to the unit's RuntimeDirectory= paths, colon-separated. */
+function runtimeDirectories(env: NodeJS.ProcessEnv = process.env): string[] {
+  return (env["RUNTIME_DIRECTORY"] ?? "").split(":").filter((d) => d.startsWith("/"));
 }

@@ -1,5 +1,7 @@
 import { resolve as resolvePath } from "node:path";
+import { usageError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { modeProblem } from "../spec.js";
 import { parseReference } from "../reference.js";
 import { utf8 } from "../render/outputs.js";
 import { resolveReferences } from "../resolve.js";
@@ -19,6 +21,10 @@ export interface ReadOptions {
 /** One reference to stdout (exact bytes, no newline) or atomically to a file. */
 export async function runRead(options: ReadOptions): Promise<void> {
   const ref = parseReference(options.ref);
+  // The spec's rule for secret files, before anything is fetched.
+  const modeText = options.mode.toString(8).padStart(4, "0");
+  const problem = options.out === undefined ? undefined : modeProblem(modeText);
+  if (problem) throw usageError(`--mode ${problem}`);
   const source = await createSource(chooseSource(undefined, options.overrides), { log: options.log });
   const values = await resolveReferences(source, [ref], {
     deadlineSeconds: options.deadlineSeconds,

@@ -8,6 +8,7 @@ import type { Argv, CommandModule } from "yargs";
 import { parseDeadline, runAndExit } from "../cli-common.js";
 import { ExitCode } from "../errors.js";
 import type { Logger } from "../log.js";
+import { env } from "../user/protocol.js";
 
 export interface UserArgs {
   verbose: boolean;
@@ -70,6 +71,16 @@ export const userCommand: CommandModule<object, UserArgs> = {
 /** The longest a fetch run through the wrapper may take: the --serialize lock wait (300 s). */
 const maxPrivilegedDeadlineSeconds = 300;
 
+/**
+ * The wrapper kills the fetcher (SIGALRM) after HS_FETCHER_LIMIT_S seconds; the deadline
+ * leaves room for node's start and the hand-over, so a slow backend still gets a clean error.
+ */
+export function fetcherDeadlineCap(limit: string | undefined): number {
+  const seconds = Number(limit);
+  if (limit === undefined || !Number.isInteger(seconds) || seconds < 1) return maxPrivilegedDeadlineSeconds;
+  return Math.max(1, seconds - Math.min(5, Math.floor(seconds / 2)));
+}
+
 async function runUser(argv: UserArgs, log: Logger, signal: AbortSignal): Promise<number> {
   const { wrapperContext, runFetcher, runWriter } = await import("../user/roles.js");
   const context = wrapperContext();
@@ -77,7 +88,7 @@ async function runUser(argv: UserArgs, log: Logger, signal: AbortSignal): Promis
   if (context?.role === "fetcher") {
     // The caller chooses --deadline, and a --serialize fetcher holds the host-wide lock for
     // as long as it runs: no caller may hold it longer than others are willing to wait.
-    const deadlineSeconds = Math.min(argv.deadline, maxPrivilegedDeadlineSeconds);
+    const deadlineSeconds = Math.min(argv.deadline, maxPrivilegedDeadlineSeconds, fetcherDeadlineCap(process.env[env.fetcherLimit]));
     // Errors travel to the writer, which reports them; our exit code only mirrors them.
     return runFetcher(context, { ...common, deadlineSeconds, overrides: Boolean(argv["api-key-path"] || argv["map-file-path"]) });
   }

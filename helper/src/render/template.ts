@@ -4,7 +4,8 @@ import { parseReference, type SecretReference } from "../reference.js";
 /** A template split into literal text and references, in 1Password's `op inject` syntax. */
 export type TemplatePart = { readonly text: string } | { readonly ref: SecretReference };
 
-const placeholder = /\{\{\s*(op:\/\/[^}]*?)\s*\}\}/g;
+// ASCII whitespace only ([[:space:]] in nix/lib.nix, which must agree).
+const placeholder = /\{\{[ \t\n\v\f\r]*(op:\/\/[^}]*?)[ \t\n\v\f\r]*\}\}/g;
 
 export function parseTemplate(content: string, where: string): TemplatePart[] {
   const parts: TemplatePart[] = [];
@@ -18,7 +19,7 @@ export function parseTemplate(content: string, where: string): TemplatePart[] {
   // A placeholder that does not parse (a missing "}", a "}" inside) would otherwise be
   // written out as literal text; refuse it instead.
   for (const part of parts) {
-    const broken = "text" in part ? /\{\{\s*op:\/\//.exec(part.text) : null;
+    const broken = "text" in part ? /\{\{[ \t\n\v\f\r]*op:\/\//.exec(part.text) : null;
     if (broken && "text" in part) throw dataError(`${where}: malformed placeholder "${part.text.slice(broken.index, broken.index + 80).replace(/[\u0000-\u001f]/g, " ")}" (write {{ op://vault/item/field }})`);
   }
   return parts;

@@ -1,8 +1,10 @@
 import type { Agent, AgentOptions, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
+import type { NetConnectOpts, Socket } from "node:net";
 import { ExitCode, HomelabError, configError, dataError, notFoundError, permissionError, tempFailError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SecretReference } from "../reference.js";
 import { withRetry } from "../retry.js";
+import { assertTrustedListener, isLoopbackAddress, type ListenerPolicy } from "./loopback.js";
 import type { ResolveContext, Source } from "./source.js";
 
 /**
@@ -41,6 +43,11 @@ export interface ConnectSourceOptions {
   readonly maxConcurrency?: number;
   /** Answers larger than this are refused (65). Default 16 MiB. */
   readonly maxResponseBytes?: number;
+  /**
+   * Over plain http to a loopback address, the uid that may own the server besides root and
+   * this process's own (source.listenerUser), checked before the token is sent.
+   */
+  readonly listenerUid?: number | undefined;
 }
 
 export const defaultRequestTimeoutMs = 10_000;
@@ -143,10 +150,18 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
       .replace(/[\u0000-\u001f\u007f]/g, " ")
       .slice(0, 200);
 
-  async function openSession(): Promise<Session> {
+  async function openSession(log: Logger): Promise<Session> {
     const http = await httpModuleFor(base);
-    const agent = new http.Agent({ keepAlive: true, maxSockets: maxConcurrency, maxFreeSockets: maxConcurrency });
+    const agentOptions = { keepAlive: true, maxSockets: maxConcurrency, maxFreeSockets: maxConcurrency };
+    const agent = base.protocol === "http:" ? await checkedPlainAgent(http, agentOptions, listenerPolicy(), display, log) : new http.Agent(agentOptions);
     return { request: options.request ?? http.request, agent };
+  }
+
+  function listenerPolicy(): ListenerPolicy {
+    const euid = process.geteuid?.() ?? 0;
+    const allowed = new Set([0, euid, ...(options.listenerUid === undefined ? [] : [options.listenerUid])]);
+    const names = ["root", ...(euid !== 0 ? [`this process's uid ${euid}`] : []), ...(options.listenerUid !== undefined ? [`source.listenerUser (uid ${options.listenerUid})`] : [])];
+    return { allowed, describe: names.join(" or ") };
   }
 
   /**
@@ -216,6 +231,8 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
       };
       const fail = (error: unknown) => {
         if (signal.aborted) return finish(abortError(signal));
+        // The loopback listener check refused the server: never retried.
+        if (error instanceof HomelabError) return finish(error);
         if (timedOut) {
           return finish(tempFailError(`${what}: no answer from the Connect server within ${Math.round(timeoutMs / 100) / 10}s`));
         }
@@ -272,7 +289,7 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
       const { log } = context;
       const result = new Map<string, string>();
       if (refs.length === 0) return result;
-      const session = await openSession();
+      const session = await openSession(log);
       try {
         return await resolveBatch(session, refs, context.signal, log, result);
       } finally {
@@ -499,6 +516,48 @@ function pickValue(item: ConnectItem, ref: SecretReference): string {
 }
 
 // --- helpers -----------------------------------------------------------------------------
+
+/**
+ * An agent for plain http whose sockets are handed to a request only once connected and
+ * checked: on loopback, the server's owner (assertTrustedListener) before a single byte,
+ * and so the token, is written; elsewhere a warning, once, that the token crosses the
+ * network unencrypted.
+ */
+async function checkedPlainAgent(http: HttpModule, agentOptions: AgentOptions, policy: ListenerPolicy, display: string, log: Logger): Promise<Agent> {
+  const net = await import("node:net");
+  let warned = false;
+  const agent = new http.Agent(agentOptions);
+  type Callback = (error: Error | null, socket?: Socket) => void;
+  (agent as unknown as { createConnection: (o: NetConnectOpts, cb: Callback) => undefined }).createConnection = (connectOptions, callback) => {
+    const socket = net.connect(connectOptions);
+    const onError = (error: Error) => callback(error);
+    socket.once("error", onError);
+    socket.once("connect", () => {
+      const server = { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+      const client = { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
+      if (!isLoopbackAddress(server.address)) {
+        if (!warned) log.warn(`the Connect host ${display} is plain http on a non-loopback address (${server.address}): the token and every value cross the network unencrypted; use https`);
+        warned = true;
+        socket.off("error", onError);
+        callback(null, socket);
+        return;
+      }
+      assertTrustedListener(server, client, policy).then(
+        () => {
+          socket.off("error", onError);
+          callback(null, socket);
+        },
+        (error: Error) => {
+          socket.off("error", onError);
+          socket.destroy();
+          callback(error);
+        },
+      );
+    });
+    return undefined;
+  };
+  return agent;
+}
 
 function normalizeHost(host: string): URL {
   let url: URL;

@@ -1,4 +1,6 @@
-import { readFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
+import type { Logger } from "../log.js";
 import { configError, dataError, notFoundError } from "../errors.js";
 import type { SecretReference } from "../reference.js";
 import type { Source } from "./source.js";
@@ -11,8 +13,8 @@ import type { Source } from "./source.js";
 export function createFileSource(path: string): Source {
   return {
     name: `file:${path}`,
-    async resolveAll(refs) {
-      const vault = await loadVault(path);
+    async resolveAll(refs, context) {
+      const vault = await loadVault(path, context.log);
       // One-time passwords need node:crypto; load it only for references that ask for one.
       const totp = refs.some((r) => r.attribute) ? (await import("../totp.js")).totp : undefined;
       const values = new Map<string, string>();
@@ -35,11 +37,27 @@ interface VaultFile {
   vaults: Record<string, { items?: Record<string, { fields?: Fields; sections?: Record<string, Fields> }> }>;
 }
 
-async function loadVault(path: string): Promise<VaultFile> {
+/**
+ * The vault holds plain values: anyone who can write it chooses what is delivered (refused),
+ * anyone who can read it has every secret (a warning: the bundled demo vault is 0644).
+ */
+async function loadVault(path: string, log: Logger): Promise<VaultFile> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    // O_NONBLOCK: a FIFO opens at once and is refused below instead of hanging the run.
+    const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw configError(`vault file ${path} is not a regular file`);
+      const mode = (stats.mode & 0o777).toString(8).padStart(4, "0");
+      if ((stats.mode & 0o002) !== 0) throw configError(`vault file ${path} is writable by others (mode ${mode}): anyone could choose the values delivered; chmod o-w it`);
+      if ((stats.mode & 0o024) !== 0) log.warn(`vault file ${path} is ${(stats.mode & 0o004) !== 0 ? "readable by others" : "writable by its group"} (mode ${mode}); it holds plain secret values, chmod 600 it`);
+      text = await handle.readFile("utf8");
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
+    if (error instanceof Error && error.name === "HomelabError") throw error;
     throw configError(`cannot read vault file ${path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
   }
   let parsed: unknown;

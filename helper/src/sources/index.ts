@@ -38,7 +38,8 @@ export function chooseSource(fromSpec: SourceConfig | undefined, flags: SourceOv
   if (type === "connect") {
     const host = flags.connectHost ?? (base.type === "connect" ? base.host : undefined);
     if (!host) throw usageError("the connect source needs --connect-host URL (or source.host in the spec)");
-    return { type, host, ...token };
+    const listenerUser = base.type === "connect" ? base.listenerUser : undefined;
+    return { type, host, ...token, ...(listenerUser !== undefined ? { listenerUser } : {}) };
   }
   throw usageError(`unknown source "${type}" (use onepassword, connect or file:PATH)`);
 }
@@ -57,7 +58,8 @@ export async function createSource(config: SourceConfig, options: { log: Logger;
     case "connect": {
       const token = options.token ?? (await loadToken({ file: config.tokenFile, credential: config.tokenCredential ?? "op-connect-token" }));
       const { createConnectSource } = await import("./connect.js");
-      return createConnectSource({ host: config.host, token });
+      const listenerUid = config.listenerUser === undefined ? undefined : (await import("../accounts.js")).lookupUid(config.listenerUser);
+      return createConnectSource({ host: config.host, token, listenerUid });
     }
   }
 }

@@ -14,6 +14,9 @@
  *   HS_MAPFILE_PATH         where fd 3 came from (for FILE:LINE messages only)
  *
  * fetcher only: HS_WRITER_PID — its parent; when getppid() no longer says so, it stops.
+ * HS_FETCHER_LIMIT_S — the wrapper's alarm() kills the fetcher after this many seconds
+ * (from the lock, or from the start without --serialize); --deadline is capped to fit.
+ * HS_STATE_DIR — the service account's 0700 state directory (per-user rate limit).
  * fetcher fds: 2 the log pipe to the writer (never a caller's fd: a write to it could be
  * blocked by the caller), 3 mapfile (HS_MAPFILE_FD), 4 token (HS_TOKEN_FD, only when the
  * file exists), 5 config.json (HS_CONFIG_FD, only when it exists), 6 the pipe to the
@@ -49,6 +52,8 @@ export const env = {
   configFd: "HS_CONFIG_FD",
   outFd: "HS_OUT_FD",
   writerPid: "HS_WRITER_PID",
+  fetcherLimit: "HS_FETCHER_LIMIT_S",
+  stateDir: "HS_STATE_DIR",
   inFd: "HS_IN_FD",
   logFd: "HS_LOG_FD",
 } as const;

@@ -10,7 +10,8 @@ import { ExitCode, HomelabError, exitCodeOf, permissionError, tempFailError, usa
 import type { Logger } from "../log.js";
 import type { SourceConfig } from "../spec.js";
 import { planEntries, removeUserFiles, resolvePlanned, tagFilter, tokenText, writeUserFiles, type Caller } from "./core.js";
-import { parseHostConfig } from "./host-config.js";
+import { parseHostSettings } from "./host-config.js";
+import { countFetch, defaultRateLimit, type RateLimit } from "./rate-limit.js";
 import { encodeFrame, env, FrameDecoder, type Frame } from "./protocol.js";
 
 export interface RoleOptions {
@@ -112,9 +113,17 @@ async function fetchFrames(context: WrapperContext, options: RoleOptions): Promi
     if (options.cleanup) return [...planned.map((p): Frame => ({ type: "cleanup", path: p.path })), { type: "done" }];
 
     let sourceConfig: SourceConfig = { type: "onepassword" };
+    let rateLimit: RateLimit | null = defaultRateLimit;
     if (configFd !== undefined) {
-      sourceConfig = parseHostConfig(readFileSync(configFd, "utf8"), `${configDir}/config.json`);
+      const settings = parseHostSettings(readFileSync(configFd, "utf8"), `${configDir}/config.json`);
+      sourceConfig = settings.source;
+      rateLimit = settings.userRateLimit;
       closeSync(configFd);
+    }
+    // Only the token's backends have a quota to protect; root may read the token anyway.
+    const stateDir = process.env[env.stateDir];
+    if (planned.length > 0 && sourceConfig.type !== "file" && rateLimit && caller.uid !== 0 && stateDir) {
+      await countFetch(stateDir, caller.uid, rateLimit, log);
     }
     const tokenPath = `${configDir}/token`;
     const token = tokenFd === undefined ? undefined : tokenText(readFileSync(tokenFd, "utf8"), tokenPath);
@@ -166,7 +175,7 @@ export async function runWriter(context: WrapperContext, options: Pick<RoleOptio
   }
   const end = frames.at(-1);
   if (end?.type === "error") throw new HomelabError(asExitCode(end.exitCode), end.message);
-  if (end?.type !== "done") throw tempFailError("the fetcher ended without handing over its results; nothing written");
+  if (end?.type !== "done") throw tempFailError("the fetcher ended without handing over its results (it crashed, or the wrapper stopped it at its time limit); nothing written");
 
   const puts = frames.filter((f) => f.type === "put");
   const cleanups = frames.filter((f) => f.type === "cleanup");
