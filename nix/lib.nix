@@ -279,6 +279,9 @@ let
   hardening =
     {
       network ? true,
+      # A plain-http Connect host: the helper reads /proc/net/tcp to check who listens on a
+      # loopback port before it sends the token, and ProcSubset=pid hides /proc/net.
+      procNet ? false,
     }:
     {
       ProtectSystem = "strict";
@@ -294,7 +297,7 @@ let
       ProtectClock = true;
       ProtectHostname = true;
       ProtectProc = "invisible";
-      ProcSubset = "pid";
+      ProcSubset = if procNet then "all" else "pid";
       RestrictNamespaces = true;
       RestrictRealtime = true;
       RestrictSUIDSGID = true;
@@ -482,6 +485,7 @@ let
           };
           token = tokenFor spec.source tokenFile;
           network = spec.source.type != "file";
+          procNet = spec.source.type == "connect" && lib.hasPrefix "http://" (spec.source.host or "");
           runtimeDir = runtimeDirectoryOf outputDir;
         in
         {
@@ -499,7 +503,7 @@ let
           startLimitIntervalSec = 300;
           startLimitBurst = 5;
           serviceConfig =
-            defaultHardening { inherit network; }
+            defaultHardening { inherit network procNet; }
             // {
               Type = "oneshot";
               RemainAfterExit = true;

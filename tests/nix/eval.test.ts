@@ -406,6 +406,21 @@ if (skip && inCI) {
         expect(JSON.parse(spec![1]).source).toMatchObject({ type: "connect", host: "http://127.0.0.1:8080", listenerUser: "onepassword-connect" });
       });
 
+      it("lets the loopback-listener check read /proc/net only where it runs: ProcSubset=all for a plain-http Connect host", () => {
+        const u = units(`{ ... }: {
+          homelab.onePassword = { tokenFile = "/run/agenix/op"; connectTokenFile = "/run/agenix/op-connect"; };
+          systemd.services = { plain.serviceConfig.ExecStart = "/bin/true"; tls.serviceConfig.ExecStart = "/bin/true"; local.serviceConfig.ExecStart = "/bin/true"; };
+          homelab.secrets = {
+            plain = { source = { type = "connect"; host = "http://127.0.0.1:8080"; }; files.x.reference = "op://V/i/f"; };
+            tls = { source = { type = "connect"; host = "https://connect.example.org"; }; files.x.reference = "op://V/i/f"; };
+            local.files.x.reference = "op://V/i/f";
+          };
+        }`);
+        expect(u["plain-secrets.service"]!.Service!.ProcSubset).toBe("all");
+        expect(u["tls-secrets.service"]!.Service!.ProcSubset).toBe("pid");
+        expect(u["local-secrets.service"]!.Service!.ProcSubset).toBe("pid");
+      });
+
       it("writes no core dump of a secrets unit (LimitCORE=0)", () => {
         const golden = run("golden", "./tests/e2e/configuration.nix", true) as Golden;
         for (const [n, unit] of Object.entries(golden.units).filter(([n]) => n.endsWith("-secrets.service"))) {

@@ -122,7 +122,10 @@ export async function assertTrustedListener(server: Endpoint, client: Endpoint, 
   try {
     table = entries ?? (await readSocketTables());
   } catch (error) {
-    throw permissionError(`refusing to send the Connect token to ${show(server)}: cannot read /proc/net/tcp to check who listens there (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    // systemd's ProcSubset=pid hides /proc/net: the unit must allow it for a plain-http Connect host.
+    const hint = code === "ENOENT" ? "; under systemd, ProcSubset=pid hides it: set ProcSubset=all for this unit, or use https" : "";
+    throw permissionError(`refusing to send the Connect token to ${show(server)}: cannot read /proc/net/tcp to check who listens there (${code})${hint}`);
   }
   const { listeners, accepted } = serverOwners(table, server, client);
   if (listeners.length === 0) {
