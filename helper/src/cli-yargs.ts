@@ -54,6 +54,19 @@ export function buildCli(args: string[]) {
         await runCleanup({ specFile: argv.spec, ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}), log });
       }),
     )
+    .command(
+      "agent",
+      "Serve systemd LoadCredential= requests from the agent's front end (see homelab-secrets-agent)",
+      (y: Argv) =>
+        withCommon(y)
+          .option("policy", { type: "string", demandOption: true, describe: "Agent policy file (JSON, version 1): unit → credential ID → what to render" })
+          .option("ttl", { type: "number", default: 300, describe: "Serve values from memory for this many seconds (0: always ask the backend)" })
+          .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" }),
+      action<CommonArgs & { policy: string; ttl: number; fd: number }>(async (argv, log, signal) => {
+        const { runAgent } = await import("./commands/agent.js");
+        await runAgent({ policyFile: argv.policy, overrides: overridesOf(argv), ttlSeconds: argv.ttl, deadlineSeconds: argv.deadline, fd: argv.fd, log, signal });
+      }),
+    )
     .command(userCommand)
     .command(doctorCommand)
     .command(
