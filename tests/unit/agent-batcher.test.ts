@@ -107,6 +107,15 @@ describe("agent batcher", () => {
     expect(error.message).toMatch(/op:\/\/V\/nope\/password/);
     expect(backend.calls[0], "first the merged batch").toEqual([a.raw, missing.raw, b.raw]);
     expect(backend.calls.slice(1).sort(), "then each request alone").toEqual([[a.raw], [b.raw], [missing.raw]].sort());
+    expect(backend.calls.length).toBe(4);
+  });
+
+  it("a missing reference elsewhere in the policy costs one more batch, not one per request", async () => {
+    const backend = counting();
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, missing], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const got = await Promise.all([batcher.resolve([a]), batcher.resolve([b])]);
+    expect([got[0]!.get(a.raw), got[1]!.get(b.raw)]).toEqual(["A1", "B1"]);
+    expect(backend.calls).toEqual([[a.raw, b.raw, missing.raw], [a.raw, b.raw]]);
   });
 
   it("after a transient failure the next request builds a new backend client and succeeds", async () => {

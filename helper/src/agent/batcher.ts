@@ -4,6 +4,9 @@ import { uniqueReferences, type SecretReference } from "../reference.js";
 import { resolveReferences } from "../resolve.js";
 import type { Source } from "../sources/source.js";
 
+/** Not-found and bad-data errors are about particular references, not the backend. */
+const isSpecific = (error: unknown): boolean => error instanceof HomelabError && (error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.dataErr);
+
 export interface BatcherOptions {
   /** Builds the backend client; called again after a transient failure. */
   readonly createSource: () => Promise<Source>;
@@ -96,25 +99,45 @@ export class Batcher {
       for (const w of batch.waiters) w.resolve(values);
     } catch (error) {
       // A reference the backend does not have (or cannot render) fails only the requests that
-      // name it: when the batch carried more than one request asked for, each asks alone.
-      const specific = error instanceof HomelabError && (error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.dataErr);
-      if (specific && (extra.length > 0 || batch.waiters.length > 1)) {
-        this.options.log.info(`batch failed (${(error as Error).message}); resolving each of its ${batch.waiters.length} request(s) alone`);
-        await Promise.all(
-          batch.waiters.map(async (w) => {
-            try {
-              w.resolve(await this.fetch(w.refs, 1));
-            } catch (alone) {
-              w.reject(alone);
-            }
-          }),
-        );
-      } else {
+      // name it: without the prefetched rest of the policy, then each request alone.
+      if (!isSpecific(error)) {
         for (const w of batch.waiters) w.reject(error);
+      } else if (extra.length > 0) {
+        this.options.log.info(`batch failed (${(error as Error).message}); again with only what the ${batch.waiters.length} request(s) need`);
+        await this.settle(batch.waiters, own);
+      } else {
+        await this.eachAlone(batch.waiters, error);
       }
     } finally {
       this.inFlight.delete(batch);
     }
+  }
+
+  private async settle(waiters: readonly Waiter[], refs: readonly SecretReference[]): Promise<void> {
+    try {
+      const values = await this.fetch(refs, waiters.length);
+      for (const w of waiters) w.resolve(values);
+    } catch (error) {
+      if (isSpecific(error)) await this.eachAlone(waiters, error);
+      else for (const w of waiters) w.reject(error);
+    }
+  }
+
+  private async eachAlone(waiters: readonly Waiter[], error: unknown): Promise<void> {
+    if (waiters.length === 1) {
+      waiters[0]!.reject(error);
+      return;
+    }
+    this.options.log.info(`batch failed (${(error as Error).message}); resolving each of its ${waiters.length} request(s) alone`);
+    await Promise.all(
+      waiters.map(async (w) => {
+        try {
+          w.resolve(await this.fetch(w.refs, 1));
+        } catch (alone) {
+          w.reject(alone);
+        }
+      }),
+    );
   }
 
   private async fetch(refs: readonly SecretReference[], requests: number): Promise<Map<string, string>> {
