@@ -8,6 +8,7 @@
  * decides and renders. Style of the privilege wrapper: tiny, every syscall checked.
  *
  *   homelab-secrets-agent [--idle-exit SECONDS] -- NODE CLI agent [agent flags...]
+ *   homelab-secrets-agent --guard ID...      (a consumer's ExecStartPre=, see guard())
  *
  * Flow
  *   1. systemd passes exactly one listening AF_UNIX stream socket (LISTEN_PID/LISTEN_FDS,
@@ -295,8 +296,36 @@ static int check_listen_fd(void) {
   return 0;
 }
 
+/*
+ * A consumer's ExecStartPre=: every credential ID must be a non-empty regular file in
+ * $CREDENTIALS_DIRECTORY. systemd starts a Type=simple service even when loading failed,
+ * and gives it an empty file when the agent closed without answering; this makes the start
+ * job fail instead, with a journal line naming the credential.
+ */
+static int guard(int n, char **ids) {
+  const char *dir = getenv("CREDENTIALS_DIRECTORY");
+  if (!dir || dir[0] != '/') {
+    say(3, "no $CREDENTIALS_DIRECTORY: the unit loads no credentials");
+    return 78;
+  }
+  int bad = 0;
+  for (int i = 0; i < n; i++) {
+    char path[4096];
+    struct stat st;
+    int fd = -1;
+    if (ids[i][0] == '\0' || strchr(ids[i], '/') || snprintf(path, sizeof path, "%s/%s", dir, ids[i]) >= (int)sizeof path ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+      say(3, "credential %s is missing or empty: the agent could not serve it (see journalctl -u homelab-secrets-agent)", ids[i]);
+      bad = 1;
+    }
+    if (fd >= 0) close(fd);
+  }
+  return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   journal = getenv("JOURNAL_STREAM") != NULL;
+  if (argc >= 2 && strcmp(argv[1], "--guard") == 0) return guard(argc - 2, argv + 2);
   long idle = 0;
   int i = 1;
   if (i + 1 < argc && strcmp(argv[i], "--idle-exit") == 0) {

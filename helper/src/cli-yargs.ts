@@ -61,9 +61,14 @@ export function buildCli(args: string[]) {
         withCommon(y)
           .option("policy", { type: "string", demandOption: true, describe: "Agent policy file (JSON, version 1): unit → credential ID → what to render" })
           .option("ttl", { type: "number", default: 300, describe: "Serve values from memory for this many seconds (0: always ask the backend)" })
-          .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" }),
-      action<CommonArgs & { policy: string; ttl: number; fd: number }>(async (argv, log, signal) => {
-        const { runAgent } = await import("./commands/agent.js");
+          .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
+          .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" }),
+      action<CommonArgs & { policy: string; ttl: number; fd: number; check: boolean }>(async (argv, log, signal) => {
+        const { checkPolicy, runAgent } = await import("./commands/agent.js");
+        if (argv.check) {
+          process.stdout.write(`${await checkPolicy(argv.policy)}\n`);
+          return;
+        }
         await runAgent({ policyFile: argv.policy, overrides: overridesOf(argv), ttlSeconds: argv.ttl, deadlineSeconds: argv.deadline, fd: argv.fd, log, signal });
       }),
     )

@@ -56,8 +56,7 @@ say "$1" ready
 exec sleep infinity
 `;
 
-// "$$" is systemd's escape for "$" in a command line.
-const guard = `ExecStartPre=/bin/sh -c 'for c do test -s "$$CREDENTIALS_DIRECTORY/$$c" || { echo "credential $$c is missing or empty" >&2; exit 1; }; done' guard`;
+const guard = "ExecStartPre=/usr/local/libexec/homelab-secrets-agent --guard";
 
 function consumer(name: string, credentials: string[], options: { guard?: boolean } = {}): string {
   return `[Unit]
@@ -300,7 +299,7 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
       if (guarded) {
         expect(r.code, "the guard fails the start job").not.toBe(0);
         const unitJournal = (await s.c.cx(["journalctl", "-b0", "-o", "cat", "-u", unit], { allowFail: true })).stdout;
-        expect(unitJournal).toContain("credential secret is missing or empty");
+        expect(unitJournal).toContain("credential secret is missing or empty: the agent could not serve it");
       } else {
         // The control: the same cut-off answer, no guard — systemd starts the service with an empty credential.
         expect(r.code).toBe(0);

@@ -18,6 +18,13 @@ export interface AgentOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Validate a policy offline; a one-line summary. */
+export async function checkPolicy(file: string): Promise<string> {
+  const policy = await loadPolicy(file);
+  const credentials = [...policy.units.values()].reduce((n, c) => n + c.size, 0);
+  return `${file}: OK (${policy.units.size} unit(s), ${credentials} credential(s), ${policyReferences(policy).length} reference(s))`;
+}
+
 /**
  * The Node half of the credential agent: reads requests from the C front end on `fd`,
  * answers each as soon as it can (out of order), and returns when the front end closes it.
