@@ -55,43 +55,7 @@ let
       '';
     };
 
-  sourceModule = {
-    options = {
-      type = mkOption {
-        type = types.enum [
-          "onepassword"
-          "connect"
-          "file"
-        ];
-        default = "onepassword";
-        description = ''
-          Where references are resolved: `onepassword` (1Password service account, the
-          default), `connect` (a 1Password Connect server, see `host`) or `file` (a local
-          JSON vault, for demos and tests only).
-        '';
-      };
-      host = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        example = "http://127.0.0.1:8080";
-        description = "Connect server URL (for `type = \"connect\"`).";
-      };
-      path = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        example = "/etc/homelab-secrets/vault.json";
-        description = "Local JSON vault (for `type = \"file\"`).";
-      };
-      tokenCredential = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        description = ''
-          Name of the systemd credential holding the token (`LoadCredential=NAME:…`).
-          Default: `op-token`, or `op-connect-token` for Connect.
-        '';
-      };
-    };
-  };
+  inherit (hsLib) sourceModule;
 
   serviceModule =
     { name, config, ... }:
@@ -214,6 +178,23 @@ let
           description = "`RuntimeDirectory=` of a `dynamicUser` service.";
         };
 
+        delivery = mkOption {
+          type = types.enum [
+            "files"
+            "credentials"
+          ];
+          default = "files";
+          description = ''
+            `files`: a `<service>-secrets` unit writes them to `/run/<service>-secrets` (for
+            `dynamicUser`, the service fetches them itself, with the token). `credentials`: the
+            credential agent (`homelab.agent`) serves each files/envFiles/templates entry as
+            `LoadCredential=<name>:/run/homelab-secrets/credentials.sock` of the service itself,
+            read from `$CREDENTIALS_DIRECTORY/<name>`: no token in the service, `DynamicUser=`
+            included; `source`, `tokenFile`, `owner`, `group`, modes and `outputDir` are then
+            the agent's business or unused.
+          '';
+        };
+
         source = mkOption {
           type = types.submodule sourceModule;
           default = { };
@@ -264,6 +245,8 @@ let
     };
 
   enabled = filterAttrs (_: s: s.enable) cfg.secrets;
+  # delivery = "credentials" services are modules/agent.nix's.
+  fileDelivered = filterAttrs (_: s: s.delivery == "files") enabled;
 
   svcConfigOf = name: config.systemd.services.${name}.serviceConfig or { };
 
@@ -411,7 +394,7 @@ let
         ];
       };
 
-  allOutputDirs = mapAttrsToList outputDirOf enabled;
+  allOutputDirs = mapAttrsToList outputDirOf fileDelivered;
 in
 {
   options.homelab = {
@@ -474,7 +457,7 @@ in
             }) (hsLib.specProblems (specOf name s))
             ++ [
               {
-                assertion = tokenConfigured s;
+                assertion = s.delivery == "credentials" || tokenConfigured s;
                 message = "homelab-secrets (${name}): no token configured for the ${s.source.type} source; set homelab.onePassword.${
                   if s.source.type == "connect" then "connectTokenFile" else "tokenFile"
                 } (e.g. config.age.secrets.<x>.path) or homelab.secrets.${name}.tokenFile";
@@ -510,13 +493,13 @@ in
         in
         optional (!((svcConfigOf name) ? ExecStart))
           "homelab.secrets.${name}: systemd.services.${name} has no ExecStart= (a typo, or its service not enabled?); the module would create a ${name}.service that cannot start."
-        ++ optional (s.dynamicUser && filterAttrs (_: e: e.environmentFile) s.envFiles != { })
+        ++ optional (s.delivery == "files" && s.dynamicUser && filterAttrs (_: e: e.environmentFile) s.envFiles != { })
           "homelab-secrets (${name}): env files of a dynamicUser service are written to /run/${s.runtimeDirectory} but not loaded as EnvironmentFile= (systemd reads those before ExecStartPre= runs); source them from ExecStart or set environmentFile = false."
       ) (attrNames enabled);
 
-      systemd.services = mkMerge (mapAttrsToList unitsFor enabled);
+      systemd.services = mkMerge (mapAttrsToList unitsFor fileDelivered);
 
-      systemd.tmpfiles.rules = optional (lib.any (s: s.serialize) (attrValues enabled)) "d ${hsLib.lockDir} 0700 root root - -";
+      systemd.tmpfiles.rules = optional (lib.any (s: s.serialize) (attrValues fileDelivered)) "d ${hsLib.lockDir} 0700 root root - -";
     })
   ];
 }

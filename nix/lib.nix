@@ -237,6 +237,46 @@ let
     ++ optional (src.type == "connect" && !(isString (src.host or null) && builtins.match "https?://.+" src.host != null)) "${where}: a connect source needs host = \"http(s)://…\""
     ++ optional (src.type == "file" && !(isString (src.path or null) && hasPrefix "/" src.path)) "${where}: a file source needs an absolute path";
 
+  # The `source` option of a service (homelab.secrets.<name>.source) and of the agent
+  # (homelab.agent.source): one type for both.
+  sourceModule = {
+    options = {
+      type = lib.mkOption {
+        type = lib.types.enum [
+          "onepassword"
+          "connect"
+          "file"
+        ];
+        default = "onepassword";
+        description = ''
+          Where references are resolved: `onepassword` (1Password service account, the
+          default), `connect` (a 1Password Connect server, see `host`) or `file` (a local
+          JSON vault, for demos and tests only).
+        '';
+      };
+      host = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "http://127.0.0.1:8080";
+        description = "Connect server URL (for `type = \"connect\"`).";
+      };
+      path = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/etc/homelab-secrets/vault.json";
+        description = "Local JSON vault (for `type = \"file\"`).";
+      };
+      tokenCredential = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        description = ''
+          Name of the systemd credential holding the token (`LoadCredential=NAME:…`).
+          Default: `op-token`, or `op-connect-token` for Connect.
+        '';
+      };
+    };
+  };
+
   # ---------------------------------------------------------------------------------------
   # Unit pieces
   # ---------------------------------------------------------------------------------------
@@ -330,6 +370,35 @@ let
       m = builtins.match "/run/([^/]+)/?" dir;
     in
     if m == null then null else builtins.head m;
+
+  # ---------------------------------------------------------------------------------------
+  # Credential agent (homelab.agent; helper/src/agent/policy.ts reads what this writes)
+  # ---------------------------------------------------------------------------------------
+
+  # Where consumers' LoadCredential=ID:… connects; root-only (systemd loads credentials as root).
+  agentSocket = "/run/homelab-secrets/credentials.sock";
+
+  # The agent policy (JSON, version 1): unit -> credential ID -> what to render, from
+  # { <service> = { files; envFiles; templates; }; } in the module's (or mkSpec's) forms.
+  mkAgentPolicy =
+    {
+      source ? { },
+      services,
+    }:
+    {
+      version = 1;
+      source = normalizeSource source;
+      units = lib.mapAttrs' (
+        name: s:
+        lib.nameValuePair (unitNameOf name) (
+          filterAttrs (_: v: v != { }) {
+            files = mapAttrs (_: f: { inherit (normalizeFile "0400" f) ref; }) (s.files or { });
+            envFiles = mapAttrs (_: e: { inherit (e) vars; }) (s.envFiles or { });
+            templates = mapAttrs (_: t: { inherit (normalizeTemplate t) content; }) (s.templates or { });
+          }
+        )
+      ) services;
+    };
 
   # ---------------------------------------------------------------------------------------
   # Helpers bound to a package set
@@ -648,5 +717,8 @@ in
     lockDir
     runtimeDirectoryOf
     mkHelpers
+    sourceModule
+    agentSocket
+    mkAgentPolicy
     ;
 }

@@ -71,6 +71,20 @@ in
       '';
     };
 
+    # Through the credential agent: LoadCredential= from its socket, DynamicUser=, no token.
+    agent-demo = {
+      delivery = "credentials";
+      dynamicUser = true;
+      files.password.reference = "op://Demo/dynamic/password";
+      envFiles."app.env" = {
+        vars.STATIC_PASSWORD = "op://Demo/static/password";
+        environmentFile = false;
+      };
+      templates."config.ini".content = ''
+        user = {{ op://Demo/static/username }}
+      '';
+    };
+
     missing-demo = {
       source = vault;
       files.password.reference = "op://Demo/missing/password";
@@ -107,6 +121,11 @@ in
     };
 
     missing-demo.serviceConfig.ExecStart = probe "missing-demo";
+
+    agent-demo.serviceConfig = {
+      DynamicUser = true;
+      ExecStart = probe "agent-demo";
+    };
 
     oneshot-demo = {
       restartIfChanged = false;
@@ -167,6 +186,12 @@ in
   // lib.genAttrs stormNames (name: {
     serviceConfig.ExecStart = probe name;
   });
+
+  # --- the credential agent (serves agent-demo) -------------------------------------------
+  homelab.agent = {
+    enable = true;
+    source = vault;
+  };
 
   # --- per-user secrets through the wrapper ----------------------------------------------
   homelab.userSecrets = {
