@@ -16,7 +16,7 @@ describeE2E("real systemd: the credential agent from the Nix module's units", ()
     await s?.c.teardown();
   }, 60_000);
 
-  it("agent-demo starts with its three credentials, owned by its dynamic uid, rendered from the vault", async () => {
+  it("agent-demo starts with its three credentials, readable by its dynamic uid only, rendered from the vault", async () => {
     const fields = demoVault().vaults["Demo"]!.items;
     const start = await s.c.cx(["systemctl", "start", service], { allowFail: true });
     const journal = async () => (await s.c.cx(["journalctl", "-b0", "-o", "cat", "-u", service, "-u", "homelab-secrets-agent.service"], { allowFail: true })).stdout;
@@ -29,8 +29,15 @@ describeE2E("real systemd: the credential agent from the Nix module's units", ()
     expect(await read("password")).toBe(fields["dynamic"]!.fields!["password"]);
     expect(await read("app.env")).toBe(`STATIC_PASSWORD="${fields["static"]!.fields!["password"]!.replace(/[\\"$`]/g, "\\$&")}"\n`);
     expect(await read("config.ini")).toBe(`user = ${fields["static"]!.fields!["username"]}\n`);
-    const owners = (await s.c.sh('stat -c "%n %u %a" "$1"/*', [dir])).stdout.trim().split("\n");
-    expect(owners).toEqual(["app.env", "config.ini", "password"].map((id) => `${dir}/${id} ${uid} 400`));
+    // systemd 252 makes them the service user's (group root), 0400; systemd 257 keeps them
+    // root:root 0440 and lets the service in by an ACL entry (the probe read them). Nobody
+    // else reads them.
+    const owners = (await s.c.sh('stat -c "%n %u %g %a" "$1"/*', [dir])).stdout.trim().split("\n");
+    for (const [i, id] of ["app.env", "config.ini", "password"].entries()) {
+      expect([`${dir}/${id} ${uid} 0 400`, `${dir}/${id} 0 0 440`], owners.join("; ")).toContain(owners[i]);
+      const other = await s.c.cx(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", `${dir}/${id}`], { allowFail: true });
+      expect(other.code, `another user cannot read ${id}`).not.toBe(0);
+    }
     expect(lines.filter((l) => l.startsWith("credential readable")).sort(), "the service reads its own credentials and nothing else").toEqual(
       ["app.env", "config.ini", "password"].map((id) => `credential readable ${dir}/${id}`),
     );

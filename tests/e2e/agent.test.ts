@@ -47,7 +47,7 @@ const probe = `#!/bin/sh
 say() { printf 'agent-probe %s %s\\n' "$1" "$2"; }
 say "$1" "uid $(id -u)"
 for f in "$CREDENTIALS_DIRECTORY"/*; do
-  say "$1" "credential $(basename "$f") $(stat -c '%u %a %s' "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
+  say "$1" "credential $(basename "$f") $(stat -c '%u %g %a %s' "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
 done
 for t in /etc/homelab-secrets/op-token /run/credentials/${agentUnit}/op-token; do
   if cat "$t" >/dev/null 2>&1; then say "$1" "token-readable $t"; else say "$1" "token-denied $t"; fi
@@ -97,8 +97,8 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     throw new Error(`${unit} did not report`);
   };
   const credentialOf = (lines: string[], id: string) => {
-    const m = lines.map((l) => l.match(new RegExp(`^credential ${id} (\\d+) (\\d+) (\\d+) (\\S+)$`))).find(Boolean);
-    return m ? { uid: Number(m[1]), mode: m[2]!, size: Number(m[3]), sha256: m[4]! } : undefined;
+    const m = lines.map((l) => l.match(new RegExp(`^credential ${id} (\\d+) (\\d+) (\\d+) (\\d+) (\\S+)$`))).find(Boolean);
+    return m ? { uid: Number(m[1]), gid: Number(m[2]), mode: m[3]!, size: Number(m[4]), sha256: m[5]! } : undefined;
   };
   /** Stop the agent (front end and Node), so the next connection starts it afresh with an empty cache. */
   const restartAgent = async () => {
@@ -164,7 +164,13 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     const lines = await probeLines("agent-dyn.service");
     const uid = Number(lines.find((l) => l.startsWith("uid "))!.slice(4));
     expect(uid, "a dynamic uid").toBeGreaterThanOrEqual(61184);
-    expect(credentialOf(lines, "secret")).toEqual({ uid, mode: "400", size: Buffer.byteLength(value(0)), sha256: sha256(value(0)) });
+    // Read by the service itself (the probe hashed it). systemd 252 makes it the service
+    // user's, 0400; systemd 257 keeps it root:root 0440 and lets the service in by an ACL entry.
+    const secret = credentialOf(lines, "secret")!;
+    expect({ size: secret.size, sha256: secret.sha256 }).toEqual({ size: Buffer.byteLength(value(0)), sha256: sha256(value(0)) });
+    expect([`${uid} 400`, "0 0 440"]).toContain(secret.uid === 0 ? `0 ${secret.gid} ${secret.mode}` : `${secret.uid} ${secret.mode}`);
+    const other = await s.c.cx(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", "/run/credentials/agent-dyn.service/secret"], { allowFail: true });
+    expect(other.code, "another user cannot read it").not.toBe(0);
     const env = `DB_USER="user-1"\nDB_PASSWORD="${value(1).replace(/[\\"$`]/g, "\\$&")}"\n`;
     expect(credentialOf(lines, "env")?.sha256, "the env file rendered as a spec's envFile").toBe(sha256(env));
     expect(lines).toContain("token-denied /etc/homelab-secrets/op-token");
