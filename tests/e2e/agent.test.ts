@@ -100,9 +100,12 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     const m = lines.map((l) => l.match(new RegExp(`^credential ${id} (\\d+) (\\d+) (\\d+) (\\d+) (\\S+)$`))).find(Boolean);
     return m ? { uid: Number(m[1]), gid: Number(m[2]), mode: m[3]!, size: Number(m[4]), sha256: m[5]! } : undefined;
   };
-  /** Stop the agent (front end and Node), so the next connection starts it afresh with an empty cache. */
+  /**
+   * Stop the agent (front end and Node), so the next connection starts it afresh with an empty
+   * cache; and the consumers a test may have left running, so each test starts from scratch.
+   */
   const restartAgent = async () => {
-    await s.c.cx(["systemctl", "stop", agentUnit]);
+    await s.c.cx(["systemctl", "stop", agentUnit, "agent-dyn.service", "agent-guarded.service", "agent-unguarded.service", "agent-missing.service"]);
     // Tests restart it more often than its start limit (5 in 10 s) allows.
     await s.c.cx(["systemctl", "reset-failed", agentUnit], { allowFail: true });
     server?.clearRequests();
@@ -239,21 +242,23 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
 
   it("a missing reference fails the start (not an empty file) and names unit, credential and reference; a unit started with it is served", async () => {
     await writePolicy({ ...policy, units: { ...policy.units, "agent-missing.service": { files: { secret: { ref: "op://Agent/nope/password" } } } } });
-    await restartAgent();
-    const r = await start(["agent-missing.service", "agent-guarded.service"]);
-    expect(r.code).not.toBe(0);
-    expect((await s.c.show("agent-missing.service", ["ActiveState", "Result"])).Result).toBe("exit-code");
-    expect((await s.c.show("agent-guarded.service", ["ActiveState"])).ActiveState, "a unit started with it is served").toBe("active");
-    expect(credentialOf(await probeLines("agent-guarded.service"), "secret")?.sha256).toBe(sha256(value(0)));
-    expect((await s.c.cx(["test", "-s", "/run/credentials/agent-missing.service/secret"], { allowFail: true })).code).not.toBe(0);
-    const journal = await agentJournal();
-    expect(journal.join("\n")).toMatch(/agent-missing\.service: credential secret: not served, the unit will not start: .*op:\/\/Agent\/nope\/password/);
-    // The policy-wide batch fails on the missing item, then the requests' own references as one
-    // batch, then each request alone: extra backend reads, but the others are served.
-    console.log(`missing reference: ${(await agentInvocationJournal()).filter((l) => /^backend batch/.test(l)).join("; ")}`);
-    await s.c.cx(["systemctl", "stop", "agent-guarded.service"]);
-    await writePolicy(policy);
-    await restartAgent();
+    try {
+      await restartAgent();
+      const r = await start(["agent-missing.service", "agent-guarded.service"]);
+      expect(r.code).not.toBe(0);
+      expect((await s.c.show("agent-missing.service", ["ActiveState", "Result"])).Result).toBe("exit-code");
+      expect((await s.c.show("agent-guarded.service", ["ActiveState"])).ActiveState, "a unit started with it is served").toBe("active");
+      expect(credentialOf(await probeLines("agent-guarded.service"), "secret")?.sha256).toBe(sha256(value(0)));
+      expect((await s.c.cx(["test", "-s", "/run/credentials/agent-missing.service/secret"], { allowFail: true })).code).not.toBe(0);
+      const journal = await agentJournal();
+      expect(journal.join("\n")).toMatch(/agent-missing\.service: credential secret: not served \(69\), the unit will not start: .*op:\/\/Agent\/nope\/password/);
+      // The policy-wide batch fails on the missing item, then the requests' own references as one
+      // batch, then each request alone: extra backend reads, but the others are served.
+      console.log(`missing reference: ${(await agentInvocationJournal()).filter((l) => /^backend batch/.test(l)).join("; ")}`);
+    } finally {
+      await writePolicy(policy);
+      await restartAgent();
+    }
   });
 
   it("a root process outside the unit's cgroup that asks in its name is refused", async () => {
@@ -325,7 +330,7 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     console.log(`backend down: the start failed after ${seconds.toFixed(1)} s (agent deadline ${deadline} s)`);
     expect(r.code).not.toBe(0);
     expect(seconds).toBeLessThan(deadline + 5);
-    expect((await agentJournal()).join("\n")).toMatch(/agent-guarded\.service: credential secret: not served, the unit will not start: could not resolve op:\/\/Agent\/item-0\/password/);
+    expect((await agentJournal()).join("\n")).toMatch(/agent-guarded\.service: credential secret: not served \(75\), the unit will not start: could not resolve op:\/\/Agent\/item-0\/password/);
     await serve();
     const next = await start(["agent-guarded.service"]);
     expect(next.code, next.stderr).toBe(0);

@@ -81,7 +81,7 @@ describe("agent answer", () => {
     expect(text).toContain("web.service: credential db: refused: the peer (pid 99) is in unit other.service, not web.service");
     expect(text).toContain("other.service: credential db: refused: the agent policy has no entry for other.service");
     expect(text).toContain("web.service: credential nope: refused: the agent policy gives web.service no credential of that name");
-    expect(text).toContain("web.service: credential blank: not served, the unit will not start: web.service: credential blank renders to 0 bytes");
+    expect(text).toContain("web.service: credential blank: not served (65), the unit will not start: web.service: credential blank renders to 0 bytes");
     expect(text).not.toContain("s3cret-value");
   });
 });

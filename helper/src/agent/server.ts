@@ -1,3 +1,4 @@
+import { exitCodeOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Batcher } from "./batcher.js";
 import { encodeReply, type Request } from "./frames.js";
@@ -33,7 +34,8 @@ export async function answer(request: Request, policy: Policy, batcher: Batcher,
     log.info(`${asked}: served ${data.length} bytes`);
     return { id: request.id, data };
   } catch (error) {
-    log.error(`${asked}: not served, the unit will not start: ${error instanceof Error ? error.message : String(error)}`);
+    // The exit class `fetch` would have ended with: 75 retry later, 69 not found, 77 auth, …
+    log.error(`${asked}: not served (${exitCodeOf(error)}), the unit will not start: ${error instanceof Error ? error.message : String(error)}`);
     return { id: request.id, data: undefined };
   }
 }
