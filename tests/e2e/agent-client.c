@@ -1,7 +1,8 @@
 /*
- * agent-client SOCKET ADDRESS — connect to SOCKET from the abstract address "\0ADDRESS",
- * as systemd's LoadCredential= does, read until EOF and print "bytes N" (never the data).
- * The e2e suite uses it to ask the agent in another unit's name.
+ * agent-client SOCKET ADDRESS [--print] — connect to SOCKET from the abstract address
+ * "\0ADDRESS", as systemd's LoadCredential= does, read until EOF and print "bytes N" (with
+ * --print, the data after it; the front end's own tests use that with a fake agent, never
+ * with real secrets). The e2e suite uses it to ask the agent in another unit's name.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,8 +14,9 @@
 #include <unistd.h>
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: agent-client SOCKET ADDRESS\n");
+  int print = argc == 4 && strcmp(argv[3], "--print") == 0;
+  if (argc != 3 && !print) {
+    fprintf(stderr, "usage: agent-client SOCKET ADDRESS [--print]\n");
     return 64;
   }
   struct sockaddr_un self = { .sun_family = AF_UNIX }, peer = { .sun_family = AF_UNIX };
@@ -31,8 +33,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "agent-client: connect: %s\n", strerror(errno));
     return 77;
   }
-  char buf[65536];
+  static char buf[65536], shown[4096];
   unsigned long long total = 0;
+  size_t kept = 0;
   for (;;) {
     ssize_t r = read(fd, buf, sizeof buf);
     if (r < 0 && errno == EINTR) continue;
@@ -41,8 +44,14 @@ int main(int argc, char **argv) {
       return 74;
     }
     if (r == 0) break;
+    if (print && kept < sizeof shown) {
+      size_t take = (size_t)r < sizeof shown - kept ? (size_t)r : sizeof shown - kept;
+      memcpy(shown + kept, buf, take);
+      kept += take;
+    }
     total += (unsigned long long)r;
   }
   printf("bytes %llu\n", total);
+  if (print) fwrite(shown, 1, kept, stdout);
   return 0;
 }
