@@ -74,7 +74,7 @@ stdenv.mkDerivation (finalAttrs: {
       -DHS_CLI="\"$appDir/helper/dist/cli.js\"" \
       -DHS_CONFIG_DIR="\"${configDir}\"" \
       -o homelab-secrets-user helper/wrapper/homelab-secrets-user.c
-    $CC -O2 -Wall -Wextra -Werror -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+    $CC -O2 -Wall -Wextra -Werror=format-security -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
       -fPIE -pie -Wl,-z,relro,-z,now \
       -o homelab-secrets-agent helper/agent/homelab-secrets-agent.c
 
