@@ -72,6 +72,15 @@ export function buildCli(args: string[]) {
         await runAgent({ policyFile: argv.policy, overrides: overridesOf(argv), ttlSeconds: argv.ttl, deadlineSeconds: argv.deadline, fd: argv.fd, log, signal });
       }),
     )
+    .command(
+      "install",
+      "Write a spec's outputs from the credentials systemd loaded from the agent ($CREDENTIALS_DIRECTORY)",
+      (y: Argv) => withCommon(y).option("spec", { type: "string", demandOption: true, describe: "Spec file: its outputs are the credential IDs" }),
+      action<CommonArgs & { spec: string }>(async (argv, log) => {
+        const { runInstall } = await import("./agent/install.js");
+        await runInstall({ specFile: argv.spec, log });
+      }),
+    )
     .command(userCommand)
     .command(doctorCommand)
     .command(
