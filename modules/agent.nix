@@ -38,11 +38,13 @@ let
   frontEnd = "${package}/libexec/homelab-secrets/homelab-secrets-agent";
 
   viaAgent = filterAttrs (_: s: s.enable && s.delivery == "credentials") config.homelab.secrets;
+  # delivery = "files" with throughAgent: the <name>-secrets unit asks the agent, then writes.
+  filesThroughAgent = filterAttrs (_: s: s.enable && s.delivery == "files" && s.throughAgent && !s.dynamicUser) config.homelab.secrets;
   credentialIds = s: attrNames s.files ++ attrNames s.envFiles ++ attrNames s.templates;
 
   policy = hsLib.mkAgentPolicy {
     inherit (cfg) source;
-    services = viaAgent;
+    services = viaAgent // mapAttrs' (name: s: nameValuePair "${name}-secrets" s) filesThroughAgent;
   };
   policyProblems = concatLists (
     mapAttrsToList (
@@ -55,7 +57,7 @@ let
           outputDir = "/run/credentials/${hsLib.unitNameOf name}";
         }
       )
-    ) viaAgent
+    ) (viaAgent // filesThroughAgent)
   );
 
   # The policy in the store (references only, never values), checked by the agent itself.
@@ -175,6 +177,16 @@ in
       default = false;
       description = "Log every step; units, credential IDs and references are logged, values never.";
     };
+
+    serveFiles = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        The default of every `homelab.secrets.<service>.throughAgent`: `delivery = "files"`
+        services' `<service>-secrets` units get their values from the agent too (one sign-in
+        and one batch for the host) and only write them.
+      '';
+    };
   };
 
   config = mkMerge [
@@ -184,6 +196,10 @@ in
           {
             assertion = viaAgent == { } || cfg.enable;
             message = "homelab-secrets: ${concatStringsSep ", " (attrNames viaAgent)} use delivery = \"credentials\"; set homelab.agent.enable = true";
+          }
+          {
+            assertion = filesThroughAgent == { } || cfg.enable;
+            message = "homelab-secrets: ${concatStringsSep ", " (attrNames filesThroughAgent)} get their files through the agent (throughAgent); set homelab.agent.enable = true";
           }
         ]
         ++ map (message: {

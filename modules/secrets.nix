@@ -195,6 +195,18 @@ let
           '';
         };
 
+        throughAgent = mkOption {
+          type = types.bool;
+          default = cfg.agent.serveFiles or false;
+          defaultText = literalExpression "config.homelab.agent.serveFiles";
+          description = ''
+            With `delivery = "files"`: the `<service>-secrets` unit gets the values from the
+            credential agent (`homelab.agent`; one sign-in and one batch for the host) and only
+            writes them, instead of signing in itself. Not for `dynamicUser` services (use
+            `delivery = "credentials"` there).
+          '';
+        };
+
         source = mkOption {
           type = types.submodule sourceModule;
           default = { };
@@ -377,6 +389,7 @@ let
           // {
             inherit (s) serviceConfig;
             stopWhenUnneeded = runEnds name;
+            fromAgent = s.throughAgent;
           }
         );
         ${name} = mkMerge [
@@ -457,10 +470,14 @@ in
             }) (hsLib.specProblems (specOf name s))
             ++ [
               {
-                assertion = s.delivery == "credentials" || tokenConfigured s;
+                assertion = s.delivery == "credentials" || s.throughAgent || tokenConfigured s;
                 message = "homelab-secrets (${name}): no token configured for the ${s.source.type} source; set homelab.onePassword.${
                   if s.source.type == "connect" then "connectTokenFile" else "tokenFile"
                 } (e.g. config.age.secrets.<x>.path) or homelab.secrets.${name}.tokenFile";
+              }
+              {
+                assertion = !(s.throughAgent && s.dynamicUser && s.delivery == "files");
+                message = "homelab-secrets (${name}): throughAgent is for root-run secrets units; a dynamicUser service gets the agent's values with delivery = \"credentials\"";
               }
               {
                 assertion = hsLib.isValidUnitName name;

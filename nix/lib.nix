@@ -490,7 +490,9 @@ let
         for connect); deadline (45); serialize (false); verbose (false); service
         ("<name>.service", the consumer; a bare name gets ".service"); serviceConfig (extra
         [Service] keys); stopWhenUnneeded (false; true for a consumer whose run ends, e.g. a
-        timer's oneshot, so its secrets go when the run ends).
+        timer's oneshot, so its secrets go when the run ends); fromAgent (false; true: the
+        values come from the credential agent, whose policy must then name
+        "<name>-secrets.service" with these outputs, and no token is loaded).
 
         `nixos-rebuild switch` never restarts this unit (restartIfChanged = false): a change of
         the helper alone restarts no service; the new definition is used at the next start.
@@ -514,6 +516,9 @@ let
           service ? "${name}.service",
           serviceConfig ? { },
           stopWhenUnneeded ? false,
+          # Values from the credential agent (homelab.agent) instead of a sign-in of its own:
+          # each output is loaded with LoadCredential= from the agent's socket, no token.
+          fromAgent ? false,
           ...
         }:
         let
@@ -532,8 +537,9 @@ let
               ;
           };
           token = tokenFor spec.source tokenFile;
-          network = spec.source.type != "file";
+          network = !fromAgent && spec.source.type != "file";
           runtimeDir = runtimeDirectoryOf outputDir;
+          outputNames = attrNames spec.files ++ attrNames spec.envFiles ++ attrNames spec.templates;
         in
         {
           description = "homelab-secrets: fetch secrets for ${consumer}";
@@ -544,8 +550,9 @@ let
           # what is fetched changing restarts the consumer (restartTriggers), and with it this.
           restartIfChanged = mkDefault false;
           unitConfig = optionalAttrs stopWhenUnneeded { StopWhenUnneeded = true; };
-          after = optional network "network-online.target";
+          after = optional network "network-online.target" ++ optional fromAgent "homelab-secrets-agent.socket";
           wants = optional network "network-online.target";
+          requires = optional fromAgent "homelab-secrets-agent.socket";
           # A failing fetch must not turn into a tight loop that burns 1Password rate limits.
           startLimitIntervalSec = 300;
           startLimitBurst = 5;
@@ -554,14 +561,18 @@ let
             // {
               Type = "oneshot";
               RemainAfterExit = true;
-              ExecStart = fetchCommand {
-                inherit
-                  spec
-                  deadline
-                  serialize
-                  verbose
-                  ;
-              };
+              ExecStart =
+                if fromAgent then
+                  "${exe} install --spec ${specFile spec}"
+                else
+                  fetchCommand {
+                    inherit
+                      spec
+                      deadline
+                      serialize
+                      verbose
+                      ;
+                  };
               # Recovery from a transient failure (e.g. exit 75: backend unreachable at boot).
               # A failed fetch fails the service's start job (result `dependency`) and that job
               # is gone; Restart= then re-runs only this unit, so nothing would start the
@@ -578,7 +589,7 @@ let
               # - "+": outside this unit's sandbox; "-": a refused start is logged and ignored.
               ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${consumer}" ];
               ExecStop = "${exe} cleanup --spec ${specFile spec}";
-              LoadCredential = credentialFor spec token;
+              LoadCredential = if fromAgent then map (n: "${n}:${agentSocket}") outputNames else credentialFor spec token;
               TimeoutStartSec = toString (timeoutFor deadline);
               Restart = "on-failure";
               RestartSec = "10s";

@@ -2,7 +2,7 @@
 // tests/e2e/configuration.nix): agent-demo (delivery = "credentials", DynamicUser=) gets a
 // file, an env file and a template from the socket-activated agent, never the token.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { bootScenario, describeE2E, waitForProbe, type Scenario } from "./scenario.js";
+import { bootScenario, describeE2E, mainEnviron, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import { demoVault } from "./vault.js";
 
 const service = "agent-demo.service";
@@ -42,5 +42,22 @@ describeE2E("real systemd: the credential agent from the Nix module's units", ()
       ["app.env", "config.ini", "password"].map((id) => `credential readable ${dir}/${id}`),
     );
     expect(await journal(), "no value in the journal").not.toContain(fields["dynamic"]!.fields!["password"]);
+  });
+
+  it("agentfiles-demo (delivery = \"files\", throughAgent): its -secrets unit writes what the agent served, owned as the spec says, without a token", async () => {
+    const fields = demoVault().vaults["Demo"]!.items["static"]!.fields!;
+    const start = await s.c.cx(["systemctl", "start", "agentfiles-demo.service"], { allowFail: true });
+    const journal = async () => (await s.c.cx(["journalctl", "-b0", "-o", "cat", "-u", "agentfiles-demo-secrets.service", "-u", "homelab-secrets-agent.service"], { allowFail: true })).stdout;
+    expect(start.code, `${start.stderr}\n${await journal()}`).toBe(0);
+    const files = probeFiles(await waitForProbe(s.c, "agentfiles-demo.service", "agentfiles-demo"));
+    const uid = await s.uid("static-demo");
+    expect(files.get("/run/agentfiles-demo-secrets/password")).toMatchObject({ mode: "400", uid, sha256: sha256(fields["password"]!) });
+    expect(files.get("/run/agentfiles-demo-secrets/agentfiles.env")).toMatchObject({ mode: "400", uid });
+    expect((await mainEnviron(s.c, "agentfiles-demo.service")).get("STATIC_USER")?.toString(), "the env file reached EnvironmentFile=").toBe(fields["username"]);
+    const text = await journal();
+    expect(text).toMatch(/agentfiles-demo-secrets\.service: credential password: served \d+ bytes/);
+    expect(text).toMatch(/agentfiles-demo: wrote 2 file\(s\) to \/run\/agentfiles-demo-secrets from the credential agent/);
+    const { LoadCredential } = await s.c.show("agentfiles-demo-secrets.service", ["LoadCredential"]);
+    expect(LoadCredential, "no token, only the agent's socket").not.toMatch(/token/);
   });
 });

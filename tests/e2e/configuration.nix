@@ -85,6 +85,14 @@ in
       '';
     };
 
+    # delivery = "files" through the agent: its -secrets unit gets the values from the agent
+    # and only writes them (no token, no sign-in of its own).
+    agentfiles-demo = {
+      throughAgent = true;
+      files.password.reference = "op://Demo/static/password";
+      envFiles."agentfiles.env".vars.STATIC_USER = "op://Demo/static/username";
+    };
+
     missing-demo = {
       source = vault;
       files.password.reference = "op://Demo/missing/password";
@@ -121,6 +129,12 @@ in
     };
 
     missing-demo.serviceConfig.ExecStart = probe "missing-demo";
+
+    agentfiles-demo.serviceConfig = {
+      User = "static-demo";
+      Group = "static-demo";
+      ExecStart = probe "agentfiles-demo";
+    };
 
     agent-demo.serviceConfig = {
       DynamicUser = true;
@@ -187,7 +201,7 @@ in
     serviceConfig.ExecStart = probe name;
   });
 
-  # --- the credential agent (serves agent-demo) -------------------------------------------
+  # --- the credential agent (serves agent-demo and agentfiles-demo-secrets) ---------------
   homelab.agent = {
     enable = true;
     source = vault;

@@ -54,6 +54,23 @@ if (why !== undefined && inCI) {
       expect(String(s["ExecStart"])).toMatch(/homelab-secrets-agent --idle-exit 30 -- \S+\/bin\/homelab-secrets agent --policy \S+-homelab-secrets-agent-policy\.json --ttl 60 --deadline 45$/);
     });
 
+    it("throughAgent (or homelab.agent.serveFiles): the -secrets unit installs what the agent serves, with no token and no network", () => {
+      const files = `systemd.services.web.serviceConfig.ExecStart = "/bin/true"; homelab.secrets.web = { files.pw.reference = "op://V/db/password"; envFiles."web.env".vars.K = "op://V/api/key"; };`;
+      for (const how of [`homelab.secrets.web.throughAgent = true;`, `homelab.agent.serveFiles = true;`]) {
+        const units = run("units", cfg(files + how + agent)) as Record<string, Unit>;
+        const s = units["web-secrets.service"]!["Service"]!;
+        expect(String(s["ExecStart"])).toMatch(/\/bin\/homelab-secrets install --spec \S+-web-spec\.json$/);
+        expect(asList(s["LoadCredential"]).sort()).toEqual(["pw:/run/homelab-secrets/credentials.sock", "web.env:/run/homelab-secrets/credentials.sock"]);
+        expect(s["PrivateNetwork"]).toBe("true");
+        expect(String(units["web-secrets.service"]!["Unit"]!["Requires"])).toContain("homelab-secrets-agent.socket");
+        expect(units["web.service"]!["Service"]!["EnvironmentFile"]).toBe("/run/web-secrets/web.env");
+      }
+      const plain = run("units", cfg(files + agent)) as Record<string, Unit>;
+      expect(String(plain["web-secrets.service"]!["Service"]!["ExecStart"]), "default: the -secrets unit fetches itself").toMatch(/ fetch --spec /);
+      const failures = (run("failedAssertions", cfg(files + `homelab.secrets.web.throughAgent = true;`)) as string[]).join("\n");
+      expect(failures).toMatch(/web get their files through the agent \(throughAgent\); set homelab\.agent\.enable = true/);
+    });
+
     it("refuses a credentials service without the agent, a bad reference in one, and an agent without a token", () => {
       const failures = (c: string) => (run("failedAssertions", c) as string[]).join("\n");
       expect(failures(cfg(app))).toMatch(/app use delivery = "credentials"; set homelab\.agent\.enable = true/);
