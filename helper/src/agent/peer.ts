@@ -51,9 +51,9 @@ export function parsePeerAddress(address: Buffer): PeerAddress | string {
 
 /**
  * The unit a process belongs to, from its /proc/PID/cgroup: the cgroup v2 ("0::") path must
- * be slices followed by exactly one unit — "/system.slice/foo.service",
- * "/system.slice/system-foo.slice/foo@bar.service". A process in a cgroup below a unit
- * (a delegated subtree the unit manages itself) belongs to no unit here.
+ * be zero or more slices followed by exactly one unit — "/system.slice/foo.service",
+ * "/system.slice/system-foo.slice/foo@bar.service", "/foo.service" (Slice=-.slice). A process
+ * in a cgroup below a unit (a delegated subtree the unit manages itself) belongs to no unit.
  */
 export function unitOfCgroup(cgroupFile: string): string | undefined {
   const line = cgroupFile.split("\n").find((l) => l.startsWith("0::"));
