@@ -4,5 +4,6 @@
   imports = [
     ./secrets.nix
     ./user-secrets.nix
+    ./agent.nix
   ];
 }

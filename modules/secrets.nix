@@ -55,54 +55,7 @@ let
       '';
     };
 
-  sourceModule = {
-    options = {
-      type = mkOption {
-        type = types.enum [
-          "onepassword"
-          "connect"
-          "file"
-        ];
-        default = "onepassword";
-        description = ''
-          Where references are resolved: `onepassword` (1Password service account, the
-          default), `connect` (a 1Password Connect server, see `host`) or `file` (a local
-          JSON vault, for demos and tests only).
-        '';
-      };
-      host = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        example = "http://127.0.0.1:8080";
-        description = "Connect server URL (for `type = \"connect\"`).";
-      };
-      listenerUser = mkOption {
-        type = types.nullOr (types.either types.str types.ints.unsigned);
-        default = null;
-        example = "onepassword-connect";
-        description = ''
-          For a plain-http Connect `host` on loopback: the account (name or uid) whose listening
-          socket may receive the token, besides root. Any other local listener on that port is
-          refused before the token is sent (a local user could otherwise squat the port while
-          Connect restarts).
-        '';
-      };
-      path = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        example = "/etc/homelab-secrets/vault.json";
-        description = "Local JSON vault (for `type = \"file\"`).";
-      };
-      tokenCredential = mkOption {
-        type = types.nullOr types.str;
-        default = null;
-        description = ''
-          Name of the systemd credential holding the token (`LoadCredential=NAME:…`).
-          Default: `op-token`, or `op-connect-token` for Connect.
-        '';
-      };
-    };
-  };
+  inherit (hsLib) sourceModule;
 
   serviceModule =
     { name, config, ... }:
@@ -225,6 +178,35 @@ let
           description = "`RuntimeDirectory=` of a `dynamicUser` service.";
         };
 
+        delivery = mkOption {
+          type = types.enum [
+            "files"
+            "credentials"
+          ];
+          default = "files";
+          description = ''
+            `files`: a `<service>-secrets` unit writes them to `/run/<service>-secrets` (for
+            `dynamicUser`, the service fetches them itself, with the token). `credentials`: the
+            credential agent (`homelab.agent`) serves each files/envFiles/templates entry as
+            `LoadCredential=<name>:/run/homelab-secrets/credentials.sock` of the service itself,
+            read from `$CREDENTIALS_DIRECTORY/<name>`: no token in the service, `DynamicUser=`
+            included; `source`, `tokenFile`, `owner`, `group`, modes and `outputDir` are then
+            the agent's business or unused.
+          '';
+        };
+
+        throughAgent = mkOption {
+          type = types.bool;
+          default = cfg.agent.serveFiles or false;
+          defaultText = literalExpression "config.homelab.agent.serveFiles";
+          description = ''
+            With `delivery = "files"`: the `<service>-secrets` unit gets the values from the
+            credential agent (`homelab.agent`; one sign-in and one batch for the host) and only
+            writes them, instead of signing in itself. Not for `dynamicUser` services (use
+            `delivery = "credentials"` there).
+          '';
+        };
+
         source = mkOption {
           type = types.submodule sourceModule;
           default = { };
@@ -275,6 +257,8 @@ let
     };
 
   enabled = filterAttrs (_: s: s.enable) cfg.secrets;
+  # delivery = "credentials" services are modules/agent.nix's.
+  fileDelivered = filterAttrs (_: s: s.delivery == "files") enabled;
 
   svcConfigOf = name: config.systemd.services.${name}.serviceConfig or { };
 
@@ -405,6 +389,7 @@ let
           // {
             inherit (s) serviceConfig;
             stopWhenUnneeded = runEnds name;
+            fromAgent = s.throughAgent;
           }
         );
         ${name} = mkMerge [
@@ -422,7 +407,7 @@ let
         ];
       };
 
-  allOutputDirs = mapAttrsToList outputDirOf enabled;
+  allOutputDirs = mapAttrsToList outputDirOf fileDelivered;
 in
 {
   options.homelab = {
@@ -485,10 +470,14 @@ in
             }) (hsLib.specProblems (specOf name s))
             ++ [
               {
-                assertion = tokenConfigured s;
+                assertion = s.delivery == "credentials" || s.throughAgent || tokenConfigured s;
                 message = "homelab-secrets (${name}): no token configured for the ${s.source.type} source; set homelab.onePassword.${
                   if s.source.type == "connect" then "connectTokenFile" else "tokenFile"
                 } (e.g. config.age.secrets.<x>.path) or homelab.secrets.${name}.tokenFile";
+              }
+              {
+                assertion = !(s.throughAgent && s.dynamicUser && s.delivery == "files");
+                message = "homelab-secrets (${name}): throughAgent is for root-run secrets units; a dynamicUser service gets the agent's values with delivery = \"credentials\"";
               }
               {
                 assertion = hsLib.isValidUnitName name;
@@ -521,13 +510,13 @@ in
         in
         optional (!((svcConfigOf name) ? ExecStart))
           "homelab.secrets.${name}: systemd.services.${name} has no ExecStart= (a typo, or its service not enabled?); the module would create a ${name}.service that cannot start."
-        ++ optional (s.dynamicUser && filterAttrs (_: e: e.environmentFile) s.envFiles != { })
+        ++ optional (s.delivery == "files" && s.dynamicUser && filterAttrs (_: e: e.environmentFile) s.envFiles != { })
           "homelab-secrets (${name}): env files of a dynamicUser service are written to /run/${s.runtimeDirectory} but not loaded as EnvironmentFile= (systemd reads those before ExecStartPre= runs); source them from ExecStart or set environmentFile = false."
       ) (attrNames enabled);
 
-      systemd.services = mkMerge (mapAttrsToList unitsFor enabled);
+      systemd.services = mkMerge (mapAttrsToList unitsFor fileDelivered);
 
-      systemd.tmpfiles.rules = optional (lib.any (s: s.serialize) (attrValues enabled)) "d ${hsLib.lockDir} 0700 root root - -";
+      systemd.tmpfiles.rules = optional (lib.any (s: s.serialize) (attrValues fileDelivered)) "d ${hsLib.lockDir} 0700 root root - -";
     })
   ];
 }

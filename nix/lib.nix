@@ -255,6 +255,57 @@ let
     ++ optional (src.type == "connect" && !(isString (src.host or null) && builtins.match "https?://.+" src.host != null)) "${where}: a connect source needs host = \"http(s)://…\""
     ++ optional (src.type == "file" && !(isString (src.path or null) && hasPrefix "/" src.path)) "${where}: a file source needs an absolute path";
 
+  # The `source` option of a service (homelab.secrets.<name>.source) and of the agent
+  # (homelab.agent.source): one type for both.
+  sourceModule = {
+    options = {
+      type = lib.mkOption {
+        type = lib.types.enum [
+          "onepassword"
+          "connect"
+          "file"
+        ];
+        default = "onepassword";
+        description = ''
+          Where references are resolved: `onepassword` (1Password service account, the
+          default), `connect` (a 1Password Connect server, see `host`) or `file` (a local
+          JSON vault, for demos and tests only).
+        '';
+      };
+      host = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "http://127.0.0.1:8080";
+        description = "Connect server URL (for `type = \"connect\"`).";
+      };
+      listenerUser = lib.mkOption {
+        type = lib.types.nullOr (lib.types.either lib.types.str lib.types.ints.unsigned);
+        default = null;
+        example = "onepassword-connect";
+        description = ''
+          For a plain-http Connect `host` on loopback: the account (name or uid) whose listening
+          socket may receive the token, besides root. Any other local listener on that port is
+          refused before the token is sent (a local user could otherwise squat the port while
+          Connect restarts).
+        '';
+      };
+      path = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/etc/homelab-secrets/vault.json";
+        description = "Local JSON vault (for `type = \"file\"`).";
+      };
+      tokenCredential = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        description = ''
+          Name of the systemd credential holding the token (`LoadCredential=NAME:…`).
+          Default: `op-token`, or `op-connect-token` for Connect.
+        '';
+      };
+    };
+  };
+
   # ---------------------------------------------------------------------------------------
   # Unit pieces
   # ---------------------------------------------------------------------------------------
@@ -353,6 +404,35 @@ let
     if m == null then null else builtins.head m;
 
   # ---------------------------------------------------------------------------------------
+  # Credential agent (homelab.agent; helper/src/agent/policy.ts reads what this writes)
+  # ---------------------------------------------------------------------------------------
+
+  # Where consumers' LoadCredential=ID:… connects; root-only (systemd loads credentials as root).
+  agentSocket = "/run/homelab-secrets/credentials.sock";
+
+  # The agent policy (JSON, version 1): unit -> credential ID -> what to render, from
+  # { <service> = { files; envFiles; templates; }; } in the module's (or mkSpec's) forms.
+  mkAgentPolicy =
+    {
+      source ? { },
+      services,
+    }:
+    {
+      version = 1;
+      source = normalizeSource source;
+      units = lib.mapAttrs' (
+        name: s:
+        lib.nameValuePair (unitNameOf name) (
+          filterAttrs (_: v: v != { }) {
+            files = mapAttrs (_: f: { inherit (normalizeFile "0400" f) ref; }) (s.files or { });
+            envFiles = mapAttrs (_: e: { inherit (e) vars; }) (s.envFiles or { });
+            templates = mapAttrs (_: t: { inherit (normalizeTemplate t) content; }) (s.templates or { });
+          }
+        )
+      ) services;
+    };
+
+  # ---------------------------------------------------------------------------------------
   # Helpers bound to a package set
   # ---------------------------------------------------------------------------------------
   mkHelpers =
@@ -442,7 +522,9 @@ let
         for connect); deadline (45); serialize (false); verbose (false); service
         ("<name>.service", the consumer; a bare name gets ".service"); serviceConfig (extra
         [Service] keys); stopWhenUnneeded (false; true for a consumer whose run ends, e.g. a
-        timer's oneshot, so its secrets go when the run ends).
+        timer's oneshot, so its secrets go when the run ends); fromAgent (false; true: the
+        values come from the credential agent, whose policy must then name
+        "<name>-secrets.service" with these outputs, and no token is loaded).
 
         `nixos-rebuild switch` never restarts this unit (restartIfChanged = false): a change of
         the helper alone restarts no service; the new definition is used at the next start.
@@ -466,6 +548,9 @@ let
           service ? "${name}.service",
           serviceConfig ? { },
           stopWhenUnneeded ? false,
+          # Values from the credential agent (homelab.agent) instead of a sign-in of its own:
+          # each output is loaded with LoadCredential= from the agent's socket, no token.
+          fromAgent ? false,
           ...
         }:
         let
@@ -484,9 +569,10 @@ let
               ;
           };
           token = tokenFor spec.source tokenFile;
-          network = spec.source.type != "file";
-          procNet = spec.source.type == "connect" && lib.hasPrefix "http://" (spec.source.host or "");
+          network = !fromAgent && spec.source.type != "file";
+          procNet = !fromAgent && spec.source.type == "connect" && lib.hasPrefix "http://" (spec.source.host or "");
           runtimeDir = runtimeDirectoryOf outputDir;
+          outputNames = attrNames spec.files ++ attrNames spec.envFiles ++ attrNames spec.templates;
         in
         {
           description = "homelab-secrets: fetch secrets for ${consumer}";
@@ -497,8 +583,9 @@ let
           # what is fetched changing restarts the consumer (restartTriggers), and with it this.
           restartIfChanged = mkDefault false;
           unitConfig = optionalAttrs stopWhenUnneeded { StopWhenUnneeded = true; };
-          after = optional network "network-online.target";
+          after = optional network "network-online.target" ++ optional fromAgent "homelab-secrets-agent.socket";
           wants = optional network "network-online.target";
+          requires = optional fromAgent "homelab-secrets-agent.socket";
           # A failing fetch must not turn into a tight loop that burns 1Password rate limits.
           startLimitIntervalSec = 300;
           startLimitBurst = 5;
@@ -507,14 +594,18 @@ let
             // {
               Type = "oneshot";
               RemainAfterExit = true;
-              ExecStart = fetchCommand {
-                inherit
-                  spec
-                  deadline
-                  serialize
-                  verbose
-                  ;
-              };
+              ExecStart =
+                if fromAgent then
+                  "${exe} install --spec ${specFile spec}"
+                else
+                  fetchCommand {
+                    inherit
+                      spec
+                      deadline
+                      serialize
+                      verbose
+                      ;
+                  };
               # Recovery from a transient failure (e.g. exit 75: backend unreachable at boot).
               # A failed fetch fails the service's start job (result `dependency`) and that job
               # is gone; Restart= then re-runs only this unit, so nothing would start the
@@ -531,7 +622,7 @@ let
               # - "+": outside this unit's sandbox; "-": a refused start is logged and ignored.
               ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${consumer}" ];
               ExecStop = "${exe} cleanup --spec ${specFile spec}";
-              LoadCredential = credentialFor spec token;
+              LoadCredential = if fromAgent then map (n: "${n}:${agentSocket}") outputNames else credentialFor spec token;
               TimeoutStartSec = toString (timeoutFor deadline);
               Restart = "on-failure";
               RestartSec = "10s";
@@ -670,5 +761,8 @@ in
     lockDir
     runtimeDirectoryOf
     mkHelpers
+    sourceModule
+    agentSocket
+    mkAgentPolicy
     ;
 }

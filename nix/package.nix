@@ -4,6 +4,7 @@
 #   $out/lib/node_modules/homelab-secrets/{package.json,helper/dist,node_modules,examples/demo}
 #   $out/libexec/homelab-secrets/homelab-secrets-user          the wrapper (NixOS installs
 #                                                               it SUID/SGID via security.wrappers)
+#   $out/libexec/homelab-secrets/homelab-secrets-agent         the credential agent's front end
 #
 # npm dependencies come from package-lock.json through nix/npm-deps.nix (fixed-output
 # `npm pack` per package, hashes = the lock's integrity); see README.md, "Packaging: why not node2nix".
@@ -42,6 +43,7 @@ stdenv.mkDerivation (finalAttrs: {
       (root + "/tsconfig.json")
       (root + "/helper/src")
       (root + "/helper/wrapper")
+      (root + "/helper/agent")
       (root + "/examples/demo")
     ];
   };
@@ -72,6 +74,9 @@ stdenv.mkDerivation (finalAttrs: {
       -DHS_CLI="\"$appDir/helper/dist/cli.js\"" \
       -DHS_CONFIG_DIR="\"${configDir}\"" \
       -o homelab-secrets-user helper/wrapper/homelab-secrets-user.c
+    $CC -O2 -Wall -Wextra -Werror=format-security -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+      -fPIE -pie -Wl,-z,relro,-z,now \
+      -o homelab-secrets-agent helper/agent/homelab-secrets-agent.c
 
     runHook postBuild
   '';
@@ -97,6 +102,7 @@ stdenv.mkDerivation (finalAttrs: {
       --add-flags "$appDir/helper/dist/cli.js"
 
     install -m 0755 homelab-secrets-user "$out/libexec/homelab-secrets/homelab-secrets-user"
+    install -m 0755 homelab-secrets-agent "$out/libexec/homelab-secrets/homelab-secrets-agent"
 
     runHook postInstall
   '';

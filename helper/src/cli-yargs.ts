@@ -54,6 +54,33 @@ export function buildCli(args: string[]) {
         await runCleanup({ specFile: argv.spec, ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}), log });
       }),
     )
+    .command(
+      "agent",
+      "Serve systemd LoadCredential= requests from the agent's front end (see homelab-secrets-agent)",
+      (y: Argv) =>
+        withCommon(y)
+          .option("policy", { type: "string", demandOption: true, describe: "Agent policy file (JSON, version 1): unit → credential ID → what to render" })
+          .option("ttl", { type: "number", default: 300, describe: "Serve values from memory for this many seconds (0: always ask the backend)" })
+          .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
+          .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" }),
+      action<CommonArgs & { policy: string; ttl: number; fd: number; check: boolean }>(async (argv, log, signal) => {
+        const { checkPolicy, runAgent } = await import("./commands/agent.js");
+        if (argv.check) {
+          process.stdout.write(`${await checkPolicy(argv.policy)}\n`);
+          return;
+        }
+        await runAgent({ policyFile: argv.policy, overrides: overridesOf(argv), ttlSeconds: argv.ttl, deadlineSeconds: argv.deadline, fd: argv.fd, log, signal });
+      }),
+    )
+    .command(
+      "install",
+      "Write a spec's outputs from the credentials systemd loaded from the agent ($CREDENTIALS_DIRECTORY)",
+      (y: Argv) => withCommon(y).option("spec", { type: "string", demandOption: true, describe: "Spec file: its outputs are the credential IDs" }),
+      action<CommonArgs & { spec: string }>(async (argv, log) => {
+        const { runInstall } = await import("./agent/install.js");
+        await runInstall({ specFile: argv.spec, log });
+      }),
+    )
     .command(userCommand)
     .command(doctorCommand)
     .command(

@@ -71,6 +71,28 @@ in
       '';
     };
 
+    # Through the credential agent: LoadCredential= from its socket, DynamicUser=, no token.
+    agent-demo = {
+      delivery = "credentials";
+      dynamicUser = true;
+      files.password.reference = "op://Demo/dynamic/password";
+      envFiles."app.env" = {
+        vars.STATIC_PASSWORD = "op://Demo/static/password";
+        environmentFile = false;
+      };
+      templates."config.ini".content = ''
+        user = {{ op://Demo/static/username }}
+      '';
+    };
+
+    # delivery = "files" through the agent: its -secrets unit gets the values from the agent
+    # and only writes them (no token, no sign-in of its own).
+    agentfiles-demo = {
+      throughAgent = true;
+      files.password.reference = "op://Demo/static/password";
+      envFiles."agentfiles.env".vars.STATIC_USER = "op://Demo/static/username";
+    };
+
     missing-demo = {
       source = vault;
       files.password.reference = "op://Demo/missing/password";
@@ -107,6 +129,17 @@ in
     };
 
     missing-demo.serviceConfig.ExecStart = probe "missing-demo";
+
+    agentfiles-demo.serviceConfig = {
+      User = "static-demo";
+      Group = "static-demo";
+      ExecStart = probe "agentfiles-demo";
+    };
+
+    agent-demo.serviceConfig = {
+      DynamicUser = true;
+      ExecStart = probe "agent-demo";
+    };
 
     oneshot-demo = {
       restartIfChanged = false;
@@ -167,6 +200,12 @@ in
   // lib.genAttrs stormNames (name: {
     serviceConfig.ExecStart = probe name;
   });
+
+  # --- the credential agent (serves agent-demo and agentfiles-demo-secrets) ---------------
+  homelab.agent = {
+    enable = true;
+    source = vault;
+  };
 
   # --- per-user secrets through the wrapper ----------------------------------------------
   homelab.userSecrets = {

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "vitest";
+import { buildAgent } from "../../helper/scripts/build-agent.mjs";
 import { startFakeConnect, type FakeConnect, type FakeConnectOptions } from "../connect/fake-connect.mjs";
 import { Container, run, type PortForward } from "./container.js";
 import { credentialFiles, deadlineOf, installGolden, loadGolden, namedAccounts, specOfUnit, specsOf, unitValues, type Golden } from "./render-units.js";
@@ -189,6 +190,8 @@ export async function bootScenario(label: string, vault: Vault = demoVault(), op
       chmodSync(join(c.root, path), mode);
     };
     put("/opt/homelab-secrets/bin/homelab-secrets", wrapper, 0o755);
+    // The credential agent's front end, where the package keeps it (the golden units name it).
+    buildAgent({ out: join(c.root, "/opt/homelab-secrets/libexec/homelab-secrets/homelab-secrets-agent") });
     mkdirSync(join(c.root, "/opt/homelab-secrets/lib"), { recursive: true });
     copyFileSync(join(here, "probe.sh"), join(c.root, "/usr/local/bin/e2e-probe"));
     chmodSync(join(c.root, "/usr/local/bin/e2e-probe"), 0o755);

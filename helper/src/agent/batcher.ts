@@ -1,0 +1,163 @@
+import { ExitCode, HomelabError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { uniqueReferences, type SecretReference } from "../reference.js";
+import { resolveReferences } from "../resolve.js";
+import type { Source } from "../sources/source.js";
+
+/** Not-found and bad-data errors are about particular references, not the backend. */
+const isSpecific = (error: unknown): boolean => error instanceof HomelabError && (error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.dataErr);
+
+export interface BatcherOptions {
+  /** Builds the backend client; called again after a transient failure. */
+  readonly createSource: () => Promise<Source>;
+  /** Fetched along with the first request, so the units starting together cost one batch. */
+  readonly prefetch: readonly SecretReference[];
+  /** How long a value is served from memory; 0: every request goes to the backend. */
+  readonly ttlSeconds: number;
+  readonly deadlineSeconds: number;
+  readonly log: Logger;
+  /** Requests arriving within this window share one backend batch (default 20 ms). */
+  readonly mergeWindowMs?: number;
+  readonly now?: () => number;
+}
+
+interface Waiter {
+  readonly refs: readonly SecretReference[];
+  resolve(values: ReadonlyMap<string, string>): void;
+  reject(error: unknown): void;
+}
+
+interface Batch {
+  readonly raws: Set<string>;
+  readonly waiters: Waiter[];
+  /** Set once the batch has been sent to the backend. */
+  sent: boolean;
+}
+
+/**
+ * Resolves references for the agent: one backend batch for concurrent requests (and, with a
+ * TTL, for everything the policy names), then answers from memory until the TTL passes.
+ * Deadline, retries and exit classes are resolveReferences' and the source's own.
+ */
+export class Batcher {
+  private readonly cache = new Map<string, { value: string; at: number }>();
+  private readonly inFlight = new Set<Batch>();
+  private gathering: Batch | undefined;
+  private source: Promise<Source> | undefined;
+  private readonly now: () => number;
+  /** Backend batches sent so far (for logs and tests). */
+  batches = 0;
+
+  constructor(private readonly options: BatcherOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Values for every reference, or the batch's error. */
+  resolve(refs: readonly SecretReference[]): Promise<ReadonlyMap<string, string>> {
+    const cached = this.fromCache(refs);
+    if (cached) return Promise.resolve(cached);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { refs, resolve, reject };
+      const riding = [...this.inFlight].find((b) => refs.every((r) => b.raws.has(r.raw)));
+      if (riding) {
+        riding.waiters.push(waiter);
+        return;
+      }
+      if (!this.gathering) {
+        const batch: Batch = { raws: new Set(), waiters: [], sent: false };
+        this.gathering = batch;
+        const prefetch = this.options.ttlSeconds > 0 ? this.options.prefetch.filter((r) => !this.isFresh(r.raw)) : [];
+        this.prefetched.set(batch, prefetch);
+        setTimeout(() => void this.send(batch), this.options.mergeWindowMs ?? 20);
+      }
+      for (const r of refs) this.gathering.raws.add(r.raw);
+      this.gathering.waiters.push(waiter);
+    });
+  }
+
+  private readonly prefetched = new WeakMap<Batch, readonly SecretReference[]>();
+
+  private isFresh(raw: string): boolean {
+    const hit = this.cache.get(raw);
+    return hit !== undefined && this.now() - hit.at < this.options.ttlSeconds * 1000;
+  }
+
+  private fromCache(refs: readonly SecretReference[]): Map<string, string> | undefined {
+    if (this.options.ttlSeconds <= 0 || !refs.every((r) => this.isFresh(r.raw))) return undefined;
+    return new Map(refs.map((r) => [r.raw, this.cache.get(r.raw)!.value]));
+  }
+
+  private async send(batch: Batch): Promise<void> {
+    if (this.gathering === batch) this.gathering = undefined;
+    batch.sent = true;
+    const own = uniqueReferences(batch.waiters.flatMap((w) => w.refs));
+    const extra = (this.prefetched.get(batch) ?? []).filter((r) => !batch.raws.has(r.raw));
+    for (const r of extra) batch.raws.add(r.raw);
+    this.inFlight.add(batch);
+    try {
+      const values = await this.fetch([...own, ...extra], batch.waiters.length);
+      for (const w of batch.waiters) w.resolve(values);
+    } catch (error) {
+      // A reference the backend does not have (or cannot render) fails only the requests that
+      // name it: without the prefetched rest of the policy, then each request alone.
+      if (!isSpecific(error)) {
+        for (const w of batch.waiters) w.reject(error);
+      } else if (extra.length > 0) {
+        this.options.log.info(`batch failed (${(error as Error).message}); again with only what the ${batch.waiters.length} request(s) need`);
+        await this.settle(batch.waiters, own);
+      } else {
+        await this.eachAlone(batch.waiters, error);
+      }
+    } finally {
+      this.inFlight.delete(batch);
+    }
+  }
+
+  private async settle(waiters: readonly Waiter[], refs: readonly SecretReference[]): Promise<void> {
+    try {
+      const values = await this.fetch(refs, waiters.length);
+      for (const w of waiters) w.resolve(values);
+    } catch (error) {
+      if (isSpecific(error)) await this.eachAlone(waiters, error);
+      else for (const w of waiters) w.reject(error);
+    }
+  }
+
+  private async eachAlone(waiters: readonly Waiter[], error: unknown): Promise<void> {
+    if (waiters.length === 1) {
+      waiters[0]!.reject(error);
+      return;
+    }
+    this.options.log.info(`batch failed (${(error as Error).message}); resolving each of its ${waiters.length} request(s) alone`);
+    await Promise.all(
+      waiters.map(async (w) => {
+        try {
+          w.resolve(await this.fetch(w.refs, 1));
+        } catch (alone) {
+          w.reject(alone);
+        }
+      }),
+    );
+  }
+
+  private async fetch(refs: readonly SecretReference[], requests: number): Promise<Map<string, string>> {
+    this.batches++;
+    const { log } = this.options;
+    log.info(`backend batch ${this.batches}: ${refs.length} reference(s) for ${requests} request(s)`);
+    try {
+      this.source ??= this.options.createSource();
+      const source = await this.source;
+      const values = await resolveReferences(source, refs, { deadlineSeconds: this.options.deadlineSeconds, log });
+      if (this.options.ttlSeconds > 0) {
+        const at = this.now();
+        for (const [raw, value] of values) this.cache.set(raw, { value, at });
+      }
+      return values;
+    } catch (error) {
+      // Whatever state the client is in after a failure that is not about one reference (the
+      // backend unreachable, a token rejected or not readable yet), the next batch builds a new one.
+      if (!(error instanceof HomelabError) || (error.exitCode !== ExitCode.notFound && error.exitCode !== ExitCode.dataErr)) this.source = undefined;
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,278 @@
+# homelab.agent: one credential agent per host. Services with
+# homelab.secrets.<name>.delivery = "credentials" get every secret through
+# LoadCredential=ID:/run/homelab-secrets/credentials.sock on <name>.service itself: the agent
+# (socket-activated, signed in once, one batch then a memory cache) renders it, systemd puts it
+# in $CREDENTIALS_DIRECTORY/ID for the service's user (DynamicUser= included), and the
+# service never holds the token.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    attrNames
+    concatLists
+    concatStringsSep
+    escapeShellArg
+    filterAttrs
+    length
+    literalExpression
+    mapAttrs'
+    mapAttrsToList
+    mkBefore
+    mkIf
+    mkMerge
+    mkOption
+    nameValuePair
+    optional
+    types
+    unique
+    ;
+
+  hsLib = import ../nix/lib.nix { inherit lib; };
+  cfg = config.homelab.agent;
+  package = config.homelab.package;
+  frontEnd = "${package}/libexec/homelab-secrets/homelab-secrets-agent";
+
+  viaAgent = filterAttrs (_: s: s.enable && s.delivery == "credentials") config.homelab.secrets;
+  # delivery = "files" with throughAgent: the <name>-secrets unit asks the agent, then writes.
+  filesThroughAgent = filterAttrs (_: s: s.enable && s.delivery == "files" && s.throughAgent && !s.dynamicUser) config.homelab.secrets;
+  credentialIds = s: attrNames s.files ++ attrNames s.envFiles ++ attrNames s.templates;
+
+  policy = hsLib.mkAgentPolicy {
+    inherit (cfg) source;
+    services = viaAgent // mapAttrs' (name: s: nameValuePair "${name}-secrets" s) filesThroughAgent;
+  };
+  policyProblems = concatLists (
+    mapAttrsToList (
+      name: s:
+      hsLib.specProblems (
+        hsLib.mkSpec {
+          inherit name;
+          inherit (s) files envFiles templates;
+          inherit (cfg) source;
+          outputDir = "/run/credentials/${hsLib.unitNameOf name}";
+        }
+      )
+    ) (viaAgent // filesThroughAgent)
+  );
+
+  # The policy in the store (references only, never values), checked by the agent itself.
+  policyFile =
+    pkgs.runCommand "homelab-secrets-agent-policy.json"
+      {
+        json = builtins.toJSON policy;
+        passAsFile = [ "json" ];
+        nativeBuildInputs = [ package ];
+        preferLocalBuild = true;
+        allowSubstitutes = false;
+      }
+      ''
+        homelab-secrets agent --check --policy "$jsonPath"
+        cp "$jsonPath" "$out"
+      '';
+
+  tokenFile =
+    if cfg.tokenFile != null then
+      cfg.tokenFile
+    else if cfg.source.type == "connect" then
+      config.homelab.onePassword.connectTokenFile
+    else
+      config.homelab.onePassword.tokenFile;
+  tokenCredential = (hsLib.normalizeSource cfg.source).tokenCredential or null;
+
+  tokenPath = types.nullOr (types.externalPath or (types.addCheck types.str (p: lib.hasPrefix "/" p && !lib.hasPrefix builtins.storeDir p)));
+
+  agentCommand = concatStringsSep " " (
+    [
+      frontEnd
+      "--idle-exit"
+      (toString cfg.idleExit)
+      "--"
+      "${package}/bin/homelab-secrets"
+      "agent"
+      "--policy"
+      "${policyFile}"
+      "--ttl"
+      (toString cfg.ttl)
+      "--deadline"
+      (toString cfg.deadline)
+    ]
+    ++ optional cfg.verbose "--verbose"
+  );
+
+  consumerUnit =
+    name: s:
+    let
+      ids = credentialIds s;
+    in
+    nameValuePair name {
+      requires = [ "homelab-secrets-agent.socket" ];
+      after = [ "homelab-secrets-agent.socket" ];
+      # A changed policy entry restarts the service at `nixos-rebuild switch`.
+      restartTriggers = [ (builtins.toJSON policy.units.${hsLib.unitNameOf name}) ];
+      serviceConfig = {
+        LoadCredential = map (id: "${id}:${hsLib.agentSocket}") ids;
+        # systemd starts a Type=simple service even when loading a credential failed, and an
+        # agent that closed without answering leaves an empty file: the guard fails the start.
+        ExecStartPre = mkBefore [ "${frontEnd} --guard ${concatStringsSep " " (map escapeShellArg ids)}" ];
+      };
+    };
+in
+{
+  options.homelab.agent = {
+    enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Run the credential agent: `homelab-secrets-agent.socket` at
+        `/run/homelab-secrets/credentials.sock` (root only) and the socket-activated
+        `homelab-secrets-agent.service`, which serves the `delivery = "credentials"` services.
+      '';
+    };
+
+    source = mkOption {
+      type = types.submodule hsLib.sourceModule;
+      default = { };
+      example = literalExpression ''{ type = "connect"; host = "http://127.0.0.1:8080"; }'';
+      description = "Backend the agent resolves references from (the same form as a service's `source`).";
+    };
+
+    tokenFile = mkOption {
+      type = tokenPath;
+      default = null;
+      description = ''
+        The agent's token (a path outside the Nix store, as a string); default:
+        `homelab.onePassword.tokenFile` (`connectTokenFile` for Connect). Only the agent
+        loads it (`LoadCredential=`).
+      '';
+    };
+
+    ttl = mkOption {
+      type = types.ints.between 0 86400;
+      default = 300;
+      description = ''
+        Seconds a resolved value is served from the agent's memory; 0: every credential load
+        asks the backend (concurrent ones still share one batch).
+      '';
+    };
+
+    idleExit = mkOption {
+      type = types.ints.between 0 86400;
+      default = 300;
+      description = "Seconds without a request after which the agent exits (its socket starts it again); 0: never.";
+    };
+
+    deadline = mkOption {
+      type = types.ints.between 1 3600;
+      default = hsLib.defaultDeadline;
+      description = "Seconds one backend batch may take, retries included (as `fetch --deadline`).";
+    };
+
+    verbose = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Log every step; units, credential IDs and references are logged, values never.";
+    };
+
+    serveFiles = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        The default of every `homelab.secrets.<service>.throughAgent`: `delivery = "files"`
+        services' `<service>-secrets` units get their values from the agent too (one sign-in
+        and one batch for the host) and only write them.
+      '';
+    };
+  };
+
+  config = mkMerge [
+    {
+      assertions =
+        [
+          {
+            assertion = viaAgent == { } || cfg.enable;
+            message = "homelab-secrets: ${concatStringsSep ", " (attrNames viaAgent)} use delivery = \"credentials\"; set homelab.agent.enable = true";
+          }
+          {
+            assertion = filesThroughAgent == { } || cfg.enable;
+            message = "homelab-secrets: ${concatStringsSep ", " (attrNames filesThroughAgent)} get their files through the agent (throughAgent); set homelab.agent.enable = true";
+          }
+        ]
+        ++ map (message: {
+          assertion = false;
+          inherit message;
+        }) (if cfg.enable then policyProblems else [ ]);
+    }
+
+    (mkIf cfg.enable {
+      assertions = [
+        {
+          assertion = cfg.source.type == "file" || tokenFile != null;
+          message = "homelab-secrets: the agent has no token for its ${cfg.source.type} source; set homelab.agent.tokenFile or homelab.onePassword.${
+            if cfg.source.type == "connect" then "connectTokenFile" else "tokenFile"
+          }";
+        }
+      ];
+
+      warnings = concatLists (
+        mapAttrsToList (
+          name: s:
+          optional (filterAttrs (_: e: e.environmentFile) s.envFiles != { })
+            "homelab-secrets (${name}): with delivery = \"credentials\" the env files are $CREDENTIALS_DIRECTORY/<name>, not EnvironmentFile= (systemd reads those before it loads credentials); source them from ExecStart or set environmentFile = false."
+        ) viaAgent
+      );
+
+      systemd.sockets.homelab-secrets-agent = {
+        description = "homelab-secrets credential agent socket";
+        wantedBy = [ "sockets.target" ];
+        socketConfig = {
+          ListenStream = hsLib.agentSocket;
+          SocketUser = "root";
+          SocketGroup = "root";
+          SocketMode = "0600";
+          DirectoryMode = "0755";
+          Accept = false;
+        };
+      };
+
+      systemd.services = mkMerge [
+        {
+          homelab-secrets-agent = {
+            description = "homelab-secrets credential agent";
+            requires = [ "homelab-secrets-agent.socket" ];
+            after = [
+              "homelab-secrets-agent.socket"
+              "network-online.target"
+            ];
+            wants = [ "network-online.target" ];
+            # A new policy is read when the agent next starts; a running one keeps its cache.
+            restartTriggers = [ policyFile ];
+            serviceConfig = hsLib.defaultHardening {
+              network = cfg.source.type != "file";
+              procNet = cfg.source.type == "connect" && lib.hasPrefix "http://" (cfg.source.host or "");
+            } // {
+              Type = "simple";
+              ExecStart = agentCommand;
+              DynamicUser = true;
+              LoadCredential = optional (cfg.source.type != "file" && tokenFile != null) "${tokenCredential}:${toString tokenFile}";
+              # It reads no one's files and chowns nothing.
+              CapabilityBoundingSet = "";
+              # SO_PEERCRED must see the peer's real uid 0 (no PrivateUsers=), and the agent
+              # reads the peer's /proc/PID/cgroup (root's processes must stay visible).
+              ProtectProc = "default";
+              SystemCallFilter = [
+                "@system-service"
+                "~@privileged"
+              ];
+            };
+          };
+        }
+        (mapAttrs' consumerUnit viaAgent)
+      ];
+    })
+  ];
+}

@@ -1,0 +1,84 @@
+// The credential agent's Nix options (modules/agent.nix, homelab.secrets.<name>.delivery),
+// evaluated against NixOS's own modules through tests/nix/eval-harness.nix.
+import { afterAll, describe, expect, it } from "vitest";
+import { evalHarness, findNixInstantiate, findNixosInputs, inCI, removeWritableStore } from "./nix-env.js";
+
+type Unit = Record<string, Record<string, string | string[]>>;
+const nix = findNixInstantiate();
+const found = findNixosInputs();
+const why = nix === undefined ? "nix-instantiate not found (apt-get install nix-bin)" : found.why;
+const asList = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+if (why !== undefined && inCI) {
+  describe("nix: the credential agent", () => {
+    it("has its prerequisites (CI=true)", () => {
+      throw new Error(`${why}; CI must run the Nix evaluation tests`);
+    });
+  });
+} else {
+  if (why !== undefined) console.warn(`\n*** SKIPPED tests/nix/agent-eval.test.ts: ${why} ***\n`);
+  describe.skipIf(why !== undefined)("nix: the credential agent (homelab.agent, delivery = \"credentials\")", () => {
+    const run = (attr: string, configuration: string) => evalHarness(nix!, found.inputs!, { attr, configuration, readWrite: false });
+    afterAll(removeWritableStore);
+    const cfg = (body: string) => `{ homelab.onePassword.connectTokenFile = "/run/agenix/connect"; systemd.services.app.serviceConfig = { DynamicUser = true; ExecStart = "/bin/true"; }; ${body} }`;
+    const app = `homelab.secrets.app = {
+      delivery = "credentials"; dynamicUser = true;
+      files.db.reference = "op://V/db/password";
+      envFiles."app.env" = { vars.K = "op://V/api/key"; environmentFile = false; };
+      templates."c.ini".content = "k = {{ op://V/api/key }}";
+    };`;
+    const agent = `homelab.agent = { enable = true; source = { type = "connect"; host = "http://127.0.0.1:8080"; }; ttl = 60; idleExit = 30; };`;
+
+    it("a credentials service gets LoadCredential= from the agent's socket on itself, a guard first, no -secrets unit and no token", () => {
+      const units = run("units", cfg(app + agent)) as Record<string, Unit>;
+      expect(Object.keys(units).filter((u) => u.startsWith("app"))).toEqual(["app.service"]);
+      const service = units["app.service"]!;
+      expect(asList(service["Service"]!["LoadCredential"]).sort()).toEqual(
+        ["app.env", "c.ini", "db"].map((id) => `${id}:/run/homelab-secrets/credentials.sock`),
+      );
+      expect(asList(service["Service"]!["ExecStartPre"])[0]).toMatch(/\/libexec\/homelab-secrets\/homelab-secrets-agent --guard (?=.*\bdb\b)(?=.*'?app\.env'?)(?=.*'?c\.ini'?)/);
+      expect(JSON.stringify(service), "no token in the service").not.toMatch(/op-connect-token|agenix/);
+      expect(String(service["Unit"]!["After"])).toContain("homelab-secrets-agent.socket");
+      expect(String(service["Unit"]!["Requires"])).toContain("homelab-secrets-agent.socket");
+    });
+
+    it("the agent: a root-only socket, a DynamicUser= service with the token as its own credential, TTL, idle and deadline", () => {
+      const units = run("units", cfg(app + agent)) as Record<string, Unit>;
+      expect(units["homelab-secrets-agent.socket"]!["Socket"]).toMatchObject({ ListenStream: "/run/homelab-secrets/credentials.sock", SocketMode: "0600", SocketUser: "root", Accept: "false" });
+      const s = units["homelab-secrets-agent.service"]!["Service"]!;
+      expect(s["DynamicUser"]).toBe("true");
+      expect(s["LimitCORE"]).toBe("0");
+      expect(s["LoadCredential"]).toBe("op-connect-token:/run/agenix/connect");
+      expect(s["ProtectProc"], "the peer's /proc/PID/cgroup must stay readable").toBe("default");
+      expect(s["PrivateUsers"], "SO_PEERCRED must see uid 0").toBeUndefined();
+      expect(String(s["ExecStart"])).toMatch(/homelab-secrets-agent --idle-exit 30 -- \S+\/bin\/homelab-secrets agent --policy \S+-homelab-secrets-agent-policy\.json --ttl 60 --deadline 45$/);
+    });
+
+    it("throughAgent (or homelab.agent.serveFiles): the -secrets unit installs what the agent serves, with no token and no network", () => {
+      const files = `systemd.services.web.serviceConfig.ExecStart = "/bin/true"; homelab.secrets.web = { files.pw.reference = "op://V/db/password"; envFiles."web.env".vars.K = "op://V/api/key"; };`;
+      for (const how of [`homelab.secrets.web.throughAgent = true;`, `homelab.agent.serveFiles = true;`]) {
+        const units = run("units", cfg(files + how + agent)) as Record<string, Unit>;
+        const s = units["web-secrets.service"]!["Service"]!;
+        expect(String(s["ExecStart"])).toMatch(/\/bin\/homelab-secrets install --spec \S+-web-spec\.json$/);
+        expect(asList(s["LoadCredential"]).sort()).toEqual(["pw:/run/homelab-secrets/credentials.sock", "web.env:/run/homelab-secrets/credentials.sock"]);
+        expect(s["PrivateNetwork"]).toBe("true");
+        expect(String(units["web-secrets.service"]!["Unit"]!["Requires"])).toContain("homelab-secrets-agent.socket");
+        expect(units["web.service"]!["Service"]!["EnvironmentFile"]).toBe("/run/web-secrets/web.env");
+      }
+      const plain = run("units", cfg(files + agent)) as Record<string, Unit>;
+      expect(String(plain["web-secrets.service"]!["Service"]!["ExecStart"]), "default: the -secrets unit fetches itself").toMatch(/ fetch --spec /);
+      const failures = (run("failedAssertions", cfg(files + `homelab.secrets.web.throughAgent = true;`)) as string[]).join("\n");
+      expect(failures).toMatch(/web get their files through the agent \(throughAgent\); set homelab\.agent\.enable = true/);
+    });
+
+    it("refuses a credentials service without the agent, a bad reference in one, and an agent without a token", () => {
+      const failures = (c: string) => (run("failedAssertions", c) as string[]).join("\n");
+      expect(failures(cfg(app))).toMatch(/app use delivery = "credentials"; set homelab\.agent\.enable = true/);
+      expect(failures(cfg(app.replace("op://V/db/password", "op://V/db") + agent))).toMatch(/invalid secret reference "op:\/\/V\/db"/);
+      expect(failures(`{ systemd.services.app.serviceConfig = { DynamicUser = true; ExecStart = "/bin/true"; }; ${app} homelab.agent.enable = true; }`)).toMatch(
+        /the agent has no token for its onepassword source; set homelab\.agent\.tokenFile or homelab\.onePassword\.tokenFile/,
+      );
+      expect(failures(cfg(app + agent))).toBe("");
+    });
+  });
+}

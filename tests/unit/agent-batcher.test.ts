@@ -1,0 +1,143 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Batcher } from "../../helper/src/agent/batcher.js";
+import { HomelabError, tempFailError } from "../../helper/src/errors.js";
+import { silentLogger } from "../../helper/src/log.js";
+import { parseReference } from "../../helper/src/reference.js";
+import { createFileSource } from "../../helper/src/sources/file.js";
+import type { Source } from "../../helper/src/sources/source.js";
+
+const ref = (raw: string) => parseReference(raw);
+const a = ref("op://V/a/password");
+const b = ref("op://V/b/password");
+const c = ref("op://V/c/password");
+const missing = ref("op://V/nope/password");
+
+let dir: string;
+let vaultFile: string;
+const writeVault = (values: Record<string, string>) =>
+  writeFileSync(vaultFile, JSON.stringify({ vaults: { V: { items: Object.fromEntries(Object.entries(values).map(([item, v]) => [item, { fields: { password: v } }])) } } }));
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "hs-batcher-"));
+  vaultFile = join(dir, "vault.json");
+  writeVault({ a: "A1", b: "B1", c: "C1" });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The real file backend, with every resolveAll call recorded. */
+function counting(fail?: () => HomelabError | undefined, delayMs = 0) {
+  const calls: string[][] = [];
+  let created = 0;
+  const createSource = async (): Promise<Source> => {
+    created++;
+    const inner = createFileSource(vaultFile);
+    return {
+      name: "counted",
+      resolveAll: async (refs, context) => {
+        calls.push(refs.map((r) => r.raw));
+        await new Promise((r) => setTimeout(r, delayMs));
+        const error = fail?.();
+        if (error) throw error;
+        return inner.resolveAll(refs, context);
+      },
+    };
+  };
+  return { calls, createSource, created: () => created };
+}
+
+describe("agent batcher", () => {
+  it("merges concurrent requests into one backend batch that also fetches everything the policy names", async () => {
+    const backend = counting();
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, c], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const got = await Promise.all([batcher.resolve([a]), batcher.resolve([b]), batcher.resolve([a, b])]);
+    expect([got[0]!.get(a.raw), got[1]!.get(b.raw), got[2]!.get(a.raw), got[2]!.get(b.raw)]).toEqual(["A1", "B1", "A1", "B1"]);
+    expect(backend.calls).toEqual([["op://V/a/password", "op://V/b/password", "op://V/c/password"]]);
+    // A request arriving while that batch is in flight rides on it; later ones come from memory.
+    expect((await batcher.resolve([c])).get("op://V/c/password")).toBe("C1");
+    expect(backend.calls.length).toBe(1);
+    expect(batcher.batches).toBe(1);
+  });
+
+  it("a request that comes while a batch is in flight and is covered by it rides on it", async () => {
+    const backend = counting(undefined, 200);
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b], ttlSeconds: 0, deadlineSeconds: 5, log: silentLogger, mergeWindowMs: 0 });
+    const first = batcher.resolve([a, b]);
+    await new Promise((r) => setTimeout(r, 50)); // the batch is sent, the backend still busy
+    const second = batcher.resolve([b]);
+    expect((await second).get("op://V/b/password")).toBe("B1");
+    await first;
+    expect(backend.calls).toEqual([["op://V/a/password", "op://V/b/password"]]);
+  });
+
+  it("serves from memory within the TTL (0 backend calls), and asks again once it has passed", async () => {
+    let clock = 1_000_000;
+    const backend = counting();
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a], ttlSeconds: 30, deadlineSeconds: 5, log: silentLogger, now: () => clock });
+    expect((await batcher.resolve([a])).get(a.raw)).toBe("A1");
+    writeVault({ a: "A2", b: "B1", c: "C1" });
+    clock += 29_999;
+    expect((await batcher.resolve([a])).get(a.raw), "still within the TTL").toBe("A1");
+    expect(backend.calls.length).toBe(1);
+    clock += 1;
+    expect((await batcher.resolve([a])).get(a.raw), "the TTL has passed").toBe("A2");
+    expect(backend.calls.length).toBe(2);
+  });
+
+  it("TTL 0: every request is fresh from the backend, and nothing beyond it is prefetched", async () => {
+    const backend = counting();
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, c], ttlSeconds: 0, deadlineSeconds: 5, log: silentLogger });
+    expect((await batcher.resolve([a])).get(a.raw)).toBe("A1");
+    writeVault({ a: "A2", b: "B1", c: "C1" });
+    expect((await batcher.resolve([a])).get(a.raw)).toBe("A2");
+    expect(backend.calls).toEqual([["op://V/a/password"], ["op://V/a/password"]]);
+  });
+
+  it("a missing reference fails only the requests that name it (69), the others are served", async () => {
+    const backend = counting();
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, missing, b], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const [okA, bad, okB] = await Promise.allSettled([batcher.resolve([a]), batcher.resolve([missing]), batcher.resolve([b])]);
+    expect(okA.status === "fulfilled" && okA.value.get(a.raw)).toBe("A1");
+    expect(okB.status === "fulfilled" && okB.value.get(b.raw)).toBe("B1");
+    expect(bad.status).toBe("rejected");
+    const error = (bad as PromiseRejectedResult).reason as HomelabError;
+    expect(error.exitCode).toBe(69);
+    expect(error.message).toMatch(/op:\/\/V\/nope\/password/);
+    expect(backend.calls[0], "first the merged batch").toEqual([a.raw, missing.raw, b.raw]);
+    expect(backend.calls.slice(1).sort(), "then each request alone").toEqual([[a.raw], [b.raw], [missing.raw]].sort());
+    expect(backend.calls.length).toBe(4);
+  });
+
+  it("a missing reference elsewhere in the policy costs one more batch, not one per request", async () => {
+    const backend = counting();
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, missing], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const got = await Promise.all([batcher.resolve([a]), batcher.resolve([b])]);
+    expect([got[0]!.get(a.raw), got[1]!.get(b.raw)]).toEqual(["A1", "B1"]);
+    expect(backend.calls).toEqual([[a.raw, b.raw, missing.raw], [a.raw, b.raw]]);
+  });
+
+  it("after a transient failure the next request builds a new backend client and succeeds", async () => {
+    let failures = 1;
+    const backend = counting(() => (failures-- > 0 ? tempFailError("backend unreachable") : undefined));
+    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const error = await batcher.resolve([a]).catch((e: unknown) => e);
+    expect((error as HomelabError).exitCode).toBe(75);
+    expect((error as HomelabError).message).toMatch(/could not resolve op:\/\/V\/a\/password: backend unreachable/);
+    expect((await batcher.resolve([a])).get(a.raw)).toBe("A1");
+    expect(backend.created()).toBe(2);
+  });
+
+  it("a backend that never answers fails the request at the deadline (75)", async () => {
+    const batcher = new Batcher({
+      createSource: async () => ({ name: "hang", resolveAll: (_refs, { signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))) }),
+      prefetch: [a],
+      ttlSeconds: 60,
+      deadlineSeconds: 0.2,
+      log: silentLogger,
+    });
+    const error = await batcher.resolve([a]).catch((e: unknown) => e);
+    expect((error as HomelabError).exitCode).toBe(75);
+  });
+});

@@ -1,0 +1,133 @@
+// The agent's C front end on its own, on the host: started as systemd starts it (a listening
+// socket in LISTEN_FDS, via systemd-socket-activate), with a fake Node agent behind it, and
+// clients that connect from an abstract address as systemd's LoadCredential= does.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { buildAgent } from "../../helper/scripts/build-agent.mjs";
+
+const failBytes = (1 << 20) + 4096;
+const have = (cmd: string) => spawnSync("sh", ["-c", 'command -v "$1"', "sh", cmd]).status === 0;
+const missing = ["cc", "systemd-socket-activate"].filter((c) => !have(c));
+const why = missing.length > 0 ? `${missing.join(", ")} not found (apt-get install gcc systemd)` : undefined;
+
+// Answers every request according to MODE; counts its own starts in SPAWNS.
+const fakeAgent = `
+import { appendFileSync } from "node:fs";
+import { Socket } from "node:net";
+const [mode, spawns] = process.argv.slice(2);
+appendFileSync(spawns, "x");
+const channel = new Socket({ fd: 3, readable: true, writable: true });
+let buffer = Buffer.alloc(0);
+channel.on("data", (chunk) => {
+  buffer = Buffer.concat([buffer, chunk]);
+  while (buffer.length >= 4 && buffer.length >= 4 + buffer.readUInt32BE(0)) {
+    const p = buffer.subarray(4, 4 + buffer.readUInt32BE(0));
+    buffer = buffer.subarray(4 + p.length);
+    const id = p.readUInt32BE(0), uid = p.readUInt32BE(4), pid = p.readUInt32BE(8), n = p.readUInt16BE(12);
+    const address = p.subarray(14, 14 + n), cgroup = p.subarray(16 + n).toString();
+    if (mode === "die") process.exit(3);
+    if (mode === "garbage") { channel.write(Buffer.from([0, 0, 0, 2, 9, 9])); continue; }
+    const data = Buffer.from(JSON.stringify({ uid, pid, address: address.toString("latin1"), cgroup: cgroup.includes("0::") }));
+    const head = Buffer.alloc(9);
+    head.writeUInt32BE(5 + (mode === "refuse" ? 0 : data.length), 0);
+    head.writeUInt32BE(id, 4);
+    head.writeUInt8(mode === "refuse" ? 1 : 0, 8);
+    channel.write(mode === "refuse" ? head : Buffer.concat([head, data]));
+  }
+});
+channel.on("end", () => process.exit(0));
+`;
+
+if (why && process.env["CI"] !== "true") console.warn(`\n*** SKIPPED tests/unit/agent-frontend.test.ts: ${why} ***\n`);
+
+describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front end (C), with a fake Node agent", () => {
+  let dir: string;
+  let front: string;
+  let client: string;
+  let agent: ChildProcess | undefined;
+  let socket = "";
+
+  beforeAll(() => {
+    if (why) throw new Error(`the front end test cannot run: ${why}`);
+    dir = mkdtempSync(join(tmpdir(), "hs-front-"));
+    front = buildAgent({ out: join(dir, "homelab-secrets-agent") });
+    client = join(dir, "agent-client");
+    execFileSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", client, join(import.meta.dirname, "../e2e/agent-client.c")]);
+    writeFileSync(join(dir, "fake-agent.mjs"), fakeAgent);
+  });
+  afterEach(async () => {
+    agent?.kill("SIGKILL");
+    agent = undefined;
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  let runs = 0;
+  /** Start the front end as socket activation does; the fake agent runs in MODE. */
+  function startFront(mode: string, extra: string[] = []): { spawns: string; log: () => string } {
+    runs++;
+    socket = join(dir, `s${runs}.sock`);
+    const spawns = join(dir, `spawns-${runs}`);
+    writeFileSync(spawns, "");
+    const stderr: Buffer[] = [];
+    agent = spawn("systemd-socket-activate", ["-l", socket, front, ...extra, "--", process.execPath, join(dir, "fake-agent.mjs"), mode, spawns], { stdio: ["ignore", "ignore", "pipe"] });
+    agent.stderr!.on("data", (b: Buffer) => stderr.push(b));
+    return { spawns, log: () => Buffer.concat(stderr).toString() };
+  }
+  async function ask(address: string): Promise<{ bytes: number; data: string }> {
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+    const out = await new Promise<string>((resolve, reject) => {
+      const c = spawn(client, [socket, address, "--print"], { stdio: ["ignore", "pipe", "inherit"] });
+      const chunks: Buffer[] = [];
+      c.stdout.on("data", (b: Buffer) => chunks.push(b));
+      c.on("close", (code) => (code === 0 ? resolve(Buffer.concat(chunks).toString("latin1")) : reject(new Error(`agent-client exited ${code}`))));
+    });
+    const [head, ...rest] = out.split("\n");
+    return { bytes: Number(head!.replace("bytes ", "")), data: rest.join("\n") };
+  }
+
+  it("forwards the peer's address, uid, pid and cgroup, and writes the agent's answer whole", async () => {
+    startFront("echo");
+    const got = await ask("0123abcd/unit/foo@bar.service/db-password");
+    const facts = JSON.parse(got.data) as { uid: number; pid: number; address: string; cgroup: boolean };
+    expect(got.bytes).toBe(Buffer.byteLength(got.data));
+    expect(facts.address).toBe("\0" + "0123abcd/unit/foo@bar.service/db-password");
+    expect(facts.uid).toBe(process.getuid!());
+    expect(facts.pid).toBeGreaterThan(1);
+    expect(facts.cgroup, "the peer's /proc/PID/cgroup, cgroup v2 line included").toBe(true);
+  });
+
+  it("a refusal is more than systemd takes for a credential, never empty", async () => {
+    startFront("refuse");
+    expect((await ask("00/unit/a.service/x")).bytes).toBe(failBytes);
+  });
+
+  it("an agent that dies before answering: that request gets the refusal, the next one a new agent", async () => {
+    const { spawns, log } = startFront("die");
+    expect((await ask("00/unit/a.service/x")).bytes).toBe(failBytes);
+    expect((await ask("00/unit/a.service/x")).bytes).toBe(failBytes);
+    expect(readFileSync(spawns, "utf8"), "one agent per connection here, each started afresh").toBe("xx");
+    expect(log()).toMatch(/the node agent exited with status 3/);
+    expect(log()).toMatch(/refusing 00\/unit\/a\.service\/x: the node agent stopped before answering/);
+  });
+
+  it("a malformed answer stops the agent and refuses", async () => {
+    const { log } = startFront("garbage");
+    expect((await ask("00/unit/a.service/x")).bytes).toBe(failBytes);
+    expect(log()).toMatch(/sent a frame of 2 bytes; stopping it/);
+  });
+
+  it("exits 0 when idle, and refuses to run without systemd's listening socket", async () => {
+    startFront("echo", ["--idle-exit", "1"]);
+    expect((await ask("00/unit/a.service/x")).bytes).toBeGreaterThan(0);
+    const code = await new Promise<number | null>((resolve) => agent!.on("exit", (c) => resolve(c)));
+    expect(code).toBe(0);
+    const bare = spawnSync(front, ["--", process.execPath, "-e", "0"], { encoding: "utf8" });
+    expect(bare.status).toBe(78);
+    expect(bare.stderr).toMatch(/expected one listening AF_UNIX stream socket from systemd/);
+    expect(spawnSync(front, ["--idle-exit", "x", "--", "/bin/true"]).status).toBe(64);
+    expect(spawnSync(front, ["--", "relative"]).status).toBe(64);
+  });
+});
