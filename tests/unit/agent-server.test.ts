@@ -38,7 +38,7 @@ describe("agent answer", () => {
   const log = createLogger({ journal: false, write: (l) => void lines.push(l) });
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "hs-agent-"));
-    writeFileSync(join(dir, "vault.json"), JSON.stringify({ vaults: { V: { items: { db: { fields: { password: "s3cret-value", empty: "" } } } } } }));
+    writeFileSync(join(dir, "vault.json"), JSON.stringify({ vaults: { V: { items: { db: { fields: { password: "s3cret-value", empty: "" } } } } } }), { mode: 0o600 });
     lines.length = 0;
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,7 +3,7 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { configError, tempFailError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { specOwner } from "../commands/fetch.js";
+import { outputDirectorySettings, specOwner } from "../commands/fetch.js";
 import { loadSpec, specOutputNames } from "../spec.js";
 import { removeFiles, staleTempFiles, writeFilesAtomically } from "../write.js";
 import { credentialSizeMax } from "./policy.js";
@@ -32,8 +32,7 @@ export async function runInstall(options: InstallOptions): Promise<string[]> {
   for (const name of specOutputNames(spec)) {
     files.push({ path: join(spec.outputDir, name), content: await readCredential(directory, name, spec.name), mode: modes.get(name)!, owner });
   }
-  const createDirs = { mode: spec.dirMode ?? 0o700, owner, keepExisting: spec.dirMode === undefined && spec.owner === undefined };
-  await writeFilesAtomically(files, { createDirs, log });
+  await writeFilesAtomically(files, { createDirs: outputDirectorySettings(spec, owner, options.env), log });
   await removeFiles(await staleTempFiles(spec.outputDir, new Set(specOutputNames(spec))), log);
   log.info(`${spec.name}: wrote ${files.length} file(s) to ${spec.outputDir} from the credential agent`);
   return files.map((f) => f.path);

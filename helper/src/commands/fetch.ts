@@ -54,13 +54,7 @@ export async function runFetch(options: FetchOptions): Promise<FetchResult> {
 
   const outputs = renderOutputs(spec, values);
   const files = outputs.map((output) => ({ path: join(outputDir, output.name), content: output.content, mode: output.mode, owner }));
-  const createDirs = {
-    mode: spec.dirMode ?? 0o700,
-    owner,
-    keepExisting: spec.dirMode === undefined && spec.owner === undefined,
-    adopt: { runtimeDirectories: runtimeDirectories(), outputNames: new Set(specOutputNames(spec)) },
-  };
-  await writeFilesAtomically(files, { createDirs, log });
+  await writeFilesAtomically(files, { createDirs: outputDirectorySettings(spec, owner), log });
   await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
   log.info(`${spec.name}: wrote ${files.length} file(s) to ${outputDir} from ${refs.length} reference(s) via ${sourceConfig.type}`);
   return { outputDir, written: files.map((f) => f.path), references: refs.length };
@@ -75,6 +69,20 @@ export function specOwner(spec: Spec): Owner | undefined {
   const uid = spec.owner === undefined ? process.geteuid!() : lookupUid(spec.owner);
   const gid = spec.group !== undefined ? lookupGid(spec.group) : (primaryGidOf(uid) ?? process.getegid!());
   return { uid, gid };
+}
+
+/**
+ * How the writer may create or take over a spec's outputDir: its mode and owner, and which
+ * existing directory it may re-own (the unit's RuntimeDirectory=, or one holding only this
+ * spec's outputs). Every command that writes a spec's outputs uses this.
+ */
+export function outputDirectorySettings(spec: Spec, owner: Owner | undefined, env: NodeJS.ProcessEnv = process.env) {
+  return {
+    mode: spec.dirMode ?? 0o700,
+    owner,
+    keepExisting: spec.dirMode === undefined && spec.owner === undefined,
+    adopt: { runtimeDirectories: runtimeDirectories(env), outputNames: new Set(specOutputNames(spec)) },
+  };
 }
 
 /** systemd sets $RUNTIME_DIRECTORY to the unit's RuntimeDirectory= paths, colon-separated. */
