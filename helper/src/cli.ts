@@ -32,7 +32,7 @@ function parseFetch(rest: string[]): FetchArgs | undefined {
     if (typeof values["spec"] !== "string" || ["help", "version"].some((k) => k in values)) return undefined;
     const deadline = values["deadline"] === undefined ? commonOptions.deadline.default : Number(values["deadline"]);
     if (!Number.isFinite(deadline) || deadline <= 0 || deadline > 86400) return undefined;
-    return { ...(values as Record<string, string | boolean | undefined>), spec: values["spec"], deadline: parseDeadline(deadline), serialize: values["serialize"] === true, verbose: values["verbose"] === true } as FetchArgs;
+    return { ...values, spec: values["spec"], deadline: parseDeadline(deadline), serialize: values["serialize"] === true, verbose: values["verbose"] === true };
   } catch {
     return undefined;
   }

@@ -105,7 +105,7 @@ async function replaceAll(written: readonly { temp: string; target: string }[], 
   const plan: Replacement[] = written.map((w) => ({ ...w }));
   const dropTemps = (items: readonly Replacement[]) => Promise.all(items.map(({ temp }) => unlink(temp).catch(() => undefined)));
   const dropBackups = (items: readonly Replacement[]) =>
-    Promise.all(items.map(({ backup }) => (backup ? unlink(backup).catch(() => undefined) : undefined)));
+    Promise.all(items.map(({ backup }) => (backup ? unlink(backup).catch(() => undefined) : Promise.resolve(undefined))));
   let current = "";
   try {
     for (const item of plan) {
@@ -277,7 +277,7 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   const euid = process.geteuid?.() ?? 0;
   const handsOver = settings?.owner !== undefined && settings.owner.uid !== 0 && settings.owner.uid !== euid;
   if (handsOver && sharedParent && missing.length <= 1 && (missing.length > 0 || !settings?.keepExisting)) {
-    throw cantCreateError(`refusing to hand ${directory} to uid ${settings!.owner!.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`);
+    throw cantCreateError(`refusing to hand ${directory} to uid ${settings.owner.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`);
   }
   let current = directory;
   for (let i = missing.length; i > 0; i--) current = dirname(current);

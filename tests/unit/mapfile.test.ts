@@ -110,10 +110,10 @@ describe("tag filter (op-secret-manager semantics)", () => {
 
   // An empty filter once meant "no filter", so `--cleanup --tags "$UNSET"` removed everything.
   it("--tags '' is refused (64), not read as no tag filter", () => {
-    expect(() => pick("", false)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") }));
+    expect(() => pick("", false)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }));
   });
   it("--tags ',,' --untagged is refused (64), not read as untagged only", () => {
-    expect(() => pick(",,", true)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") }));
+    expect(() => pick(",,", true)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }));
   });
 
   it("never selects another user's entries", () => {

@@ -37,10 +37,10 @@ describe("withRetry", () => {
     const attempts: number[] = [];
     const result = await withRetry(
       "backend",
-      async (attempt) => {
+      (attempt) => {
         attempts.push(attempt);
         if (attempts.length < 3) throw tempFailError(`flaky ${attempts.length}`);
-        return "value";
+        return Promise.resolve("value");
       },
       { signal: never(), log, retries: 4, ...fast },
     );
@@ -58,7 +58,7 @@ describe("withRetry", () => {
     const error = await rejectionOf(
       withRetry(
         "backend",
-        async () => {
+        () => {
           calls++;
           throw tempFailError(`down (call ${calls})`);
         },
@@ -85,7 +85,7 @@ describe("withRetry", () => {
     const error = await rejectionOf(
       withRetry(
         "backend",
-        async () => {
+        () => {
           calls++;
           throw thrown;
         },
@@ -104,7 +104,7 @@ describe("withRetry", () => {
     await expect(
       withRetry(
         "backend",
-        async () => {
+        () => {
           calls++;
           throw new TypeError("boom");
         },
@@ -119,10 +119,10 @@ describe("withRetry", () => {
     const times: number[] = [];
     await withRetry(
       "backend",
-      async () => {
+      () => {
         times.push(performance.now());
         if (times.length === 1) throw tempFailError("rate limited", { retryAfterMs: 400 });
-        return 1;
+        return Promise.resolve(1);
       },
       { signal: never(), log, retries: 2, ...fast },
     );
@@ -140,7 +140,7 @@ describe("withRetry", () => {
     const error = await rejectionOf(
       withRetry(
         "backend",
-        async () => {
+        () => {
           calls++;
           throw tempFailError("rate limited", { retryAfterMs: 10_000 });
         },
@@ -164,7 +164,7 @@ describe("withRetry", () => {
     const error = await rejectionOf(
       withRetry(
         "backend",
-        async () => {
+        () => {
           calls++;
           throw tempFailError("connection refused");
         },
@@ -183,7 +183,7 @@ describe("withRetry", () => {
     const error = await rejectionOf(
       withRetry(
         "backend",
-        async () => {
+        () => {
           controller.abort(tempFailError("deadline"));
           throw permissionError("bad token");
         },
@@ -201,9 +201,9 @@ describe("withRetry", () => {
     const error = await rejectionOf(
       withRetry(
         "backend",
-        async () => {
+        () => {
           calls++;
-          return 1;
+          return Promise.resolve(1);
         },
         { signal: controller.signal, log: capture().log, ...fast },
       ),

@@ -219,7 +219,7 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
     y
       .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory" })
       .option("wrapper", { type: "string", describe: `The SUID wrapper to check (default ${nixosWrapperPath} when present)` })
-      .option("service-user", { type: "string", default: "homelab-secrets", describe: "The service account the wrapper runs the fetch as" }) as unknown as Argv<DoctorArgs>,
+      .option("service-user", { type: "string", default: "homelab-secrets", describe: "The service account the wrapper runs the fetch as" }),
   handler: (argv) => {
     const findings = runDoctor({ configDir: argv["config-dir"], wrapper: argv.wrapper, serviceUser: argv["service-user"] });
     process.stdout.write(formatFindings(findings));

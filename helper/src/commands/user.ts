@@ -57,7 +57,7 @@ export const userCommand: CommandModule<object, UserArgs> = {
       .option("tags", { type: "string", describe: "Only entries with one of these comma-separated tags" })
       .option("untagged", { type: "boolean", default: false, describe: "Include untagged entries (alone: only untagged ones)" })
       .option("deadline", { type: "number", default: 45, coerce: parseDeadline, describe: "Give up after this many seconds in total" })
-      .option("config-dir", { type: "string", default: "/etc/homelab-secrets", describe: "Host configuration directory (unprivileged runs)" }) as unknown as Argv<UserArgs>,
+      .option("config-dir", { type: "string", default: "/etc/homelab-secrets", describe: "Host configuration directory (unprivileged runs)" }),
   handler: async (argv) => {
     // The wrapper's two halves say which one is talking; values never reach the log.
     const role = process.env["HS_WRAPPER"] === "1" ? process.env["HS_ROLE"] : undefined;

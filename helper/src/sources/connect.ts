@@ -1,7 +1,7 @@
 import type { Agent, AgentOptions, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
 import type { NetConnectOpts, Socket } from "node:net";
 import { ExitCode, HomelabError, configError, dataError, notFoundError, permissionError, tempFailError } from "../errors.js";
-import type { Logger } from "../log.js";
+import { replaceControl, type Logger } from "../log.js";
 import type { SecretReference } from "../reference.js";
 import { withRetry } from "../retry.js";
 import { assertTrustedListener, isLoopbackAddress, type ListenerPolicy } from "./loopback.js";
@@ -143,12 +143,7 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
   const headers = { authorization: `Bearer ${token}`, accept: "application/json", "accept-encoding": "identity" };
 
   /** Scrub anything server- or network-provided before it goes into a message. */
-  const scrub = (text: string) =>
-    text
-      .split(token)
-      .join("[token]")
-      .replace(/[\u0000-\u001f\u007f]/g, " ")
-      .slice(0, 200);
+  const scrub = (text: string) => replaceControl(text.split(token).join("[token]"), " ").slice(0, 200);
 
   async function openSession(log: Logger): Promise<Session> {
     const http = await httpModuleFor(base);
@@ -437,6 +432,7 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
       else if (outcome.reason instanceof ReferenceProblem) problems.push({ ref, problem: outcome.reason });
       else if (firstFatal === undefined || rank(outcome.reason) < rank(firstFatal)) firstFatal = outcome.reason;
     });
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows a rejection reason unchanged (a HomelabError or an internal error)
     if (firstFatal !== undefined) throw firstFatal;
     if (problems.length > 0) throw aggregate(problems);
     return result;
@@ -600,7 +596,7 @@ function parseJson(text: string, what: string): unknown {
 
 function asArray<T extends { id: string }>(body: unknown, what: string): T[] {
   if (!Array.isArray(body)) throw dataError(`Connect returned an unexpected ${what} (not a list)`);
-  return body.filter((entry): entry is T => typeof entry === "object" && entry !== null && typeof entry.id === "string");
+  return body.filter((entry): entry is T => typeof entry === "object" && entry !== null && typeof (entry as { id?: unknown }).id === "string");
 }
 
 function asObject<T extends { id: string }>(body: unknown, what: string): T {
@@ -654,7 +650,7 @@ function networkReason(error: unknown): string {
   const own = error as { code?: unknown; message?: unknown };
   // An error without a code of its own that wraps one with a code: the cause says more.
   if (typeof own.code !== "string" && typeof cause === "object" && cause !== null) {
-    const inner = describe(cause as { code?: unknown; message?: unknown });
+    const inner = describe(cause);
     if (inner) return inner;
   }
   return describe(own) ?? "unknown network error";

@@ -192,7 +192,7 @@ export async function runWriter(context: WrapperContext, options: Pick<RoleOptio
 
 /** Copy the fetcher's log pipe to our stderr as it comes. */
 function relayLog(fd: number | undefined): { ended(timeoutMs: number): Promise<void>; stop(): void } {
-  if (fd === undefined) return { ended: async () => undefined, stop: () => undefined };
+  if (fd === undefined) return { ended: () => Promise.resolve(), stop: () => undefined };
   const stream = new Socket({ fd, readable: true, writable: false });
   stream.on("data", (chunk: Buffer) => process.stderr.write(chunk));
   stream.on("error", () => undefined);
