@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
-import { commonOptions, fetchAction, fetchOptions, parseDeadline, type FetchArgs } from "./cli-common.js";
+import { runCommand } from "./cli/command.js";
+import { fetchCommand } from "./cli/commands.js";
+import { commonOptions, fetchOptions, parseDeadline, type FetchArgs } from "./cli/options.js";
 
 /*
  * `fetch` runs at every boot, once per service: it is parsed here with node's own
@@ -11,9 +13,9 @@ import { commonOptions, fetchAction, fetchOptions, parseDeadline, type FetchArgs
 const args = process.argv.slice(2);
 const fast = args[0] === "fetch" ? parseFetch(args.slice(1)) : undefined;
 if (fast) {
-  await fetchAction(fast);
+  await runCommand(fetchCommand, fast);
 } else {
-  const { buildCli } = await import("./cli-yargs.js");
+  const { buildCli } = await import("./cli/yargs.js");
   // op-secret-manager (Go's flag package) takes `-map-file-path` as well as `--map-file-path`.
   const normalized = args[0] === "user" ? (await import("./commands/user.js")).normalizeUserArgv(args) : args;
   await buildCli(normalized).parseAsync();

@@ -1,7 +1,7 @@
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { constants } from "node:fs";
-import { configError } from "./errors.js";
+import { configError, isHomelabError } from "./errors.js";
 
 export interface TokenLocation {
   /** A file given explicitly (--token-file, spec tokenFile). */
@@ -43,7 +43,7 @@ export async function loadToken(location: TokenLocation, env: NodeJS.ProcessEnv 
       await handle.close();
     }
   } catch (error) {
-    if (error instanceof Error && error.name === "HomelabError") throw error;
+    if (isHomelabError(error)) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? "error";
     throw configError(`cannot read token ${path}: ${code === "ELOOP" ? "it is a symlink" : code}`);
   }

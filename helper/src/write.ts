@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { lstat, link, mkdir, open, readdir, readlink, rename, rmdir, unlink, chown, chmod } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { basename, dirname, isAbsolute, join, posix } from "node:path";
-import { cantCreateError, configError } from "./errors.js";
+import { cantCreateError, configError, isHomelabError } from "./errors.js";
 import type { Logger } from "./log.js";
 
 export interface Owner {
@@ -450,7 +450,7 @@ export async function removeDirectoryIfEmpty(directory: string): Promise<boolean
 }
 
 function asWriteError(error: unknown, path: string, verb: "write" | "replace" = "write"): Error {
-  if (error instanceof Error && error.name === "HomelabError") return error;
+  if (isHomelabError(error)) return error;
   const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
   const reason =
     code === "ENOSPC" ? "no space left on device" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "ELOOP" ? "a symlink is in the way" : code;

@@ -204,6 +204,29 @@ describe("configuration errors exit 78", () => {
   });
 });
 
+describe("internal errors (bugs) exit 70", () => {
+  /** A preload that plants a bug: fs.existsSync throws a TypeError for one path. */
+  async function plantedBug(path: string): Promise<string[]> {
+    const preload = join(dir, `bug-${Math.random().toString(36).slice(2)}.cjs`);
+    await writeFile(
+      preload,
+      `const fs = require("node:fs");
+const original = fs.existsSync;
+fs.existsSync = (p) => { if (p === ${JSON.stringify(path)}) throw new TypeError("planted bug"); return original(p); };
+require("node:module").syncBuiltinESMExports();
+`,
+    );
+    return ["--require", preload];
+  }
+
+  it("doctor: an unexpected error is reported as internal and exits 70", async () => {
+    const config = await fresh("doctor-bug");
+    const result = await run(["doctor", "--config-dir", config], { nodeArgs: await plantedBug("/run/wrappers/bin/homelab-secrets-user") });
+    expect(result.stderr).toMatch(/^homelab-secrets: error: internal error: TypeError: planted bug/m);
+    expect(result.exitCode).toBe(70);
+  });
+});
+
 describe("--version and --help", () => {
   it("--version prints package.json's version", async () => {
     const { version } = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as { version: string };

@@ -5,14 +5,13 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import type { Argv, CommandModule } from "yargs";
 import { connectHostFinding } from "../sources/loopback.js";
 import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
-import { ExitCode } from "../errors.js";
-import { defaultConfigDir, parseHostSettings } from "../user/host-config.js";
+import { nixosWrapperPath, parseHostSettings } from "../user/host-config.js";
 import { checkCliTree, checkNodeBinary, type TreeVerdict } from "../user/tree-check.js";
 
+/** `doctor`'s flags. */
 export interface DoctorArgs {
   "config-dir": string;
   wrapper?: string;
@@ -24,9 +23,6 @@ export interface Finding {
   readonly what: string;
   readonly detail: string;
 }
-
-/** Where NixOS's security.wrappers puts SUID wrappers. */
-export const nixosWrapperPath = "/run/wrappers/bin/homelab-secrets-user";
 
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
 
@@ -211,21 +207,6 @@ function checkBuild(
 export function formatFindings(findings: readonly Finding[]): string {
   return findings.map((f) => `${f.ok ? "ok    " : "UNSAFE"}  ${f.what}: ${f.detail}\n`).join("");
 }
-
-export const doctorCommand: CommandModule<object, DoctorArgs> = {
-  command: "doctor",
-  describe: "Check the host's per-user setup: token, mapfile, config.json and wrapper owners and modes",
-  builder: (y: Argv) =>
-    y
-      .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory" })
-      .option("wrapper", { type: "string", describe: `The SUID wrapper to check (default ${nixosWrapperPath} when present)` })
-      .option("service-user", { type: "string", default: "homelab-secrets", describe: "The service account the wrapper runs the fetch as" }),
-  handler: (argv) => {
-    const findings = runDoctor({ configDir: argv["config-dir"], wrapper: argv.wrapper, serviceUser: argv["service-user"] });
-    process.stdout.write(formatFindings(findings));
-    process.exitCode = findings.every((f) => f.ok) ? ExitCode.ok : ExitCode.config;
-  },
-};
 
 /**
  * A plain-http Connect source in config.json: who may receive the token. On loopback the

@@ -6,7 +6,7 @@
  */
 import { closeSync, readFileSync, write } from "node:fs";
 import { Socket } from "node:net";
-import { ExitCode, HomelabError, exitCodeOf, permissionError, tempFailError, usageError } from "../errors.js";
+import { ExitCode, HomelabError, failureOf, permissionError, tempFailError, usageError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SourceConfig } from "../spec.js";
 import { planEntries, removeUserFiles, resolvePlanned, tagFilter, tokenText, writeUserFiles, type Caller } from "./core.js";
@@ -77,10 +77,11 @@ export async function runFetcher(context: WrapperContext, options: RoleOptions):
   try {
     frames = await fetchFrames(context, options);
   } catch (error) {
-    code = exitCodeOf(error);
-    const message = error instanceof HomelabError ? error.message : "internal error in the fetcher";
-    if (!(error instanceof HomelabError)) log.error(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    frames = [{ type: "error", exitCode: code, message }];
+    const failure = failureOf(error);
+    code = failure.exitCode;
+    // The stack stays in the service account's log; the caller learns only that it was a bug.
+    if (failure.internal) log.error(failure.line);
+    frames = [{ type: "error", exitCode: code, message: failure.internal ? "internal error in the fetcher" : failure.line }];
   }
   // A writer that stops reading must not keep us (and the --serialize lock) forever.
   const guard = setTimeout(() => {
@@ -235,7 +236,9 @@ async function readFrames(fd: number, signal: AbortSignal): Promise<Frame[]> {
   return frames;
 }
 
-const knownCodes = new Set<number>(Object.values(ExitCode));
+// The codes an error frame may carry to the caller: a fetcher's internal error (70) reaches
+// the caller as 75, like any code outside this set.
+const knownCodes = new Set<number>(Object.values(ExitCode).filter((c) => c !== ExitCode.software && c !== ExitCode.osErr));
 function asExitCode(code: number): (typeof ExitCode)[keyof typeof ExitCode] {
   return (knownCodes.has(code) && code !== 0 ? code : ExitCode.tempFail) as (typeof ExitCode)[keyof typeof ExitCode];
 }
