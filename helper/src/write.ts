@@ -279,18 +279,8 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   if (handsOver && sharedParent && missing.length <= 1 && (missing.length > 0 || !settings?.keepExisting)) {
     throw cantCreateError(`refusing to hand ${directory} to uid ${settings.owner.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`);
   }
-  let current = directory;
-  for (let i = missing.length; i > 0; i--) current = dirname(current);
-  for (const [index, part] of missing.entries()) {
-    current = join(current, part);
-    try {
-      // Intermediate directories stay traversable; the last one gets `settings` below.
-      await mkdir(current, { mode: index === missing.length - 1 ? 0o700 : 0o755 });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw asWriteError(error, current);
-    }
-    log.debug(`created directory ${current}`);
-  }
+  // Intermediate directories stay traversable; the last one gets `settings` below.
+  await createMissingDirectories(directory, missing, { mode: 0o700, intermediateMode: 0o755 }, asWriteError, log);
   // mkdir tolerates EEXIST: whatever is there now (a race may have planted it) must be safe.
   if (missing.length > 0 && (await assertSafeDirectory(directory)).missing.length > 0) {
     throw cantCreateError(`cannot write into ${directory}: it disappeared while being created`);
@@ -312,6 +302,30 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
     } catch (error) {
       throw asWriteError(error, directory);
     }
+  }
+}
+
+/**
+ * Create the `missing` trailing components of `directory` (as assertSafeDirectory reported
+ * them), one by one. EEXIST is no error: the caller checks again what is there now.
+ */
+export async function createMissingDirectories(
+  directory: string,
+  missing: readonly string[],
+  modes: { readonly mode: number; readonly intermediateMode: number },
+  failure: (error: unknown, path: string) => Error,
+  log?: Logger,
+): Promise<void> {
+  let current = directory;
+  for (let i = missing.length; i > 0; i--) current = dirname(current);
+  for (const [index, part] of missing.entries()) {
+    current = join(current, part);
+    try {
+      await mkdir(current, { mode: index === missing.length - 1 ? modes.mode : modes.intermediateMode });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw failure(error, current);
+    }
+    log?.debug(`created directory ${current}`);
   }
 }
 

@@ -732,7 +732,7 @@ int main(int argc, char **argv) {
         if (setsid() == -1) DIE_ERRNO(EX_OSERR, "setsid");
         /* No PR_SET_PDEATHSIG: the kernel sends it with the dying parent's (the caller's)
            rights, which may not signal the service account. The fetcher instead watches
-           getppid() and stops when the writer is gone (helper/src/user/roles.ts). */
+           getppid() and stops when the writer is gone (helper/src/user/fetcher.ts). */
         if (getppid() != writer_pid) die(EX_TEMPFAIL, "the writer went away");
         int out = park(p[1]);
         map_fd = park(map_fd);

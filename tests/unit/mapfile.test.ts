@@ -8,7 +8,7 @@ import {
   parseTags,
   selectEntries,
 } from "../../helper/src/mapfile.js";
-import { planEntries, tagFilter } from "../../helper/src/user/core.js";
+import { planEntries, tagFilter } from "../../helper/src/user/plan.js";
 import { chooseUserPaths } from "../../helper/src/user/direct.js";
 import { parseHostConfig } from "../../helper/src/user/host-config.js";
 import { normalizeUserArgv } from "../../helper/src/commands/user.js";

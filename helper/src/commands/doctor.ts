@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { connectHostFinding } from "../sources/loopback.js";
 import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
+import { accessibleToOthers, writableByOthers } from "../file-rules.js";
 import { nixosWrapperPath, parseHostSettings } from "../user/host-config.js";
 import { checkCliTree, checkNodeBinary, type TreeVerdict } from "../user/tree-check.js";
 
@@ -65,7 +66,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     report("config directory", dir, dirStats, problems([
       [!dirStats.isDirectory(), "not a directory"],
       [dirStats.uid !== 0, "not owned by root"],
-      [(dirStats.mode & 0o022) !== 0, "writable by group or others"],
+      [writableByOthers(dirStats), "writable by group or others"],
     ]));
   }
 
@@ -75,7 +76,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     report("token", tokenPath, token, problems([
       [!token.isFile(), "not a regular file"],
       [svcUid !== undefined && token.uid !== svcUid, `not owned by ${options.serviceUser}`],
-      [(token.mode & 0o077) !== 0, "accessible to group or others (want 0600)"],
+      [accessibleToOthers(token), "accessible to group or others (want 0600)"],
     ]));
   }
 
@@ -86,7 +87,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       [!mapfile.isFile(), "not a regular file"],
       [mapfile.uid !== 0, "not owned by root"],
       [svcGid !== undefined && mapfile.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
-      [(mapfile.mode & 0o022) !== 0, "writable by group or others"],
+      [writableByOthers(mapfile), "writable by group or others"],
       [(mapfile.mode & 0o040) === 0, "not readable by the service group (want 0640)"],
       [(mapfile.mode & 0o007) !== 0, "readable by others: every user could see every mapping (want 0640)"],
     ]));
@@ -100,7 +101,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     const why = problems([
       [!config.isFile(), "not a regular file"],
       [config.uid !== 0, "not owned by root"],
-      [(config.mode & 0o022) !== 0, "writable by group or others"],
+      [writableByOthers(config), "writable by group or others"],
     ]);
     let vaultPath: string | undefined;
     if (config.isFile()) {
@@ -121,7 +122,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       report("vault", vaultPath, vault, problems([
         [!vault.isFile(), "not a regular file"],
         [vault.uid !== 0 && vault.uid !== svcUid, `not owned by root or ${options.serviceUser}`],
-        [(vault.mode & 0o022) !== 0, "writable by group or others"],
+        [writableByOthers(vault), "writable by group or others"],
         [(vault.mode & 0o004) !== 0, "readable by others: every user could read every value (want 0640 root:<service group> or 0600)"],
         [(vault.mode & 0o040) !== 0 && svcGid !== undefined && vault.gid !== svcGid && vault.uid !== svcUid, "readable by a group other than the service account's"],
       ]));
@@ -143,7 +144,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
         [w.uid === 0, "set-user-ID root: install it SUID+SGID to the service account instead"],
         [svcUid !== undefined && w.uid !== svcUid, `not owned by ${options.serviceUser}`],
         [svcGid !== undefined && w.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
-        [(w.mode & 0o022) !== 0, "writable by group or others"],
+        [writableByOthers(w), "writable by group or others"],
       ]));
       checkBuild(wrapper, svcUid, usesToken, ok, unsafe);
     }
@@ -197,7 +198,7 @@ function checkBuild(
   const why = [
     !st.isDirectory() ? "not a directory" : "",
     svcUid !== undefined && st.uid !== svcUid ? "not owned by the service account" : "",
-    (st.mode & 0o077) !== 0 ? "accessible to group or others (want 0700)" : "",
+    accessibleToOthers(st) ? "accessible to group or others (want 0700)" : "",
   ].filter(Boolean);
   const summary = `${stateDir} (owner ${st.uid}:${st.gid}, mode ${octal(st.mode)})`;
   if (why.length === 0) ok("rate-limit state", summary);

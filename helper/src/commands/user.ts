@@ -6,7 +6,7 @@
  */
 import { ExitCode } from "../errors.js";
 import type { Logger } from "../log.js";
-import { env } from "../user/protocol.js";
+import { env, wrapperContext } from "../user/protocol.js";
 
 /** `user`'s flags. */
 export interface UserArgs {
@@ -58,17 +58,17 @@ export function fetcherDeadlineCap(limit: string | undefined): number {
 
 /** Run `user` in the role the environment names: the wrapper's fetcher or writer, or direct. */
 export async function runUser(argv: UserArgs, log: Logger, signal: AbortSignal): Promise<number> {
-  const { wrapperContext, runFetcher, runWriter } = await import("../user/roles.js");
   const context = wrapperContext();
   const common = { cleanup: argv.cleanup, tags: argv.tags, untagged: argv.untagged, deadlineSeconds: argv.deadline, log, signal };
   if (context?.role === "fetcher") {
     // The caller chooses --deadline, and a --serialize fetcher holds the host-wide lock for
     // as long as it runs: no caller may hold it longer than others are willing to wait.
     const deadlineSeconds = Math.min(argv.deadline, maxPrivilegedDeadlineSeconds, fetcherDeadlineCap(process.env[env.fetcherLimit]));
-    // Errors travel to the writer, which reports them; our exit code only mirrors them.
+    const { runFetcher } = await import("../user/fetcher.js");
     return runFetcher(context, { ...common, deadlineSeconds, overrides: Boolean(argv["api-key-path"] || argv["map-file-path"]) });
   }
   if (context?.role === "writer") {
+    const { runWriter } = await import("../user/writer.js");
     await runWriter(context, common);
     return ExitCode.ok;
   }

@@ -36,7 +36,7 @@
  * signal it, and PR_SET_PDEATHSIG is delivered with the dying parent's rights, so it
  * would not reach the service account.
  */
-import { dataError } from "../errors.js";
+import { dataError, usageError } from "../errors.js";
 
 export const protocolVersion = 1;
 
@@ -161,4 +161,33 @@ function decodeUtf8(bytes: Uint8Array): string {
 
 function protocolError(message: string): Error {
   return dataError(`wrapper protocol: ${message}`);
+}
+
+/** Which half of the wrapper this process is, and for whom. */
+export interface WrapperContext {
+  readonly role: "fetcher" | "writer";
+  readonly caller: { readonly user: string; readonly uid: number; readonly gid: number };
+  readonly mapfilePath: string;
+}
+
+/** The wrapper's environment, checked; undefined when not run by the wrapper. */
+export function wrapperContext(environment: NodeJS.ProcessEnv = process.env): WrapperContext | undefined {
+  if (environment[env.wrapper] === undefined) return undefined;
+  if (environment[env.wrapper] !== "1") throw usageError(`unsupported wrapper protocol ${environment[env.wrapper]}`);
+  const role = environment[env.role];
+  if (role !== "fetcher" && role !== "writer") throw usageError(`bad ${env.role}`);
+  const uid = Number(environment[env.callerUid]);
+  const gid = Number(environment[env.callerGid]);
+  const user = environment[env.callerUser] ?? "";
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0 || user === "") throw usageError("bad caller in the wrapper environment");
+  return { role, caller: { user, uid, gid }, mapfilePath: environment[env.mapfilePath] ?? "mapfile" };
+}
+
+/** A descriptor number the wrapper passed in `name` (3 or above), or undefined. */
+export function fdFromEnv(name: string): number | undefined {
+  const text = process.env[name];
+  if (text === undefined) return undefined;
+  const fd = Number(text);
+  if (!Number.isInteger(fd) || fd < 3) throw usageError(`bad ${name}`);
+  return fd;
 }
