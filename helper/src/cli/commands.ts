@@ -7,7 +7,7 @@ import type { Argv, Options } from "yargs";
 import { ExitCode, usageError } from "../errors.js";
 import type { DoctorArgs } from "../commands/doctor.js";
 import type { UserArgs } from "../commands/user.js";
-import { defaultConfigDir, nixosWrapperPath } from "../user/host-config.js";
+import { defaultConfigDir, nixosWrapperPath } from "../host-paths.js";
 import { register, type CliCommand, type Registration } from "./command.js";
 import { commonOptions, deadlineOption, fetchOptions, overridesOf, parseDeadline, parseMode, verboseOption, type CommonArgs, type FetchArgs } from "./options.js";
 

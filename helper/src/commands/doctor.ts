@@ -9,7 +9,8 @@ import { connectHostFinding } from "../sources/loopback.js";
 import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { accessibleToOthers, writableByOthers } from "../file-rules.js";
-import { nixosWrapperPath, parseHostSettings } from "../user/host-config.js";
+import { nixosWrapperPath } from "../host-paths.js";
+import { parseHostSettings } from "../user/host-config.js";
 import { checkCliTree, checkNodeBinary, type TreeVerdict } from "../user/tree-check.js";
 
 /** `doctor`'s flags. */
