@@ -68,7 +68,7 @@ stdenv.mkDerivation (finalAttrs: {
     node node_modules/typescript/bin/tsc -p tsconfig.json
 
     appDir="$out/lib/node_modules/homelab-secrets"
-    $CC -O2 -Wall -Wextra -Werror=format-security -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+    $CC -O2 -Wall -Wextra -Werror -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
       -fPIE -pie -Wl,-z,relro,-z,now \
       -DHS_NODE="\"${lib.getExe nodejs}\"" \
       -DHS_CLI="\"$appDir/helper/dist/cli.js\"" \

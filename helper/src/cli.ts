@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
-import { commonOptions, fetchAction, fetchOptions, parseDeadline, type FetchArgs } from "./cli-common.js";
+import { runCommand } from "./cli/command.js";
+import { fetchCommand } from "./cli/commands.js";
+import { commonOptions, fetchOptions, parseDeadline, type FetchArgs } from "./cli/options.js";
 
 /*
  * `fetch` runs at every boot, once per service: it is parsed here with node's own
@@ -11,9 +13,9 @@ import { commonOptions, fetchAction, fetchOptions, parseDeadline, type FetchArgs
 const args = process.argv.slice(2);
 const fast = args[0] === "fetch" ? parseFetch(args.slice(1)) : undefined;
 if (fast) {
-  await fetchAction(fast);
+  await runCommand(fetchCommand, fast);
 } else {
-  const { buildCli } = await import("./cli-yargs.js");
+  const { buildCli } = await import("./cli/yargs.js");
   // op-secret-manager (Go's flag package) takes `-map-file-path` as well as `--map-file-path`.
   const normalized = args[0] === "user" ? (await import("./commands/user.js")).normalizeUserArgv(args) : args;
   await buildCli(normalized).parseAsync();
@@ -32,7 +34,7 @@ function parseFetch(rest: string[]): FetchArgs | undefined {
     if (typeof values["spec"] !== "string" || ["help", "version"].some((k) => k in values)) return undefined;
     const deadline = values["deadline"] === undefined ? commonOptions.deadline.default : Number(values["deadline"]);
     if (!Number.isFinite(deadline) || deadline <= 0 || deadline > 86400) return undefined;
-    return { ...(values as Record<string, string | boolean | undefined>), spec: values["spec"], deadline: parseDeadline(deadline), serialize: values["serialize"] === true, verbose: values["verbose"] === true } as FetchArgs;
+    return { ...values, spec: values["spec"], deadline: parseDeadline(deadline), serialize: values["serialize"] === true, verbose: values["verbose"] === true };
   } catch {
     return undefined;
   }

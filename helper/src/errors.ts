@@ -1,4 +1,7 @@
-/** sysexits-style exit codes shared by every command (see DESIGN.md "Exit codes"). */
+/**
+ * sysexits-style exit codes shared by every command (the README's table lists them).
+ * 65, 69, 77 and 78 are permanent (the units' RestartPreventExitStatus); 75 is worth a retry.
+ */
 export const ExitCode = {
   ok: 0,
   usage: 64,
@@ -8,6 +11,10 @@ export const ExitCode = {
   tempFail: 75,
   noPerm: 77,
   config: 78,
+  /** An internal error (a bug): anything thrown that is not a HomelabError. */
+  software: 70,
+  /** The privilege wrapper only: an OS call that cannot fail did (dup2, fcntl). */
+  osErr: 71,
 } as const;
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -42,8 +49,26 @@ export const configError = (m: string) => new HomelabError(ExitCode.config, m);
 export const isTransient = (error: unknown): boolean =>
   error instanceof HomelabError && error.exitCode === ExitCode.tempFail;
 
+/** Whether `error` is one of ours (a message fit for the user) rather than a bug. */
+export function isHomelabError(error: unknown): error is HomelabError {
+  return error instanceof HomelabError;
+}
+
 /** Map anything thrown to an exit code; unknown errors are internal bugs (70 = EX_SOFTWARE). */
 export function exitCodeOf(error: unknown): number {
-  if (error instanceof HomelabError) return error.exitCode;
-  return 70;
+  return isHomelabError(error) ? error.exitCode : ExitCode.software;
+}
+
+/** How a run that failed with `error` ends: its exit code and the one line to log. */
+export interface Failure {
+  readonly exitCode: number;
+  /** The HomelabError's message, or "internal error: " and the stack. */
+  readonly line: string;
+  readonly internal: boolean;
+}
+
+/** The one mapping from anything thrown to what the user sees (the CLI's exit path and the wrapper's error frame). */
+export function failureOf(error: unknown): Failure {
+  if (isHomelabError(error)) return { exitCode: error.exitCode, line: error.message, internal: false };
+  return { exitCode: ExitCode.software, line: `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, internal: true };
 }

@@ -42,3 +42,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 }
 
 export const silentLogger: Logger = { error() {}, warn() {}, info() {}, debug() {} };
+
+/**
+ * Replace control characters (C0 and DEL) in text bound for a message, so a name or a
+ * server's reply cannot move the cursor, ring the bell or forge a line.
+ */
+export function replaceControl(text: string, by: string | ((c: string) => string)): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  const control = /[\u0000-\u001f\u007f]/g;
+  return typeof by === "string" ? text.replace(control, by) : text.replace(control, by);
+}

@@ -1,3 +1,4 @@
+import { replaceControl } from "./log.js";
 import { posix } from "node:path";
 import { dataError, usageError } from "./errors.js";
 import { parseReference, type SecretReference } from "./reference.js";
@@ -86,7 +87,7 @@ export function parseMapfileStrict(text: string, file: string): readonly MapEntr
 export function parseTags(text: string | undefined): string[] {
   if (text === undefined) return [];
   const tags = splitTags(text);
-  if (tags.length === 0) throw usageError(`--tags names no tag ("${text.replace(/[\u0000-\u001f\u007f]/g, "?")}"); leave --tags out to select every entry`);
+  if (tags.length === 0) throw usageError(`--tags names no tag ("${replaceControl(text, "?")}"); leave --tags out to select every entry`);
   return tags;
 }
 

@@ -1,3 +1,4 @@
+import { replaceControl } from "./log.js";
 import { dataError } from "./errors.js";
 
 /** A parsed `op://vault/item/[section/]field[?attribute=otp|totp][?ssh-format=openssh]`. */
@@ -14,7 +15,7 @@ export interface SecretReference {
 
 // Characters the 1Password SDK's own validator accepts in a name (tests/unit/reference
 // compares this table with the SDK's `validateSecretReference`).
-const segmentPattern = /^[A-Za-z0-9 _.\-]+$/;
+const segmentPattern = /^[A-Za-z0-9 _.-]+$/;
 
 /** Parse and validate a reference; `where` prefixes errors (e.g. "spec.json:12: files.x.ref"). */
 export function parseReference(raw: string, where?: string): SecretReference {
@@ -59,7 +60,7 @@ export function parseReference(raw: string, where?: string): SecretReference {
 
 /** References are not secrets, but keep control characters out of log lines. */
 function printable(text: string): string {
-  return String(text).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return replaceControl(String(text), (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 /** Deduplicate by raw text, keeping first-seen order. */

@@ -2,6 +2,9 @@ import { dataError, ExitCode, HomelabError, tempFailError } from "./errors.js";
 import type { Logger } from "./log.js";
 import { uniqueReferences, type SecretReference } from "./reference.js";
 import { createDeadline, raceSignal } from "./retry.js";
+import type { Lock } from "./lock.js";
+import type { SourceConfig } from "./spec.js";
+import { createSource } from "./sources/index.js";
 import type { Source } from "./sources/source.js";
 
 export interface ResolveOptions {
@@ -35,6 +38,34 @@ export async function resolveReferences(source: Source, refs: readonly SecretRef
     return values;
   } finally {
     deadline.dispose();
+  }
+}
+
+/** How resolveFromSource gets its backend and whether it waits for the host-wide lock. */
+export interface SourceResolveOptions extends ResolveOptions {
+  /** A token read already (user mode); without it the source loads its own. */
+  readonly token?: string;
+  /** --serialize: hold this lock (default the host-wide one) while talking to the backend. */
+  readonly lock?: { readonly path?: string };
+}
+
+/**
+ * Build the source and resolve `refs` in one batch, holding the --serialize lock while the
+ * backend is busy (fetch and direct user runs share this; the wrapper locks on its own).
+ */
+export async function resolveFromSource(config: SourceConfig, refs: readonly SecretReference[], options: SourceResolveOptions): Promise<Map<string, string>> {
+  const { log, signal } = options;
+  let lock: Lock | undefined;
+  if (options.lock) {
+    // Loaded only with --serialize: node:crypto is not free at boot.
+    const { acquireLock, defaultLockPath } = await import("./lock.js");
+    lock = await acquireLock(options.lock.path ?? defaultLockPath, { log, ...(signal ? { signal } : {}) });
+  }
+  try {
+    const source = await createSource(config, { log, ...(options.token !== undefined ? { token: options.token } : {}) });
+    return await resolveReferences(source, refs, { deadlineSeconds: options.deadlineSeconds, log, ...(signal ? { signal } : {}) });
+  } finally {
+    await lock?.release();
   }
 }
 

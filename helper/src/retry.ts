@@ -126,6 +126,7 @@ export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise
       },
       (error: unknown) => {
         signal.removeEventListener("abort", onAbort);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes the promise's own rejection through unchanged
         reject(error);
       },
     );

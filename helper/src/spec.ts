@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { isAbsolute, posix } from "node:path";
-import { configError, dataError } from "./errors.js";
+import { configError, dataError, isHomelabError } from "./errors.js";
 import { parseJsonWithLines, type LocatedJson } from "./json-locate.js";
 import { parseReference, uniqueReferences, type SecretReference } from "./reference.js";
 import { envKeyPattern } from "./render/env.js";
@@ -94,7 +94,7 @@ export async function loadSpec(file: string): Promise<Spec> {
       await handle.close();
     }
   } catch (error) {
-    if (error instanceof Error && error.name === "HomelabError") throw error;
+    if (isHomelabError(error)) throw error;
     throw configError(`cannot read spec ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
   return parseSpec(text, file);

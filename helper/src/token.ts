@@ -1,7 +1,8 @@
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { constants } from "node:fs";
-import { configError } from "./errors.js";
+import { configError, isHomelabError } from "./errors.js";
+import { accessibleToOthers } from "./file-rules.js";
 
 export interface TokenLocation {
   /** A file given explicitly (--token-file, spec tokenFile). */
@@ -35,7 +36,7 @@ export async function loadToken(location: TokenLocation, env: NodeJS.ProcessEnv 
     try {
       const stats = await handle.stat();
       if (!stats.isFile()) throw configError(`token ${path} is not a regular file`);
-      if ((stats.mode & 0o077) !== 0 && location.file) {
+      if (accessibleToOthers(stats) && location.file) {
         throw configError(`token file ${path} is readable or writable by group or others (mode ${(stats.mode & 0o777).toString(8)}); chmod 600 it`);
       }
       text = await handle.readFile("utf8");
@@ -43,10 +44,15 @@ export async function loadToken(location: TokenLocation, env: NodeJS.ProcessEnv 
       await handle.close();
     }
   } catch (error) {
-    if (error instanceof Error && error.name === "HomelabError") throw error;
+    if (isHomelabError(error)) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? "error";
     throw configError(`cannot read token ${path}: ${code === "ELOOP" ? "it is a symlink" : code}`);
   }
+  return tokenFromText(text, path);
+}
+
+/** A token file's text: one trailing newline dropped (agenix and editors add one); empty is refused. */
+export function tokenFromText(text: string, path: string): string {
   const token = text.replace(/\r?\n$/, "");
   if (token.length === 0) throw configError(`token ${path} is empty`);
   return token;

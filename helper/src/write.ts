@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { lstat, link, mkdir, open, readdir, readlink, rename, rmdir, unlink, chown, chmod } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { basename, dirname, isAbsolute, join, posix } from "node:path";
-import { cantCreateError, configError } from "./errors.js";
+import { cantCreateError, configError, isHomelabError } from "./errors.js";
 import type { Logger } from "./log.js";
 
 export interface Owner {
@@ -105,7 +105,7 @@ async function replaceAll(written: readonly { temp: string; target: string }[], 
   const plan: Replacement[] = written.map((w) => ({ ...w }));
   const dropTemps = (items: readonly Replacement[]) => Promise.all(items.map(({ temp }) => unlink(temp).catch(() => undefined)));
   const dropBackups = (items: readonly Replacement[]) =>
-    Promise.all(items.map(({ backup }) => (backup ? unlink(backup).catch(() => undefined) : undefined)));
+    Promise.all(items.map(({ backup }) => (backup ? unlink(backup).catch(() => undefined) : Promise.resolve(undefined))));
   let current = "";
   try {
     for (const item of plan) {
@@ -277,20 +277,10 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   const euid = process.geteuid?.() ?? 0;
   const handsOver = settings?.owner !== undefined && settings.owner.uid !== 0 && settings.owner.uid !== euid;
   if (handsOver && sharedParent && missing.length <= 1 && (missing.length > 0 || !settings?.keepExisting)) {
-    throw cantCreateError(`refusing to hand ${directory} to uid ${settings!.owner!.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`);
+    throw cantCreateError(`refusing to hand ${directory} to uid ${settings.owner.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`);
   }
-  let current = directory;
-  for (let i = missing.length; i > 0; i--) current = dirname(current);
-  for (const [index, part] of missing.entries()) {
-    current = join(current, part);
-    try {
-      // Intermediate directories stay traversable; the last one gets `settings` below.
-      await mkdir(current, { mode: index === missing.length - 1 ? 0o700 : 0o755 });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw asWriteError(error, current);
-    }
-    log.debug(`created directory ${current}`);
-  }
+  // Intermediate directories stay traversable; the last one gets `settings` below.
+  await createMissingDirectories(directory, missing, { mode: 0o700, intermediateMode: 0o755 }, asWriteError, log);
   // mkdir tolerates EEXIST: whatever is there now (a race may have planted it) must be safe.
   if (missing.length > 0 && (await assertSafeDirectory(directory)).missing.length > 0) {
     throw cantCreateError(`cannot write into ${directory}: it disappeared while being created`);
@@ -312,6 +302,30 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
     } catch (error) {
       throw asWriteError(error, directory);
     }
+  }
+}
+
+/**
+ * Create the `missing` trailing components of `directory` (as assertSafeDirectory reported
+ * them), one by one. EEXIST is no error: the caller checks again what is there now.
+ */
+export async function createMissingDirectories(
+  directory: string,
+  missing: readonly string[],
+  modes: { readonly mode: number; readonly intermediateMode: number },
+  failure: (error: unknown, path: string) => Error,
+  log?: Logger,
+): Promise<void> {
+  let current = directory;
+  for (let i = missing.length; i > 0; i--) current = dirname(current);
+  for (const [index, part] of missing.entries()) {
+    current = join(current, part);
+    try {
+      await mkdir(current, { mode: index === missing.length - 1 ? modes.mode : modes.intermediateMode });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw failure(error, current);
+    }
+    log?.debug(`created directory ${current}`);
   }
 }
 
@@ -450,7 +464,7 @@ export async function removeDirectoryIfEmpty(directory: string): Promise<boolean
 }
 
 function asWriteError(error: unknown, path: string, verb: "write" | "replace" = "write"): Error {
-  if (error instanceof Error && error.name === "HomelabError") return error;
+  if (isHomelabError(error)) return error;
   const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
   const reason =
     code === "ENOSPC" ? "no space left on device" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "ELOOP" ? "a symlink is in the way" : code;

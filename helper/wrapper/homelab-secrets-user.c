@@ -66,23 +66,9 @@
  * saved uid. After the drop all three uids and gids are the service account's. The
  * extra groups only grant the fetcher (our own code) file access the caller has anyway.
  *
- * Wrapper <-> node protocol (version 1; mirrored in helper/src/user/protocol.ts)
- *   argv:  HS_NODE HS_CLI user [normalised flags: --verbose --cleanup --serialize
- *          --untagged --tags=T --deadline=S]   (path overrides are never forwarded)
- *   env (both roles, nothing else): HS_WRAPPER=1, HS_ROLE=fetcher|writer,
- *          HS_CALLER_UID, HS_CALLER_GID, HS_CALLER_USER, HS_MAPFILE_PATH (for messages),
- *          optional JOURNAL_STREAM (validated).
- *   fetcher only: HS_WRITER_PID (it stops when its parent is no longer that process),
- *          HS_FETCHER_LIMIT_S (its alarm), HS_STATE_DIR (rate-limit state).
- *   fetcher fds: 0,1 /dev/null; 2 the log pipe's write end (O_NONBLOCK); 3 mapfile
- *          (HS_MAPFILE_FD=3); 4 token (HS_TOKEN_FD=4, only if present); 5 config.json
- *          (HS_CONFIG_FD=5, only if present); 6 the value pipe's write end (HS_OUT_FD=6).
- *   writer fds: 0 /dev/null; 1,2 the caller's; 3 the value pipe's read end (HS_IN_FD=3);
- *          4 the log pipe's read end (HS_LOG_FD=4), copied to the caller's stderr.
- *   pipe: frames from fetcher to writer: 1 type byte, 4-byte big-endian payload length,
- *          payload. 'P' put file: u32 BE path length, path (UTF-8, absolute), value bytes.
- *          'C' cleanup: path. 'E' error: 1 byte exit code, UTF-8 message. 'D' done
- *          (empty; the writer acts only after 'D'). EOF before 'D' or 'E': exit 75.
+ * Wrapper <-> node protocol (version 1): described in docs/ARCHITECTURE.md ("Wrapper
+ *   protocol"); the names and descriptor numbers are in helper/src/user/protocol.ts, and
+ *   tests/unit/protocol.test.ts checks that this file agrees.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -732,7 +718,7 @@ int main(int argc, char **argv) {
         if (setsid() == -1) DIE_ERRNO(EX_OSERR, "setsid");
         /* No PR_SET_PDEATHSIG: the kernel sends it with the dying parent's (the caller's)
            rights, which may not signal the service account. The fetcher instead watches
-           getppid() and stops when the writer is gone (helper/src/user/roles.ts). */
+           getppid() and stops when the writer is gone (helper/src/user/fetcher.ts). */
         if (getppid() != writer_pid) die(EX_TEMPFAIL, "the writer went away");
         int out = park(p[1]);
         map_fd = park(map_fd);

@@ -108,7 +108,7 @@ describe.skipIf(!built)("homelab-secrets CLI with the connect source", () => {
   it("missing references exit 69 naming each, and leave earlier files as they were", async () => {
     const { file, outputDir } = await writeSpec("missing", { pw: "op://Homelab/Grafana/password" });
     expect((await run(["fetch", "--spec", file])).exitCode).toBe(0);
-    const spec = JSON.parse(await readFile(file, "utf8"));
+    const spec = JSON.parse(await readFile(file, "utf8")) as { files: Record<string, { ref: string; mode: string }> };
     spec.files["gone"] = { ref: "op://Homelab/Gone/password", mode: "0400" };
     spec.files["nofield"] = { ref: "op://Homelab/Grafana/nothing", mode: "0400" };
     await writeFile(file, JSON.stringify(spec));

@@ -5,7 +5,7 @@
 // distribution's own when it has one that new (trixie), else this host's installed nodejs
 // package repacked (bookworm: Debian ships 18; the host runs NodeSource's 20).
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";

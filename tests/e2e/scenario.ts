@@ -285,7 +285,8 @@ export const sha256 = (data: string | Buffer) => createHash("sha256").update(dat
 
 /** What a secrets unit with the connect source talks to: the port on loopback, the token its credential holds, its deadline. */
 export function connectBackendOf(s: Scenario, secretsUnit: string): { port: number; token: string; deadline: number } {
-  const host = new URL(String(specOfUnit(s.golden, secretsUnit)?.source?.["host"] ?? ""));
+  const configured = specOfUnit(s.golden, secretsUnit)?.source?.["host"];
+  const host = new URL(typeof configured === "string" ? configured : "");
   if (host.hostname !== "127.0.0.1") throw new Error(`${secretsUnit}: the connect host must be on loopback, not ${host.hostname}`);
   const credential = unitValues(s.golden, secretsUnit, "Service", "LoadCredential")[0]!;
   return {

@@ -7,6 +7,16 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { evalHarness, findNixInstantiate, findNixosInputs, inCI, removeWritableStore, repoRoot } from "./nix-env.js";
 
+/** The parts of a rendered spec (JSON) these tests read. */
+interface SpecJson {
+  outputDir?: string;
+  owner?: unknown;
+  source?: unknown;
+  files: Record<string, { ref: string }>;
+  envFiles: Record<string, { vars: Record<string, string> }>;
+  templates: Record<string, { content: string }>;
+}
+
 type Section = Record<string, string | string[]>;
 type Unit = Record<string, Section>;
 interface Golden {
@@ -50,7 +60,7 @@ if (skip && inCI) {
       });
 
       it("matches the committed tests/golden/units.json (run tests/nix/update-golden.sh)", () => {
-        const committed = JSON.parse(readFileSync(join(repoRoot, "tests/golden/units.json"), "utf8"));
+        const committed: unknown = JSON.parse(readFileSync(join(repoRoot, "tests/golden/units.json"), "utf8"));
         expect(committed).toEqual(g());
       });
 
@@ -138,7 +148,7 @@ if (skip && inCI) {
       it("writes a version 1 spec with every output", () => {
         const golden = g();
         const path = Object.keys(golden.files).find((p) => p.endsWith("-static-demo-spec.json"))!;
-        const spec = JSON.parse(golden.files[path]!);
+        const spec = JSON.parse(golden.files[path]!) as SpecJson;
         expect(spec).toMatchObject({
           version: 1,
           name: "static-demo",
@@ -149,9 +159,9 @@ if (skip && inCI) {
           source: { type: "file", path: "/etc/homelab-secrets/vault.json" },
           files: { password: { ref: "op://Demo/static/password", mode: "0400" } },
         });
-        expect(Object.keys(spec.envFiles["static.env"].vars)).toHaveLength(12);
-        expect(spec.envFiles["static.env"].vars.NASTY_3).toBe("op://Demo/nasty/n3");
-        expect(spec.templates["config.ini"].content).toContain("{{ op://Demo/static/username }}");
+        expect(Object.keys(spec.envFiles["static.env"]!.vars)).toHaveLength(12);
+        expect(spec.envFiles["static.env"]!.vars.NASTY_3).toBe("op://Demo/nasty/n3");
+        expect(spec.templates["config.ini"]!.content).toContain("{{ op://Demo/static/username }}");
         // Every store file a unit mentions is in `files`.
         for (const unit of Object.values(golden.units)) {
           for (const line of Object.values(unit.Service ?? {}).flat()) {
@@ -202,10 +212,10 @@ if (skip && inCI) {
         expect(d.LoadCredential).toBe("op-token:/etc/homelab-secrets/token");
         expect(String(d.ExecStartPre)).toMatch(/bin\/homelab-secrets fetch --spec \/nix\/store\/\S+-dynamic-demo-runtime-spec\.json --deadline 45$/);
         expect(golden.units["dynamic-demo-secrets.service"]).toBeUndefined();
-        const spec = JSON.parse(golden.files[String(d.ExecStartPre).split(" ")[3]!]!);
+        const spec = JSON.parse(golden.files[String(d.ExecStartPre).split(" ")[3]!]!) as SpecJson;
         expect(spec.outputDir).toBe("/run/dynamic-demo");
         expect(spec.owner).toBeUndefined();
-        expect(spec.files.password.ref).toBe("op://Demo/dynamic/password");
+        expect(spec.files["password"]!.ref).toBe("op://Demo/dynamic/password");
       });
 
       it("serializes the storm units and gives them the lock directory", () => {
@@ -403,7 +413,7 @@ if (skip && inCI) {
         ) as Golden;
         const spec = Object.entries(golden.files).find(([path]) => path.endsWith("-app-spec.json"));
         expect(spec, "the app's spec file").toBeDefined();
-        expect(JSON.parse(spec![1]).source).toMatchObject({ type: "connect", host: "http://127.0.0.1:8080", listenerUser: "onepassword-connect" });
+        expect((JSON.parse(spec![1]) as SpecJson).source).toMatchObject({ type: "connect", host: "http://127.0.0.1:8080", listenerUser: "onepassword-connect" });
       });
 
       it("lets the loopback-listener check read /proc/net only where it runs: ProcSubset=all for a plain-http Connect host", () => {

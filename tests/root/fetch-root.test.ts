@@ -365,7 +365,7 @@ describe.skipIf(skip !== undefined)("fetch as root: real users, ownership, atomi
   });
 });
 
-/** A service-account token the real SDK accepts as well formed (see facts/onepassword.md). */
+/** A service-account token the real SDK parses as well formed: "ops_" and base64url JSON with these credential fields (none of them valid). */
 function wellFormedCredentials(signInAddress: string, marker: string) {
   const b64url = (b: Buffer) => b.toString("base64url");
   return {

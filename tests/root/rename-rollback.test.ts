@@ -1,7 +1,7 @@
 // Security issue 13, item 5: when a later target cannot be replaced, the earlier ones keep
 // their old files (same inode, same content): all or nothing holds through the rename phase.
 import { execFileSync } from "node:child_process";
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";

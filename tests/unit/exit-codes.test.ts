@@ -26,6 +26,25 @@ beforeAll(async () => {
 });
 afterAll(removeTempDirs);
 
+/** The demo vault's strings and this file's test values. */
+async function secretValues(): Promise<string[]> {
+  const strings: string[] = [];
+  const walk = (node: unknown) => {
+    if (typeof node === "string") strings.push(node);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(JSON.parse(await readFile(demoVault, "utf8")));
+  return [...strings, "unit-test-value-7f3a", "fine-value-1234"];
+}
+
+// After every test of the file, in whatever order they ran (or whichever -t picked): no
+// value in the stderr of any run.
+afterAll(async () => {
+  expect(allStderr.length).toBeGreaterThan(0);
+  const stderr = allStderr.join("\n");
+  for (const secret of await secretValues()) expect(stderr, `value "${secret}" leaked to stderr`).not.toContain(secret);
+});
+
 async function fresh(name: string) {
   const d = join(dir, name);
   await mkdir(d);
@@ -204,6 +223,29 @@ describe("configuration errors exit 78", () => {
   });
 });
 
+describe("internal errors (bugs) exit 70", () => {
+  /** A preload that plants a bug: fs.existsSync throws a TypeError for one path. */
+  async function plantedBug(path: string): Promise<string[]> {
+    const preload = join(dir, `bug-${Math.random().toString(36).slice(2)}.cjs`);
+    await writeFile(
+      preload,
+      `const fs = require("node:fs");
+const original = fs.existsSync;
+fs.existsSync = (p) => { if (p === ${JSON.stringify(path)}) throw new TypeError("planted bug"); return original(p); };
+require("node:module").syncBuiltinESMExports();
+`,
+    );
+    return ["--require", preload];
+  }
+
+  it("doctor: an unexpected error is reported as internal and exits 70", async () => {
+    const config = await fresh("doctor-bug");
+    const result = await run(["doctor", "--config-dir", config], { nodeArgs: await plantedBug("/run/wrappers/bin/homelab-secrets-user") });
+    expect(result.stderr).toMatch(/^homelab-secrets: error: internal error: TypeError: planted bug/m);
+    expect(result.exitCode).toBe(70);
+  });
+});
+
 describe("--version and --help", () => {
   it("--version prints package.json's version", async () => {
     const { version } = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as { version: string };
@@ -281,23 +323,19 @@ describe("logging", () => {
     expect(await readFile(join(d, "v", "rpc-password"), "utf8")).toBe("correct horse battery staple");
   });
 
-  it("the demo's values and this file's test values never appear in any stderr above", async () => {
+  it("the demo's values never appear in the stderr of a verbose run of every command that touches values", async () => {
     const d = await fresh("demo-values");
-    // One more run of every command that touches values, verbose, with JOURNAL_STREAM too.
-    await run(["fetch", "--spec", demoSpec, "--source", `file:${demoVault}`, "--output-dir", join(d, "a"), "--verbose"], { env: { JOURNAL_STREAM: "1:1" } });
-    await run(["read", "op://Homelab/Grafana/admin-password", "--source", `file:${demoVault}`, "--verbose"]);
-    await run(["read", "op://Homelab/Grafana/admin-password", "--source", `file:${demoVault}`, "--out", join(d, "r"), "--verbose"]);
-    await run(["demo", "--verbose", "--output-dir", join(d, "demo")]);
-    const strings: string[] = [];
-    const walk = (node: unknown) => {
-      if (typeof node === "string") strings.push(node);
-      else if (node && typeof node === "object") Object.values(node).forEach(walk);
-    };
-    walk(JSON.parse(await readFile(demoVault, "utf8")));
-    const secrets = [...strings, "unit-test-value-7f3a", "fine-value-1234"];
+    // Every command that touches values, verbose, with JOURNAL_STREAM too.
+    const own = [
+      await run(["fetch", "--spec", demoSpec, "--source", `file:${demoVault}`, "--output-dir", join(d, "a"), "--verbose"], { env: { JOURNAL_STREAM: "1:1" } }),
+      await run(["read", "op://Homelab/Grafana/admin-password", "--source", `file:${demoVault}`, "--verbose"]),
+      await run(["read", "op://Homelab/Grafana/admin-password", "--source", `file:${demoVault}`, "--out", join(d, "r"), "--verbose"]),
+      await run(["demo", "--verbose", "--output-dir", join(d, "demo")]),
+    ];
+    const secrets = await secretValues();
     expect(secrets.length).toBeGreaterThanOrEqual(7);
-    const stderr = allStderr.join("\n");
-    expect(allStderr.length).toBeGreaterThan(40);
+    expect(own.map((r) => r.exitCode)).toEqual([0, 0, 0, 0]);
+    const stderr = own.map((r) => r.stderr).join("\n");
     for (const secret of secrets) expect(stderr, `value "${secret}" leaked to stderr`).not.toContain(secret);
   });
 });

@@ -48,7 +48,7 @@ describe("the --serialize lock", () => {
   });
 
   it("takes over a lock whose holder no longer runs", async () => {
-    const dead = spawnSync(process.execPath, ["-e", "0"]).pid!;
+    const dead = spawnSync(process.execPath, ["-e", "0"]).pid;
     const { log, lines } = recordingLogger();
     const first = await acquireLock(path, { log: recordingLogger().log });
     await first.release();
@@ -70,12 +70,12 @@ describe("the --serialize lock", () => {
   it("gives up after the timeout and at once on abort, with exit class 75", async () => {
     writeFileSync(path.replace("/sub/", "/"), "");
     const held = await acquireLock(path, { log: recordingLogger().log });
-    await expect(acquireLock(path, { log: recordingLogger().log, timeoutMs: 100, pollMs: 20 })).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/gave up waiting/) });
+    await expect(acquireLock(path, { log: recordingLogger().log, timeoutMs: 100, pollMs: 20 })).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/gave up waiting/) as unknown });
     const controller = new AbortController();
     const started = performance.now();
     const pending = acquireLock(path, { log: recordingLogger().log, signal: controller.signal, pollMs: 10_000 });
     setTimeout(() => controller.abort(), 50);
-    await expect(pending).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/interrupted/) });
+    await expect(pending).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/interrupted/) as unknown });
     expect(performance.now() - started).toBeLessThan(2000);
     await held.release();
   });

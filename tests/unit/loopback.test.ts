@@ -45,8 +45,8 @@ describe("loopback listener check", () => {
     const policy = { allowed: new Set([0]), describe: "root" };
     const server = { address: "127.0.0.1", port: 8080 };
     const client = { address: "127.0.0.1", port: 40000 };
-    await expect(assertTrustedListener(server, client, policy, entries)).rejects.toMatchObject({ exitCode: 77, message: expect.stringMatching(/runs as uid 1001, not root/) });
-    await expect(assertTrustedListener({ address: "127.0.0.1", port: 9999 }, client, policy, entries)).rejects.toMatchObject({ exitCode: 77, message: expect.stringMatching(/no listening socket/) });
+    await expect(assertTrustedListener(server, client, policy, entries)).rejects.toMatchObject({ exitCode: 77, message: expect.stringMatching(/runs as uid 1001, not root/) as unknown });
+    await expect(assertTrustedListener({ address: "127.0.0.1", port: 9999 }, client, policy, entries)).rejects.toMatchObject({ exitCode: 77, message: expect.stringMatching(/no listening socket/) as unknown });
     await expect(assertTrustedListener(server, client, { allowed: new Set([0, 1001]), describe: "root or 1001" }, entries)).resolves.toBeUndefined();
     await expect(assertTrustedListener({ address: "::1", port: 8081 }, { address: "::1", port: 5 }, policy, entries)).resolves.toBeUndefined();
   });

@@ -8,11 +8,7 @@ import {
   parseTags,
   selectEntries,
 } from "../../helper/src/mapfile.js";
-import { planEntries, tagFilter } from "../../helper/src/user/core.js";
-import { chooseUserPaths } from "../../helper/src/user/direct.js";
-import { parseHostConfig } from "../../helper/src/user/host-config.js";
-import { normalizeUserArgv } from "../../helper/src/commands/user.js";
-import { encodeFrame, FrameDecoder, type Frame } from "../../helper/src/user/protocol.js";
+import { planEntries, tagFilter } from "../../helper/src/user/plan.js";
 
 const F = "/etc/homelab-secrets/mapfile";
 
@@ -110,10 +106,10 @@ describe("tag filter (op-secret-manager semantics)", () => {
 
   // An empty filter once meant "no filter", so `--cleanup --tags "$UNSET"` removed everything.
   it("--tags '' is refused (64), not read as no tag filter", () => {
-    expect(() => pick("", false)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") }));
+    expect(() => pick("", false)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }));
   });
   it("--tags ',,' --untagged is refused (64), not read as untagged only", () => {
-    expect(() => pick(",,", true)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") }));
+    expect(() => pick(",,", true)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }));
   });
 
   it("never selects another user's entries", () => {
@@ -180,77 +176,3 @@ describe("paths", () => {
   });
 });
 
-describe("path precedence: flag > env > default", () => {
-  const configDir = "/etc/homelab-secrets";
-  const env = { OP_API_KEY_PATH: "/env/token", OP_MAP_FILE_PATH: "/env/map" };
-  it.each([
-    ["defaults", {}, {}, "/etc/homelab-secrets/token", "/etc/homelab-secrets/mapfile"],
-    ["env", {}, env, "/env/token", "/env/map"],
-    ["flags win over env", { apiKeyPath: "/flag/token", mapFilePath: "/flag/map" }, env, "/flag/token", "/flag/map"],
-    ["empty env ignored", {}, { OP_API_KEY_PATH: "", OP_MAP_FILE_PATH: "" }, "/etc/homelab-secrets/token", "/etc/homelab-secrets/mapfile"],
-  ] as const)("%s", (_name, flags, environment, token, map) => {
-    const got = chooseUserPaths({ configDir, apiKeyPath: undefined, mapFilePath: undefined, ...flags, environment });
-    expect(got).toEqual({ tokenPath: token, mapfilePath: map });
-  });
-});
-
-describe("host config.json", () => {
-  it.each([
-    ["{}", { type: "onepassword" }],
-    ['{"source":{"type":"onepassword"}}', { type: "onepassword" }],
-    ['{"source":{"type":"connect","host":"http://127.0.0.1:8080"}}', { type: "connect", host: "http://127.0.0.1:8080" }],
-    ['{"source":{"type":"file","path":"/etc/homelab-secrets/vault.json"}}', { type: "file", path: "/etc/homelab-secrets/vault.json" }],
-  ])("%s", (text, want) => {
-    expect(parseHostConfig(text, "config.json")).toEqual(want);
-  });
-  it.each([
-    ["not json", /not valid JSON/],
-    ["[]", /JSON object/],
-    ['{"sauce":{}}', /unknown key "sauce"/],
-    ['{"source":{"type":"vault"}}', /source.type must be/],
-    ['{"source":{"type":"file","path":"rel"}}', /absolute/],
-    ['{"source":{"type":"connect","host":"ftp://x"}}', /http\(s\) URL/],
-    ['{"source":{"type":"onepassword","tokenFile":"/x"}}', /not allowed/],
-  ])("refuses %s", (text, pattern) => {
-    expect(() => parseHostConfig(text, "config.json")).toThrow(pattern);
-  });
-});
-
-describe("argv normalisation (op-secret-manager takes -flag and --flag)", () => {
-  it.each([
-    [["-map-file-path", "/x"], ["--map-file-path", "/x"]],
-    [["-tags=a,b", "-untagged"], ["--tags=a,b", "--untagged"]],
-    [["-v", "-cleanup"], ["-v", "--cleanup"]],
-    [["--serialize", "-version"], ["--serialize", "--version"]],
-    [["-unknown-flag"], ["-unknown-flag"]],
-    [["--", "-cleanup"], ["--", "-cleanup"]],
-  ])("%j", (input, want) => {
-    expect(normalizeUserArgv(input)).toEqual(want);
-  });
-});
-
-describe("wrapper protocol frames", () => {
-  const frames: Frame[] = [
-    { type: "put", path: "/run/user/1/secrets/a", value: new Uint8Array([0, 1, 2, 255]) },
-    { type: "put", path: "/ü/ñ", value: new TextEncoder().encode("value with\nnewline") },
-    { type: "cleanup", path: "/run/user/1/secrets/b" },
-    { type: "error", exitCode: 69, message: "not found: op://V/I/f" },
-    { type: "done" },
-  ];
-  it("round-trips, whole or fed one byte at a time", () => {
-    const bytes = Buffer.concat(frames.map(encodeFrame));
-    expect(new FrameDecoder().push(bytes)).toEqual(frames);
-    const decoder = new FrameDecoder();
-    const out: Frame[] = [];
-    for (const byte of bytes) out.push(...decoder.push(Uint8Array.of(byte)));
-    expect(out).toEqual(frames);
-    expect(decoder.pending).toBe(0);
-  });
-  it("refuses malformed input", () => {
-    expect(() => new FrameDecoder().push(Buffer.from([0x58, 0, 0, 0, 0]))).toThrow(/unknown frame type/);
-    expect(() => new FrameDecoder().push(Buffer.from([0x50, 0xff, 0xff, 0xff, 0xff]))).toThrow(/too large/);
-    expect(() => new FrameDecoder().push(Buffer.from([0x50, 0, 0, 0, 4, 0, 0, 0, 9]))).toThrow(/bad path length/);
-    expect(() => new FrameDecoder().push(Buffer.from([0x43, 0, 0, 0, 1, 0xff]))).toThrow(/UTF-8/);
-    expect(() => new FrameDecoder().push(Buffer.from([0x44, 0, 0, 0, 1, 0]))).toThrow(/done frame/);
-  });
-});

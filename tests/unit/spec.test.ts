@@ -350,7 +350,7 @@ describe("spec: templates", () => {
   // as in the Nix module; {{ … }} that is not a reference stays literal text.
   it("keeps {{ … }} that is not a reference as text, and refuses a template with no reference", () => {
     const spec = parseSpec(specText([`"templates": { "b": { "content": "{{ not op }} {{ op://V/I/f }}" } }`]), "spec.json");
-    expect(spec.templates.map((t) => t.parts)).toEqual([[{ text: "{{ not op }} " }, { ref: expect.objectContaining({ raw: "op://V/I/f" }) }]]);
+    expect(spec.templates.map((t) => t.parts)).toEqual([[{ text: "{{ not op }} " }, { ref: expect.objectContaining({ raw: "op://V/I/f" }) as unknown }]]);
     for (const content of ["", "{{ not op }}"]) {
       const text = specText([`"templates": {\n    "t": {\n      "content": ${JSON.stringify(content)}\n    }\n  }`]);
       expectError(text, lineOf(text, `"content"`), "templates.t.content", /contains no \{\{ op:\/\/vault\/item\/field \}\} reference/);
@@ -460,13 +460,13 @@ describe("loadSpec", () => {
 
   it("refuses a missing or unreadable spec file as a configuration error (78)", async () => {
     const dir = await makeTempDir();
-    await expect(loadSpec(join(dir, "nope.json"))).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("ENOENT") });
-    await expect(loadSpec(dir)).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("EISDIR") });
+    await expect(loadSpec(join(dir, "nope.json"))).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("ENOENT") as unknown });
+    await expect(loadSpec(dir)).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("EISDIR") as unknown });
     if (process.geteuid?.() !== 0) {
       const locked = join(dir, "locked.json");
       await writeFile(locked, "{}");
       await chmod(locked, 0);
-      await expect(loadSpec(locked)).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("EACCES") });
+      await expect(loadSpec(locked)).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("EACCES") as unknown });
     }
   });
 });

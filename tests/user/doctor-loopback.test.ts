@@ -30,7 +30,7 @@ describeAsRoot("doctor: the Connect host", () => {
     }
     const script = "const s=require('net').createServer().listen(0,'127.0.0.1',()=>console.log(s.address().port));process.on('SIGTERM',()=>process.exit(0))";
     const child = host.runAs(user, process.execPath, ["-e", script]);
-    const port = await new Promise<number>((resolve) => child.stdout!.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+    const port = await new Promise<number>((resolve) => child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
     return {
       port,
       stop: async () => {
@@ -66,7 +66,7 @@ describeAsRoot("doctor: the Connect host", () => {
   it("UNSAFE for plain http to another host; ok for https", async () => {
     host.writeConfig({ source: { type: "connect", host: "http://connect.example.org:8080" } });
     const r = await doctor();
-    expect(connectLine(r.stdout)).toMatch(/^UNSAFE  connect host: .*plain http to a non-loopback host/);
+    expect(connectLine(r.stdout)).toMatch(/^UNSAFE {2}connect host: .*plain http to a non-loopback host/);
     expect(r.exitCode).toBe(78);
     host.writeConfig({ source: { type: "connect", host: "https://connect.example.org" } });
     expect(connectLine((await doctor()).stdout)).toBe("ok      connect host: https://connect.example.org: https");

@@ -132,7 +132,7 @@ export interface Host {
   readonly stateDir: string;
   writeMapfile(text: string, options?: { owner?: number; group?: number; mode?: number }): void;
   writeVault(vault: unknown): void;
-  writeConfig(config: unknown | undefined): void;
+  writeConfig(config: unknown): void;
   secretsDir(user: Account): string;
   /** Run the wrapper as `user` with only the given environment (plus PATH). */
   run(user: Account, args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): RunPromise;
@@ -160,7 +160,7 @@ export async function createHost(options: HostOptions): Promise<Host> {
   const dir = mkdtempSync("/tmp/hs-user-");
   hostsAlive++;
   let destroyed = false;
-  const destroy = async () => {
+  const destroyNow = (): void => {
     const uids = new Set(created.map((name) => idOf("-u", name)));
     killProcessesOf(uids);
     for (const name of created) {
@@ -192,6 +192,11 @@ export async function createHost(options: HostOptions): Promise<Host> {
     });
     if (left.length > 0) throw new Error(`could not remove test users ${left.join(", ")}`);
   };
+  const destroy = (): Promise<void> =>
+    new Promise((resolve) => {
+      destroyNow();
+      resolve();
+    });
   try {
     chmodSync(dir, 0o755);
     const add = (name: string, system: boolean): Account => {

@@ -77,7 +77,7 @@ describeAsRoot("the --serialize lock cannot be frozen by a caller", () => {
     // The attacker's fetcher holds the lock and waits on the backend.
     expect(await waitFor(() => (sockets.size > 0 ? true : undefined), 15_000)).toBe(true);
     host.writeConfig({ source: { type: "connect", host: fake.url } }); // the attacker's fetcher keeps its open config
-    attack.stdin!.write("\n");
+    attack.stdin.write("\n");
     await waitForOutput(attack, /sent \^Z/);
     await victimGetsItsTurn();
   });
@@ -122,7 +122,7 @@ function waitForOutput(run: RunPromise, pattern: RegExp, timeoutMs = 15_000): Pr
       return false;
     };
     if (check()) return;
-    run.stdout!.on("data", (chunk: Buffer) => {
+    run.stdout.on("data", (chunk: Buffer) => {
       seen += chunk.toString();
       check();
     });

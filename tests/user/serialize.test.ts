@@ -19,10 +19,10 @@ interface RequestRecord {
 
 /** The most requests the server had in flight at once. */
 function maxInFlight(requests: RequestRecord[]): number {
-  const events = requests.flatMap((r) => [
+  const events = requests.flatMap((r): [number, number][] => [
     [r.start, 1],
     [r.end ?? Infinity, -1],
-  ]) as [number, number][];
+  ]);
   events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let now = 0;
   let max = 0;

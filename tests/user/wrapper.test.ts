@@ -179,8 +179,8 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
       ["--map-file-path FILE", (own: string) => ({ args: ["--map-file-path", own], env: {} })],
       ["-map-file-path=FILE", (own: string) => ({ args: [`-map-file-path=${own}`], env: {} })],
       ["OP_MAP_FILE_PATH", (own: string) => ({ args: [], env: { OP_MAP_FILE_PATH: own } })],
-      ["OP_API_KEY_PATH", (_own: string) => ({ args: [], env: { OP_API_KEY_PATH: "/tmp/whatever" } })],
-      ["--api-key-path", (_own: string) => ({ args: ["--api-key-path", "/tmp/whatever"], env: {} })],
+      ["OP_API_KEY_PATH", () => ({ args: [], env: { OP_API_KEY_PATH: "/tmp/whatever" } })],
+      ["--api-key-path", () => ({ args: ["--api-key-path", "/tmp/whatever"], env: {} })],
     ])("a user pointing %s at their own mapfile is refused (77)", async (_name, attack) => {
       reset();
       // The attacker's mapfile maps their name to the other user's item.

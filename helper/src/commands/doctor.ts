@@ -5,14 +5,15 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import type { Argv, CommandModule } from "yargs";
 import { connectHostFinding } from "../sources/loopback.js";
 import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
-import { ExitCode } from "../errors.js";
-import { defaultConfigDir, parseHostSettings } from "../user/host-config.js";
+import { accessibleToOthers, writableByOthers } from "../file-rules.js";
+import { nixosWrapperPath } from "../host-paths.js";
+import { parseHostSettings } from "../user/host-config.js";
 import { checkCliTree, checkNodeBinary, type TreeVerdict } from "../user/tree-check.js";
 
+/** `doctor`'s flags. */
 export interface DoctorArgs {
   "config-dir": string;
   wrapper?: string;
@@ -24,9 +25,6 @@ export interface Finding {
   readonly what: string;
   readonly detail: string;
 }
-
-/** Where NixOS's security.wrappers puts SUID wrappers. */
-export const nixosWrapperPath = "/run/wrappers/bin/homelab-secrets-user";
 
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
 
@@ -69,7 +67,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     report("config directory", dir, dirStats, problems([
       [!dirStats.isDirectory(), "not a directory"],
       [dirStats.uid !== 0, "not owned by root"],
-      [(dirStats.mode & 0o022) !== 0, "writable by group or others"],
+      [writableByOthers(dirStats), "writable by group or others"],
     ]));
   }
 
@@ -79,7 +77,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     report("token", tokenPath, token, problems([
       [!token.isFile(), "not a regular file"],
       [svcUid !== undefined && token.uid !== svcUid, `not owned by ${options.serviceUser}`],
-      [(token.mode & 0o077) !== 0, "accessible to group or others (want 0600)"],
+      [accessibleToOthers(token), "accessible to group or others (want 0600)"],
     ]));
   }
 
@@ -90,7 +88,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       [!mapfile.isFile(), "not a regular file"],
       [mapfile.uid !== 0, "not owned by root"],
       [svcGid !== undefined && mapfile.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
-      [(mapfile.mode & 0o022) !== 0, "writable by group or others"],
+      [writableByOthers(mapfile), "writable by group or others"],
       [(mapfile.mode & 0o040) === 0, "not readable by the service group (want 0640)"],
       [(mapfile.mode & 0o007) !== 0, "readable by others: every user could see every mapping (want 0640)"],
     ]));
@@ -104,7 +102,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     const why = problems([
       [!config.isFile(), "not a regular file"],
       [config.uid !== 0, "not owned by root"],
-      [(config.mode & 0o022) !== 0, "writable by group or others"],
+      [writableByOthers(config), "writable by group or others"],
     ]);
     let vaultPath: string | undefined;
     if (config.isFile()) {
@@ -125,7 +123,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       report("vault", vaultPath, vault, problems([
         [!vault.isFile(), "not a regular file"],
         [vault.uid !== 0 && vault.uid !== svcUid, `not owned by root or ${options.serviceUser}`],
-        [(vault.mode & 0o022) !== 0, "writable by group or others"],
+        [writableByOthers(vault), "writable by group or others"],
         [(vault.mode & 0o004) !== 0, "readable by others: every user could read every value (want 0640 root:<service group> or 0600)"],
         [(vault.mode & 0o040) !== 0 && svcGid !== undefined && vault.gid !== svcGid && vault.uid !== svcUid, "readable by a group other than the service account's"],
       ]));
@@ -147,7 +145,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
         [w.uid === 0, "set-user-ID root: install it SUID+SGID to the service account instead"],
         [svcUid !== undefined && w.uid !== svcUid, `not owned by ${options.serviceUser}`],
         [svcGid !== undefined && w.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
-        [(w.mode & 0o022) !== 0, "writable by group or others"],
+        [writableByOthers(w), "writable by group or others"],
       ]));
       checkBuild(wrapper, svcUid, usesToken, ok, unsafe);
     }
@@ -201,7 +199,7 @@ function checkBuild(
   const why = [
     !st.isDirectory() ? "not a directory" : "",
     svcUid !== undefined && st.uid !== svcUid ? "not owned by the service account" : "",
-    (st.mode & 0o077) !== 0 ? "accessible to group or others (want 0700)" : "",
+    accessibleToOthers(st) ? "accessible to group or others (want 0700)" : "",
   ].filter(Boolean);
   const summary = `${stateDir} (owner ${st.uid}:${st.gid}, mode ${octal(st.mode)})`;
   if (why.length === 0) ok("rate-limit state", summary);
@@ -211,21 +209,6 @@ function checkBuild(
 export function formatFindings(findings: readonly Finding[]): string {
   return findings.map((f) => `${f.ok ? "ok    " : "UNSAFE"}  ${f.what}: ${f.detail}\n`).join("");
 }
-
-export const doctorCommand: CommandModule<object, DoctorArgs> = {
-  command: "doctor",
-  describe: "Check the host's per-user setup: token, mapfile, config.json and wrapper owners and modes",
-  builder: (y: Argv) =>
-    y
-      .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory" })
-      .option("wrapper", { type: "string", describe: `The SUID wrapper to check (default ${nixosWrapperPath} when present)` })
-      .option("service-user", { type: "string", default: "homelab-secrets", describe: "The service account the wrapper runs the fetch as" }) as unknown as Argv<DoctorArgs>,
-  handler: (argv) => {
-    const findings = runDoctor({ configDir: argv["config-dir"], wrapper: argv.wrapper, serviceUser: argv["service-user"] });
-    process.stdout.write(formatFindings(findings));
-    process.exitCode = findings.every((f) => f.ok) ? ExitCode.ok : ExitCode.config;
-  },
-};
 
 /**
  * A plain-http Connect source in config.json: who may receive the token. On loopback the

@@ -1,11 +1,10 @@
 import { join } from "node:path";
 import { lookupGid, lookupUid, primaryGidOf } from "../accounts.js";
-import type { Lock } from "../lock.js";
 import type { Logger } from "../log.js";
 import { renderOutputs } from "../render/outputs.js";
-import { resolveReferences } from "../resolve.js";
+import { resolveFromSource } from "../resolve.js";
 import { loadSpec, specOutputNames, specReferences, type Spec } from "../spec.js";
-import { chooseSource, createSource, type SourceOverrides } from "../sources/index.js";
+import { chooseSource, type SourceOverrides } from "../sources/index.js";
 import { removeFiles, staleTempFiles, writeFilesAtomically, type Owner } from "../write.js";
 
 export interface FetchOptions {
@@ -35,22 +34,12 @@ export async function runFetch(options: FetchOptions): Promise<FetchResult> {
   const refs = specReferences(spec);
   const sourceConfig = chooseSource(spec.source, options.overrides);
 
-  let lock: Lock | undefined;
-  if (options.serialize) {
-    const { acquireLock, defaultLockPath } = await import("../lock.js");
-    lock = await acquireLock(options.lockPath ?? defaultLockPath, { log, ...(options.signal ? { signal: options.signal } : {}) });
-  }
-  let values: Map<string, string>;
-  try {
-    const source = await createSource(sourceConfig, { log });
-    values = await resolveReferences(source, refs, {
-      deadlineSeconds: options.deadlineSeconds,
-      log,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-  } finally {
-    await lock?.release();
-  }
+  const values = await resolveFromSource(sourceConfig, refs, {
+    deadlineSeconds: options.deadlineSeconds,
+    log,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
+  });
 
   const outputs = renderOutputs(spec, values);
   const files = outputs.map((output) => ({ path: join(outputDir, output.name), content: output.content, mode: output.mode, owner }));

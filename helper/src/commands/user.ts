@@ -4,12 +4,11 @@
  *   ../user/protocol.ts;
  * - directly, unprivileged (or as root), with path overrides honoured.
  */
-import type { Argv, CommandModule } from "yargs";
-import { parseDeadline, runAndExit } from "../cli-common.js";
 import { ExitCode } from "../errors.js";
 import type { Logger } from "../log.js";
-import { env } from "../user/protocol.js";
+import { env, wrapperContext } from "../user/protocol.js";
 
+/** `user`'s flags. */
 export interface UserArgs {
   verbose: boolean;
   cleanup: boolean;
@@ -44,30 +43,6 @@ export function normalizeUserArgv(args: readonly string[]): string[] {
   return out;
 }
 
-export const userCommand: CommandModule<object, UserArgs> = {
-  command: "user",
-  describe: "Fetch the secrets a mapfile assigns to you (op-secret-manager compatible; privileged through homelab-secrets-user)",
-  builder: (y: Argv) =>
-    y
-      .option("verbose", { alias: "v", type: "boolean", default: false, describe: "Log more detail (never secret values)" })
-      .option("cleanup", { type: "boolean", default: false, describe: "Remove your mapped files instead of writing them" })
-      .option("serialize", { type: "boolean", default: false, describe: "Let one fetch run at a time (waits up to 5 minutes)" })
-      .option("api-key-path", { type: "string", describe: "Token file (env OP_API_KEY_PATH; honoured only for root or unprivileged runs)" })
-      .option("map-file-path", { type: "string", describe: "Mapfile (env OP_MAP_FILE_PATH; honoured only for root or unprivileged runs)" })
-      .option("tags", { type: "string", describe: "Only entries with one of these comma-separated tags" })
-      .option("untagged", { type: "boolean", default: false, describe: "Include untagged entries (alone: only untagged ones)" })
-      .option("deadline", { type: "number", default: 45, coerce: parseDeadline, describe: "Give up after this many seconds in total" })
-      .option("config-dir", { type: "string", default: "/etc/homelab-secrets", describe: "Host configuration directory (unprivileged runs)" }) as unknown as Argv<UserArgs>,
-  handler: async (argv) => {
-    // The wrapper's two halves say which one is talking; values never reach the log.
-    const role = process.env["HS_WRAPPER"] === "1" ? process.env["HS_ROLE"] : undefined;
-    const prefix = role === "fetcher" || role === "writer" ? `homelab-secrets user (${role})` : undefined;
-    // A stopped run must end at once: the writer's caller is waiting, and a fetcher left
-    // behind would hold the --serialize lock.
-    await runAndExit({ verbose: argv.verbose, ...(prefix ? { prefix } : {}), stopMessage: "nothing written" }, (log, signal) => runUser(argv, log, signal));
-  },
-};
-
 /** The longest a fetch run through the wrapper may take: the --serialize lock wait (300 s). */
 const maxPrivilegedDeadlineSeconds = 300;
 
@@ -81,18 +56,19 @@ export function fetcherDeadlineCap(limit: string | undefined): number {
   return Math.max(1, seconds - Math.min(5, Math.floor(seconds / 2)));
 }
 
-async function runUser(argv: UserArgs, log: Logger, signal: AbortSignal): Promise<number> {
-  const { wrapperContext, runFetcher, runWriter } = await import("../user/roles.js");
+/** Run `user` in the role the environment names: the wrapper's fetcher or writer, or direct. */
+export async function runUser(argv: UserArgs, log: Logger, signal: AbortSignal): Promise<number> {
   const context = wrapperContext();
   const common = { cleanup: argv.cleanup, tags: argv.tags, untagged: argv.untagged, deadlineSeconds: argv.deadline, log, signal };
   if (context?.role === "fetcher") {
     // The caller chooses --deadline, and a --serialize fetcher holds the host-wide lock for
     // as long as it runs: no caller may hold it longer than others are willing to wait.
     const deadlineSeconds = Math.min(argv.deadline, maxPrivilegedDeadlineSeconds, fetcherDeadlineCap(process.env[env.fetcherLimit]));
-    // Errors travel to the writer, which reports them; our exit code only mirrors them.
+    const { runFetcher } = await import("../user/fetcher.js");
     return runFetcher(context, { ...common, deadlineSeconds, overrides: Boolean(argv["api-key-path"] || argv["map-file-path"]) });
   }
   if (context?.role === "writer") {
+    const { runWriter } = await import("../user/writer.js");
     await runWriter(context, common);
     return ExitCode.ok;
   }

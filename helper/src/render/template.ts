@@ -1,3 +1,4 @@
+import { replaceControl } from "../log.js";
 import { dataError } from "../errors.js";
 import { parseReference, type SecretReference } from "../reference.js";
 
@@ -20,7 +21,7 @@ export function parseTemplate(content: string, where: string): TemplatePart[] {
   // written out as literal text; refuse it instead.
   for (const part of parts) {
     const broken = "text" in part ? /\{\{[ \t\n\v\f\r]*op:\/\//.exec(part.text) : null;
-    if (broken && "text" in part) throw dataError(`${where}: malformed placeholder "${part.text.slice(broken.index, broken.index + 80).replace(/[\u0000-\u001f]/g, " ")}" (write {{ op://vault/item/field }})`);
+    if (broken && "text" in part) throw dataError(`${where}: malformed placeholder "${replaceControl(part.text.slice(broken.index, broken.index + 80), " ")}" (write {{ op://vault/item/field }})`);
   }
   return parts;
 }

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import type { Logger } from "../log.js";
-import { configError, dataError, notFoundError } from "../errors.js";
+import { configError, dataError, isHomelabError, notFoundError } from "../errors.js";
 import type { SecretReference } from "../reference.js";
 import type { Source } from "./source.js";
 
@@ -57,7 +57,7 @@ async function loadVault(path: string, log: Logger): Promise<VaultFile> {
       await handle.close();
     }
   } catch (error) {
-    if (error instanceof Error && error.name === "HomelabError") throw error;
+    if (isHomelabError(error)) throw error;
     throw configError(`cannot read vault file ${path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
   }
   let parsed: unknown;

@@ -44,7 +44,11 @@ export function chooseSource(fromSpec: SourceConfig | undefined, flags: SourceOv
   throw usageError(`unknown source "${type}" (use onepassword, connect or file:PATH)`);
 }
 
-/** Build the backend; tokens are read here and nowhere else. */
+/**
+ * Build the backend. A token not passed in is loaded here (loadToken: a systemd credential
+ * or --token-file). User mode passes the token it already holds: the wrapper's descriptor
+ * or the user's own file, both parsed by token.ts's tokenFromText.
+ */
 export async function createSource(config: SourceConfig, options: { log: Logger; token?: string }): Promise<Source> {
   switch (config.type) {
     case "file":

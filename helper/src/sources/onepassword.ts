@@ -28,7 +28,7 @@ export function createOnePasswordSource(token: string): Source {
         async () => {
           let client: SdkClient;
           try {
-            client = (await sdk.createClient({ auth: token, integrationName: "homelab-secrets", integrationVersion: version })) as SdkClient;
+            client = await sdk.createClient({ auth: token, integrationName: "homelab-secrets", integrationVersion: version });
           } catch (error) {
             throw classifySdkError(error, token, sdk);
           }

@@ -9,10 +9,12 @@ import { userInfo } from "node:os";
 import { join } from "node:path";
 import { userNameOf } from "../accounts.js";
 import { configError, permissionError } from "../errors.js";
-import { acquireLock, defaultLockPath, type Lock } from "../lock.js";
 import type { Logger } from "../log.js";
 import type { SourceConfig } from "../spec.js";
-import { planEntries, removeUserFiles, resolvePlanned, tagFilter, tokenText, writeUserFiles, type Caller } from "./core.js";
+import { accessibleToOthers, modeDigits, rootControlled } from "../file-rules.js";
+import { tokenFromText } from "../token.js";
+import { removeUserFiles, writeUserFiles } from "./files.js";
+import { planEntries, resolvePlanned, tagFilter, type Caller } from "./plan.js";
 import { parseHostConfig } from "./host-config.js";
 
 export interface DirectOptions {
@@ -60,18 +62,11 @@ export async function runDirect(options: DirectOptions): Promise<void> {
   const configText = await readConfigFile(configPath, true, uid === 0 ? "config" : undefined);
   const sourceConfig: SourceConfig = configText === undefined ? { type: "onepassword" } : parseHostConfig(configText, configPath);
   const token =
-    sourceConfig.type === "file" || planned.length === 0 ? undefined : tokenText((await readConfigFile(tokenPath, false, "token"))!, tokenPath);
+    sourceConfig.type === "file" || planned.length === 0 ? undefined : tokenFromText((await readConfigFile(tokenPath, false, "token"))!, tokenPath);
 
-  let lock: Lock | undefined;
-  if (options.serialize && planned.length > 0) {
-    lock = await acquireLock(uid === 0 ? defaultLockPath : `/run/user/${uid}/homelab-secrets-user.lock`, { log, signal: options.signal });
-  }
-  let files: { path: string; value: Buffer }[];
-  try {
-    files = await resolvePlanned(planned, sourceConfig, token, { deadlineSeconds: options.deadlineSeconds, log, signal: options.signal, tokenPath });
-  } finally {
-    await lock?.release();
-  }
+  // root shares the host-wide lock; a user serializes their own runs.
+  const lock = options.serialize ? { lock: uid === 0 ? {} : { path: `/run/user/${uid}/homelab-secrets-user.lock` } } : {};
+  const files = await resolvePlanned(planned, sourceConfig, token, { deadlineSeconds: options.deadlineSeconds, log, signal: options.signal, tokenPath, ...lock });
   await writeUserFiles(files, uid, log);
   log.info(`${caller.user}: wrote ${files.length} file(s)`);
 }
@@ -93,11 +88,11 @@ async function readConfigFile(path: string, optional: boolean, rule: "mapfile" |
   try {
     const stats = await handle.stat();
     if (!stats.isFile()) throw configError(`${path} is not a regular file`);
-    const mode = (stats.mode & 0o777).toString(8).padStart(3, "0");
-    if ((rule === "mapfile" || rule === "config") && (stats.uid !== 0 || (stats.mode & 0o022) !== 0)) {
+    const mode = modeDigits(stats.mode);
+    if ((rule === "mapfile" || rule === "config") && !rootControlled(stats)) {
       throw configError(`unsafe ${path}: root may use only a root-owned file that group and others cannot write (owner uid ${stats.uid}, mode ${mode})`);
     }
-    if (rule === "token" && (stats.mode & 0o077) !== 0) {
+    if (rule === "token" && accessibleToOthers(stats)) {
       throw configError(`unsafe token ${path}: mode ${mode}, must not be accessible to group or others (chmod 600)`);
     }
     return await handle.readFile("utf8");

@@ -2,8 +2,7 @@ import { configError } from "../errors.js";
 import type { SourceConfig } from "../spec.js";
 import { defaultRateLimit, type RateLimit } from "./rate-limit.js";
 
-/** The host configuration directory; the wrapper has its own copy fixed at build time. */
-export const defaultConfigDir = "/etc/homelab-secrets";
+export { defaultConfigDir } from "../host-paths.js";
 
 /** Everything config.json sets. */
 export interface HostSettings {

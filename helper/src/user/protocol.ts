@@ -1,45 +1,20 @@
 /**
- * The wrapper <-> node protocol, version 1 (mirrored in the comment at the top of
- * helper/wrapper/homelab-secrets-user.c; change both together).
- *
- * The SUID/SGID wrapper splits into two processes and execs `HS_NODE HS_CLI user [flags]`
- * (only --verbose --cleanup --serialize --untagged --tags=T --deadline=S; never a path)
- * in each, with a fixed environment (nothing inherited from the caller but a validated
- * JOURNAL_STREAM):
- *
- *   HS_WRAPPER=1            run by the wrapper (protocol version)
- *   HS_ROLE                 "fetcher" (service account) or "writer" (the caller)
- *   HS_CALLER_UID/GID/USER  who ran the wrapper (the mapfile's user field is matched
- *                           against HS_CALLER_USER; relative paths use HS_CALLER_UID)
- *   HS_MAPFILE_PATH         where fd 3 came from (for FILE:LINE messages only)
- *
- * fetcher only: HS_WRITER_PID — its parent; when getppid() no longer says so, it stops.
- * HS_FETCHER_LIMIT_S — the wrapper's alarm() kills the fetcher after this many seconds
- * (from the lock, or from the start without --serialize); --deadline is capped to fit.
- * HS_STATE_DIR — the service account's 0700 state directory (per-user rate limit).
- * fetcher fds: 2 the log pipe to the writer (never a caller's fd: a write to it could be
- * blocked by the caller), 3 mapfile (HS_MAPFILE_FD), 4 token (HS_TOKEN_FD, only when the
- * file exists), 5 config.json (HS_CONFIG_FD, only when it exists), 6 the pipe to the
- * writer (HS_OUT_FD). With --serialize, the fetcher (already the service account, in a
- * session of its own) has taken the host-wide flock on fd 3; it closes it as soon as the
- * values are resolved.
- * writer fds: 3 the pipe from the fetcher (HS_IN_FD), 4 the fetcher's log (HS_LOG_FD),
- * copied to the writer's stderr.
- *
- * Frames on the pipe: type (1 byte, ASCII), payload length (u32 big-endian), payload.
- *   'P' put:     u32 BE path length, path (UTF-8, absolute), the value's bytes
- *   'C' cleanup: path (UTF-8, absolute)
- *   'E' error:   exit code (1 byte), message (UTF-8) — the writer writes nothing
- *   'D' done:    empty; the writer acts only after it (all or nothing)
- * EOF before 'D' or 'E' means the fetcher died: the writer writes nothing (exit 75).
- * The fetcher stops by itself when its parent (the writer) goes away: the caller may not
- * signal it, and PR_SET_PDEATHSIG is delivered with the dying parent's rights, so it
- * would not reach the service account.
+ * The wrapper <-> node protocol, version 1: environment names, descriptor numbers and the
+ * frames on the value pipe. docs/ARCHITECTURE.md ("Wrapper protocol") describes it; the C
+ * wrapper (helper/wrapper/homelab-secrets-user.c) must agree, which
+ * tests/unit/protocol.test.ts checks.
  */
-import { dataError } from "../errors.js";
+import { dataError, usageError } from "../errors.js";
 
 export const protocolVersion = 1;
 
+/** The descriptors the wrapper sets up for each half (also named in the environment). */
+export const descriptors = {
+  fetcher: { log: 2, mapfile: 3, token: 4, config: 5, out: 6 },
+  writer: { in: 3, log: 4 },
+} as const;
+
+/** The environment variables of the protocol. */
 export const env = {
   wrapper: "HS_WRAPPER",
   role: "HS_ROLE",
@@ -161,4 +136,33 @@ function decodeUtf8(bytes: Uint8Array): string {
 
 function protocolError(message: string): Error {
   return dataError(`wrapper protocol: ${message}`);
+}
+
+/** Which half of the wrapper this process is, and for whom. */
+export interface WrapperContext {
+  readonly role: "fetcher" | "writer";
+  readonly caller: { readonly user: string; readonly uid: number; readonly gid: number };
+  readonly mapfilePath: string;
+}
+
+/** The wrapper's environment, checked; undefined when not run by the wrapper. */
+export function wrapperContext(environment: NodeJS.ProcessEnv = process.env): WrapperContext | undefined {
+  if (environment[env.wrapper] === undefined) return undefined;
+  if (environment[env.wrapper] !== "1") throw usageError(`unsupported wrapper protocol ${environment[env.wrapper]}`);
+  const role = environment[env.role];
+  if (role !== "fetcher" && role !== "writer") throw usageError(`bad ${env.role}`);
+  const uid = Number(environment[env.callerUid]);
+  const gid = Number(environment[env.callerGid]);
+  const user = environment[env.callerUser] ?? "";
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0 || user === "") throw usageError("bad caller in the wrapper environment");
+  return { role, caller: { user, uid, gid }, mapfilePath: environment[env.mapfilePath] ?? "mapfile" };
+}
+
+/** A descriptor number the wrapper passed in `name` (3 or above), or undefined. */
+export function fdFromEnv(name: string): number | undefined {
+  const text = process.env[name];
+  if (text === undefined) return undefined;
+  const fd = Number(text);
+  if (!Number.isInteger(fd) || fd < 3) throw usageError(`bad ${name}`);
+  return fd;
 }

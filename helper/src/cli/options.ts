@@ -1,0 +1,66 @@
+/**
+ * The flags commands share, in one table: yargs builds --help and validation from it, and
+ * the boot-time `fetch` fast path (../cli.ts) parses with it through util.parseArgs.
+ */
+import { usageError } from "../errors.js";
+import { modePattern } from "../spec.js";
+import type { SourceOverrides } from "../sources/index.js";
+
+/** The flags of every command that resolves references through a source. */
+export interface CommonArgs {
+  source?: string;
+  "connect-host"?: string;
+  "token-credential"?: string;
+  "token-file"?: string;
+  deadline: number;
+  serialize: boolean;
+  verbose: boolean;
+}
+
+/** `fetch`'s flags. */
+export type FetchArgs = CommonArgs & { spec: string; "output-dir"?: string };
+
+/** --deadline when not given, for every command that has one. */
+export const defaultDeadlineSeconds = 45;
+
+/** --deadline's definition (help text and default), shared by every command that resolves. */
+export const deadlineOption = { type: "number", default: defaultDeadlineSeconds, describe: "Give up after this many seconds in total" } as const;
+
+/** --verbose's definition, shared by every command that logs. */
+export const verboseOption = { type: "boolean", alias: "v", default: false, describe: "Log more detail (never secret values)" } as const;
+
+/** The flags of every command that resolves references through a source. */
+export const commonOptions = {
+  source: { type: "string", describe: 'Backend: "onepassword" (default), "connect" or "file:PATH"' },
+  "connect-host": { type: "string", describe: "1Password Connect server URL (with --source connect)" },
+  "token-credential": { type: "string", describe: "systemd credential holding the token (default op-token; op-connect-token for Connect)" },
+  "token-file": { type: "string", describe: "Read the token from this file instead (must not be group/other readable)" },
+  deadline: deadlineOption,
+  serialize: { type: "boolean", default: false, describe: "Let one fetch run at a time on this host" },
+  verbose: verboseOption,
+} as const;
+
+/** The flags only `fetch` has. */
+export const fetchOptions = {
+  spec: { type: "string", describe: "Spec file (JSON, version 1)" },
+  "output-dir": { type: "string", describe: "Write here instead of the spec's outputDir", hidden: true },
+} as const;
+
+/** The source flags as the sources module takes them. */
+export function overridesOf(argv: CommonArgs): SourceOverrides {
+  return { source: argv.source, connectHost: argv["connect-host"], tokenCredential: argv["token-credential"], tokenFile: argv["token-file"] };
+}
+
+/** NaN, 0, negative or huge (> 2^31 ms overflows setTimeout) deadlines would abort at once. */
+export function parseDeadline(value: number): number {
+  if (!Number.isFinite(value) || value <= 0 || value > 86400) {
+    throw usageError(`--deadline must be a number of seconds above 0 and at most 86400, not "${String(value)}"`);
+  }
+  return value;
+}
+
+/** --mode as an octal string (0600) to a number. */
+export function parseMode(text: string): number {
+  if (!modePattern.test(text)) throw usageError(`--mode must be an octal mode such as 0600, not "${text}"`);
+  return parseInt(text, 8);
+}

@@ -1,0 +1,7 @@
+/** Where a host keeps the per-user setup; no imports, so the boot-time CLI can load it for free. */
+
+/** The host configuration directory: mapfile, token, config.json. */
+export const defaultConfigDir = "/etc/homelab-secrets";
+
+/** Where NixOS's security.wrappers puts the SUID wrapper. */
+export const nixosWrapperPath = "/run/wrappers/bin/homelab-secrets-user";
