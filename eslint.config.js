@@ -8,13 +8,7 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ["vitest.config.ts"] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ["vitest.config.ts", "bench/agent/vitest.config.mts"] }, tsconfigRootDir: import.meta.dirname },
     },
-  },
-  {
-    // Owned by the e2e-infrastructure branch, which is rewriting it: its two String(unknown)
-    // findings are fixed there. Remove this block once that branch is merged.
-    files: ["tests/e2e/container.ts"],
-    rules: { "@typescript-eslint/no-base-to-string": "off" },
   },
 );

@@ -255,8 +255,7 @@ class Validator {
   optionalAccount(pointer: string): string | number | undefined {
     const value = this.get(pointer);
     if (value === undefined) return undefined;
-    if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value < 2 ** 32 - 1) return value;
-    if (typeof value === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(value)) return value;
+    if (isAccount(value)) return value;
     return this.fail(pointer, "must be a user/group name or a numeric id");
   }
 
@@ -277,4 +276,10 @@ class Validator {
     if (typeof value !== "string") this.fail(pointer, 'must be an "op://…" reference string');
     return parseReference(value, this.at(pointer));
   }
+}
+
+/** A user or group as a spec may name it: a name, or a numeric id below (uid_t)-1. */
+export function isAccount(value: unknown): value is string | number {
+  if (typeof value === "number") return Number.isInteger(value) && value >= 0 && value < 2 ** 32 - 1;
+  return typeof value === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(value);
 }

@@ -361,13 +361,14 @@ export class Container {
     return r.stdout.split("\n").filter(Boolean).map((line) => {
       const e = JSON.parse(line) as Record<string, unknown>;
       const m = e["MESSAGE"];
-      const message = Array.isArray(m) ? Buffer.from(m as number[]).toString("utf8") : String(m ?? "");
+      // journald's JSON: a string, or an array of bytes for a message that is not valid UTF-8.
+      const message = Array.isArray(m) ? Buffer.from(m as number[]).toString("utf8") : typeof m === "string" ? m : "";
       return {
         message,
         priority: Number(e["PRIORITY"] ?? 6),
         realtimeUs: BigInt(String(e["__REALTIME_TIMESTAMP"])),
         pid: Number(e["_PID"] ?? 0),
-        unit: String(e["_SYSTEMD_UNIT"] ?? e["UNIT"] ?? ""),
+        unit: [e["_SYSTEMD_UNIT"], e["UNIT"]].find((u): u is string => typeof u === "string") ?? "",
       };
     });
   }

@@ -31,10 +31,10 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 function counting(fail?: () => HomelabError | undefined, delayMs = 0) {
   const calls: string[][] = [];
   let created = 0;
-  const createSource = async (): Promise<Source> => {
+  const createSource = (): Promise<Source> => {
     created++;
     const inner = createFileSource(vaultFile);
-    return {
+    return Promise.resolve({
       name: "counted",
       resolveAll: async (refs, context) => {
         calls.push(refs.map((r) => r.raw));
@@ -43,7 +43,7 @@ function counting(fail?: () => HomelabError | undefined, delayMs = 0) {
         if (error) throw error;
         return inner.resolveAll(refs, context);
       },
-    };
+    });
   };
   return { calls, createSource, created: () => created };
 }
@@ -53,7 +53,7 @@ describe("agent batcher", () => {
     const backend = counting();
     const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, c], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
     const got = await Promise.all([batcher.resolve([a]), batcher.resolve([b]), batcher.resolve([a, b])]);
-    expect([got[0]!.get(a.raw), got[1]!.get(b.raw), got[2]!.get(a.raw), got[2]!.get(b.raw)]).toEqual(["A1", "B1", "A1", "B1"]);
+    expect([got[0].get(a.raw), got[1].get(b.raw), got[2].get(a.raw), got[2].get(b.raw)]).toEqual(["A1", "B1", "A1", "B1"]);
     expect(backend.calls).toEqual([["op://V/a/password", "op://V/b/password", "op://V/c/password"]]);
     // A request arriving while that batch is in flight rides on it; later ones come from memory.
     expect((await batcher.resolve([c])).get("op://V/c/password")).toBe("C1");
@@ -114,7 +114,7 @@ describe("agent batcher", () => {
     const backend = counting();
     const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, missing], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
     const got = await Promise.all([batcher.resolve([a]), batcher.resolve([b])]);
-    expect([got[0]!.get(a.raw), got[1]!.get(b.raw)]).toEqual(["A1", "B1"]);
+    expect([got[0].get(a.raw), got[1].get(b.raw)]).toEqual(["A1", "B1"]);
     expect(backend.calls).toEqual([[a.raw, b.raw, missing.raw], [a.raw, b.raw]]);
   });
 
@@ -131,7 +131,11 @@ describe("agent batcher", () => {
 
   it("a backend that never answers fails the request at the deadline (75)", async () => {
     const batcher = new Batcher({
-      createSource: async () => ({ name: "hang", resolveAll: (_refs, { signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))) }),
+      createSource: () =>
+        Promise.resolve<Source>({
+          name: "hang",
+          resolveAll: (_refs, { signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason as Error))),
+        }),
       prefetch: [a],
       ttlSeconds: 60,
       deadlineSeconds: 0.2,

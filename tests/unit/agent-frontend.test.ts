@@ -58,7 +58,7 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     execFileSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", client, join(import.meta.dirname, "../e2e/agent-client.c")]);
     writeFileSync(join(dir, "fake-agent.mjs"), fakeAgent);
   });
-  afterEach(async () => {
+  afterEach(() => {
     agent?.kill("SIGKILL");
     agent = undefined;
   });

@@ -32,6 +32,11 @@ function thrown(f: () => unknown): HomelabError {
 }
 
 describe("agent policy", () => {
+  it("takes a Connect source's listenerUser, as a spec does (the loopback listener the token may go to)", () => {
+    const policy = parsePolicy('{"version": 1, "units": {}, "source": {"type": "connect", "host": "http://127.0.0.1:8080", "listenerUser": 990}}', "p.json");
+    expect(policy.source).toEqual({ type: "connect", host: "http://127.0.0.1:8080", listenerUser: 990 });
+  });
+
   it("maps unit → credential ID → the entry to render, rendered exactly as a spec's entry", () => {
     const policy = parsePolicy(policyText, "policy.json");
     expect(policy.source).toEqual({ type: "connect", host: "http://127.0.0.1:8080" });
@@ -76,6 +81,9 @@ describe("agent policy", () => {
     expect(bad('{"version": 2, "units": {}}')).toMatch(/:1: version: must be 1/);
     expect(bad('{"version": 1, "units": {}, "extra": 1}')).toMatch(/:1: extra: unknown key/);
     expect(bad('{"version": 1,\n "source": {"type": "connect"}}')).toMatch(/^\/etc\/p\.json:2: source\.host: must be a non-empty string/);
+    expect(bad('{"version": 1, "units": {}, "source": {"type": "connect", "host": "http://127.0.0.1:1", "listenerUser": "a b"}}')).toMatch(
+      /source\.listenerUser: must be a user name or a numeric id/,
+    );
     expect(bad('{"version": 1, "units": {"a.service": {"envFiles": {"e": {"vars": {"1X": "op://V/i/f"}}}}}}')).toMatch(/"1X" is not a valid variable name/);
   });
 });

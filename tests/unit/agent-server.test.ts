@@ -48,7 +48,7 @@ describe("agent answer", () => {
       JSON.stringify({ version: 1, units: { "web.service": { files: { db: { ref: "op://V/db/password" }, blank: { ref: "op://V/db/empty" } } } } }),
       "policy.json",
     );
-    const batcher = new Batcher({ createSource: async () => createFileSource(join(dir, "vault.json")), prefetch: policyReferences(policy), ttlSeconds: 60, deadlineSeconds: 5, log });
+    const batcher = new Batcher({ createSource: () => Promise.resolve(createFileSource(join(dir, "vault.json"))), prefetch: policyReferences(policy), ttlSeconds: 60, deadlineSeconds: 5, log });
     return { policy, batcher };
   };
   const ask = (unit: string, id: string, over: { uid?: number; cgroup?: string } = {}) => ({

@@ -5,7 +5,7 @@ import { parseReference, uniqueReferences, type SecretReference } from "../refer
 import { envKeyPattern } from "../render/env.js";
 import { renderOutputs } from "../render/outputs.js";
 import { parseTemplate } from "../render/template.js";
-import { specReferences, type Spec, type SourceConfig } from "../spec.js";
+import { isAccount, specReferences, type Spec, type SourceConfig } from "../spec.js";
 import { isCredentialId, isUnitName } from "./peer.js";
 
 /**
@@ -121,10 +121,10 @@ function parseSource(source: Record<string, unknown>, fail: (pointer: string, wh
     if (typeof value !== "string" || value.length === 0) return fail(`/${key}`, "must be a non-empty string");
     return value;
   };
-  const allowed: Record<string, string[]> = { file: ["type", "path"], onepassword: ["type", "tokenCredential", "tokenFile"], connect: ["type", "host", "tokenCredential", "tokenFile"] };
+  const allowed: Record<string, string[]> = { file: ["type", "path"], onepassword: ["type", "tokenCredential", "tokenFile"], connect: ["type", "host", "tokenCredential", "tokenFile", "listenerUser"] };
   const type = source["type"];
   if (typeof type !== "string" || !allowed[type]) return fail("/type", 'must be "onepassword", "connect" or "file"');
-  for (const key of Object.keys(source)) if (!allowed[type]!.includes(key)) fail(`/${escape(key)}`, `unknown key (allowed: ${allowed[type]!.join(", ")})`);
+  for (const key of Object.keys(source)) if (!allowed[type].includes(key)) fail(`/${escape(key)}`, `unknown key (allowed: ${allowed[type].join(", ")})`);
   if (type === "file") {
     const path = text("path", true)!;
     if (!path.startsWith("/")) fail("/path", "must be an absolute path");
@@ -137,7 +137,9 @@ function parseSource(source: Record<string, unknown>, fail: (pointer: string, wh
   if (type === "onepassword") return { type, ...token };
   const host = text("host", true)!;
   if (!/^https?:\/\/[^\s/]+/.test(host)) fail("/host", "must be an http:// or https:// URL");
-  return { type: "connect", host, ...token };
+  const listenerUser = source["listenerUser"];
+  if (listenerUser !== undefined && !isAccount(listenerUser)) fail("/listenerUser", "must be a user name or a numeric id");
+  return { type: "connect", host, ...token, ...(listenerUser !== undefined ? { listenerUser } : {}) };
 }
 
 /** The credential a unit may have under this ID, if any. */
