@@ -8,7 +8,10 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ["vitest.config.ts", "bench/agent/vitest.config.mts"] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: {
+        projectService: { allowDefaultProject: ["vitest.config.ts", "bench/agent/vitest.config.mts"] },
+        tsconfigRootDir: import.meta.dirname,
+      },
     },
   },
 );

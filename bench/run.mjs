@@ -80,7 +80,9 @@ function machine() {
 function check(result, variant) {
   const ok = variant.expectCodes ? variant.expectCodes.includes(result.code) : result.code === 0;
   if (!ok || (variant.untilLine && result.markMs === undefined && !variant.markOptional)) {
-    throw new Error(`${variant.label}: exit ${result.code ?? result.signal}${variant.untilLine && result.markMs === undefined ? " (expected line not seen)" : ""}\n${result.stderr.slice(0, 2000)}`);
+    throw new Error(
+      `${variant.label}: exit ${result.code ?? result.signal}${variant.untilLine && result.markMs === undefined ? " (expected line not seen)" : ""}\n${result.stderr.slice(0, 2000)}`,
+    );
   }
 }
 
@@ -137,14 +139,35 @@ async function coldStart(connect) {
   // A closed local port: bind nothing there. Port 9 (discard) is closed on any sane host.
   const token = writeSecretFile(join(dir, "op-token"), serviceAccountToken(9));
   const opOut = join(dir, "out-op");
-  const opSpec = writeSpec(dir, "op-10", { refs: vault.refs, count: 10, source: { type: "onepassword", tokenFile: token }, outputDir: opOut });
+  const opSpec = writeSpec(dir, "op-10", {
+    refs: vault.refs,
+    count: 10,
+    source: { type: "onepassword", tokenFile: token },
+    outputDir: opOut,
+  });
   const clean = (path) => () => rmSync(path, { recursive: true, force: true });
 
   /** @type {any[]} */
   const variants = [
     { id: "node", group: "baseline", label: "node -e 0", cmd: node, args: ["-e", "0"] },
-    ...sizes.map((n) => ({ id: `fetch-${n}`, group: "file", secrets: n, label: `fetch, file source, ${n} secret${n > 1 ? "s" : ""}`, cmd: node, args: [cli, "fetch", "--spec", specs[n]], prepare: clean(outs[n]) })),
-    { id: "fetch-1000-env", group: "file", secrets: 1000, label: "fetch, file source, 1000 secrets in one env file", cmd: node, args: [cli, "fetch", "--spec", specs.env], prepare: clean(outs.env) },
+    ...sizes.map((n) => ({
+      id: `fetch-${n}`,
+      group: "file",
+      secrets: n,
+      label: `fetch, file source, ${n} secret${n > 1 ? "s" : ""}`,
+      cmd: node,
+      args: [cli, "fetch", "--spec", specs[n]],
+      prepare: clean(outs[n]),
+    })),
+    {
+      id: "fetch-1000-env",
+      group: "file",
+      secrets: 1000,
+      label: "fetch, file source, 1000 secrets in one env file",
+      cmd: node,
+      args: [cli, "fetch", "--spec", specs.env],
+      prepare: clean(outs.env),
+    },
     {
       id: "fetch-connect-10",
       group: "connect",
@@ -154,12 +177,43 @@ async function coldStart(connect) {
       args: [cli, "fetch", "--spec", connect.spec],
       prepare: clean(connect.out),
     },
-    { id: "http-fetch", group: "probe", label: "node: one GET with global fetch (probe)", cmd: node, args: [join(root, "bench/probes/http-get.mjs"), "fetch", `${connect.url}/v1/vaults`, connect.tokenFile] },
-    { id: "http-node", group: "probe", label: "node: one GET with node:http (probe)", cmd: node, args: [join(root, "bench/probes/http-get.mjs"), "http", `${connect.url}/v1/vaults`, connect.tokenFile] },
+    {
+      id: "http-fetch",
+      group: "probe",
+      label: "node: one GET with global fetch (probe)",
+      cmd: node,
+      args: [join(root, "bench/probes/http-get.mjs"), "fetch", `${connect.url}/v1/vaults`, connect.tokenFile],
+    },
+    {
+      id: "http-node",
+      group: "probe",
+      label: "node: one GET with node:http (probe)",
+      cmd: node,
+      args: [join(root, "bench/probes/http-get.mjs"), "http", `${connect.url}/v1/vaults`, connect.tokenFile],
+    },
     { id: "check", group: "nosdk", label: "check --spec (onepassword spec)", cmd: node, args: [cli, "check", "--spec", opSpec] },
-    { id: "direct-10", group: "whatif", label: "what-if: fetch 10 with no CLI parser (probe)", cmd: node, args: [join(root, "bench/probes/direct-fetch.mjs"), specs.direct], prepare: clean(outs.direct) },
-    { id: "sdk-import", group: "sdk", label: "node: import @1password/sdk (probe)", cmd: node, args: [join(root, "bench/probes/sdk.mjs"), "import"] },
-    { id: "sdk-client", group: "sdk", label: "node: import SDK + createClient (probe)", cmd: node, args: [join(root, "bench/probes/sdk.mjs"), "client", token] },
+    {
+      id: "direct-10",
+      group: "whatif",
+      label: "what-if: fetch 10 with no CLI parser (probe)",
+      cmd: node,
+      args: [join(root, "bench/probes/direct-fetch.mjs"), specs.direct],
+      prepare: clean(outs.direct),
+    },
+    {
+      id: "sdk-import",
+      group: "sdk",
+      label: "node: import @1password/sdk (probe)",
+      cmd: node,
+      args: [join(root, "bench/probes/sdk.mjs"), "import"],
+    },
+    {
+      id: "sdk-client",
+      group: "sdk",
+      label: "node: import SDK + createClient (probe)",
+      cmd: node,
+      args: [join(root, "bench/probes/sdk.mjs"), "client", token],
+    },
     {
       id: "fetch-sdk",
       group: "sdk",
@@ -266,7 +320,12 @@ async function roundTrips({ dir, refs, tokenFile, out, spec, outIds, specIds }) 
       label: "shell loop: one `read` process per secret (like `op read`)",
       latency: config.latencyMs,
       cmd: "/bin/sh",
-      args: ["-c", `for r; do "$0" ${[cli, "read", ...cliConnect].map((a) => `'${a}'`).join(" ")} "$r" >/dev/null || exit 1; done`, node, ...refs],
+      args: [
+        "-c",
+        `for r; do "$0" ${[cli, "read", ...cliConnect].map((a) => `'${a}'`).join(" ")} "$r" >/dev/null || exit 1; done`,
+        node,
+        ...refs,
+      ],
     },
   ];
   for (const v of variants) v.after = () => requestStats();
@@ -324,7 +383,12 @@ async function stormOnce(n, serialize, spec, round) {
 async function bootStorm() {
   const dir = mkdirp(join(tmp, "storm-fixtures"));
   const vault = writeFileVault(dir, 10);
-  const spec = writeSpec(dir, "storm-10", { refs: vault.refs, count: 10, source: { type: "file", path: vault.path }, outputDir: join(dir, "unused") });
+  const spec = writeSpec(dir, "storm-10", {
+    refs: vault.refs,
+    count: 10,
+    source: { type: "file", path: vault.path },
+    outputDir: join(dir, "unused"),
+  });
   const configs = config.stormSizes.flatMap((n) => [false, true].map((serialize) => ({ n, serialize })));
   const samples = new Map(configs.map((c) => [c, []]));
   log(`boot storm: ${configs.length} configurations × ${config.stormRounds} rounds${config.stormWarmup ? " (+1 warm-up)" : ""}`);
@@ -338,7 +402,14 @@ async function bootStorm() {
   return configs.map((c) => {
     const list = samples.get(c);
     const pick = (key) => summarize(list.map((r) => r[key]));
-    return { processes: c.n, serialize: c.serialize, wallMs: pick("wallMs"), slowestMs: pick("slowestMs"), sumMaxRssMiB: pick("sumMaxRssMiB"), sampledPeakMiB: pick("sampledPeakMiB") };
+    return {
+      processes: c.n,
+      serialize: c.serialize,
+      wallMs: pick("wallMs"),
+      slowestMs: pick("slowestMs"),
+      sumMaxRssMiB: pick("sumMaxRssMiB"),
+      sampledPeakMiB: pick("sampledPeakMiB"),
+    };
   });
 }
 
@@ -415,7 +486,11 @@ function analyse(cold, rt, storm) {
       connectVsFileMs: by("fetch-connect-10").wallMs.median - f10.wallMs.median,
       connectVsFileMiB: by("fetch-connect-10").rssMiB.median - f10.rssMiB.median,
     },
-    whatIf: { wall: ratio(whatIf.wallMs.median, node0.wallMs.median), rss: ratio(whatIf.rssMiB.median, node0.rssMiB.median), savedMs: f10.wallMs.median - whatIf.wallMs.median },
+    whatIf: {
+      wall: ratio(whatIf.wallMs.median, node0.wallMs.median),
+      rss: ratio(whatIf.rssMiB.median, node0.rssMiB.median),
+      savedMs: f10.wallMs.median - whatIf.wallMs.median,
+    },
     connect: {
       speedupVsPerSecret: ratio(rtBy("per-secret").wallMs.median, batch.wallMs.median),
       speedupVsShellLoop: ratio(rtBy("shell-loop").wallMs.median, batch.wallMs.median),
@@ -432,7 +507,9 @@ async function main() {
   if (!existsSync(cli)) throw new Error(`${cli} is missing; run "npm run bench" (it builds first)`);
   if (!gnuTime) log("GNU time not found: peak RSS falls back to polling /proc (install the 'time' package for exact figures)");
   const host = machine();
-  log(`${host.nproc} CPUs (${host.cpuModel}), ${host.memoryGiB} GiB, node ${host.node}, load ${host.loadAverageAtStart.join(" ")}${quick ? ", QUICK" : ""}`);
+  log(
+    `${host.nproc} CPUs (${host.cpuModel}), ${host.memoryGiB} GiB, node ${host.node}, load ${host.loadAverageAtStart.join(" ")}${quick ? ", QUICK" : ""}`,
+  );
   const t0 = performance.now();
   const connect = await startConnect();
   const cold = await coldStart(connect);

@@ -66,10 +66,12 @@ export async function makeTempDir(prefix = "hs-test-"): Promise<string> {
   return dir;
 }
 export async function removeTempDirs(): Promise<void> {
-  await Promise.all(created.splice(0).map(async (dir) => {
-    await makeWritable(dir);
-    await rm(dir, { recursive: true, force: true });
-  }));
+  await Promise.all(
+    created.splice(0).map(async (dir) => {
+      await makeWritable(dir);
+      await rm(dir, { recursive: true, force: true });
+    }),
+  );
 }
 
 /** Tests make read-only directories (credential dirs are 0500); without root, rm needs u+w. */

@@ -17,7 +17,13 @@ const rounds = Number(process.env["BENCH_ROUNDS"] ?? 3);
 const items = 5;
 const max = Math.max(...sizes);
 const token = `bench-token-${process.pid}`;
-const vault = { vaults: { Agent: { items: Object.fromEntries(Array.from({ length: items }, (_, i) => [`item-${i}`, { fields: { password: `bench value ${i}` } }])) } } };
+const vault = {
+  vaults: {
+    Agent: {
+      items: Object.fromEntries(Array.from({ length: items }, (_, i) => [`item-${i}`, { fields: { password: `bench value ${i}` } }])),
+    },
+  },
+};
 const socket = "/run/homelab-secrets/credentials.sock";
 const agentUnit = "homelab-secrets-agent.service";
 const name = (kind: "bf" | "ba", i: number) => `${kind}-${String(i).padStart(2, "0")}`;
@@ -38,7 +44,13 @@ describeE2E("bench: boot storm, per-service fetch vs the credential agent", () =
     const policy = { version: 1, source: { type: "connect", host, tokenCredential: "op-token" }, units: {} as Record<string, unknown> };
     for (let i = 1; i <= max; i++) {
       const ref = `op://Agent/item-${i % items}/password`;
-      const spec = { version: 1, name: name("bf", i), outputDir: `/run/${name("bf", i)}`, source: { type: "connect", host, tokenCredential: "op-connect-token" }, files: { secret: { ref } } };
+      const spec = {
+        version: 1,
+        name: name("bf", i),
+        outputDir: `/run/${name("bf", i)}`,
+        source: { type: "connect", host, tokenCredential: "op-connect-token" },
+        files: { secret: { ref } },
+      };
       await s.c.writeFile(`/etc/homelab-secrets/bench/${name("bf", i)}.json`, JSON.stringify(spec), "0644");
       // As homelab.secrets does it: a root oneshot fetches, the service starts after it.
       await s.c.writeFile(
@@ -57,7 +69,10 @@ describeE2E("bench: boot storm, per-service fetch vs the credential agent", () =
     }
     await s.c.writeFile("/etc/homelab-secrets/agent-policy.json", JSON.stringify(policy), "0600");
     await s.c.writeFile("/etc/homelab-secrets/op-token", token, "0600");
-    await s.c.writeFile("/etc/systemd/system/homelab-secrets-agent.socket", readFileSync(join(repoRoot, "examples/plain-linux/agent/homelab-secrets-agent.socket"), "utf8"));
+    await s.c.writeFile(
+      "/etc/systemd/system/homelab-secrets-agent.socket",
+      readFileSync(join(repoRoot, "examples/plain-linux/agent/homelab-secrets-agent.socket"), "utf8"),
+    );
     const shipped = readFileSync(join(repoRoot, "examples/plain-linux/agent", agentUnit), "utf8");
     await s.c.writeFile(
       `/etc/systemd/system/${agentUnit}`,
@@ -80,7 +95,16 @@ describeE2E("bench: boot storm, per-service fetch vs the credential agent", () =
     await s.c.cx(["systemctl", "stop", ...units, ...secrets, ...(warm ? [] : [agentUnit])], { allowFail: true });
     await s.c.cx(["systemctl", "reset-failed"], { allowFail: true });
     const pattern = kind === "bf" ? "^bf-\\d+(-secrets)?\\.service$" : "^(ba-\\d+|homelab-secrets-agent)\\.service$";
-    await s.c.cx(["systemd-run", "--quiet", "--unit=bench-sampler", "-p", "StandardOutput=file:/run/bench-sampler.out", "/usr/local/bin/node", "/usr/local/bin/rss-sampler.mjs", pattern]);
+    await s.c.cx([
+      "systemd-run",
+      "--quiet",
+      "--unit=bench-sampler",
+      "-p",
+      "StandardOutput=file:/run/bench-sampler.out",
+      "/usr/local/bin/node",
+      "/usr/local/bin/rss-sampler.mjs",
+      pattern,
+    ]);
     await new Promise((r) => setTimeout(r, 200));
     server.clearRequests();
     const t0 = Date.now();
@@ -121,7 +145,9 @@ describeE2E("bench: boot storm, per-service fetch vs the credential agent", () =
     }
     // RSS counts pages shared with systemd's own forks (the children it forks before exec,
     // (sd-mkdcreds) included) once per process: an upper bound, the same for both columns.
-    console.log(`boot storm under systemd 252, ${rounds} rounds each, fake Connect on loopback, ${items} distinct items, services as root:`);
+    console.log(
+      `boot storm under systemd 252, ${rounds} rounds each, fake Connect on loopback, ${items} distinct items, services as root:`,
+    );
     console.table(rows);
   }, 900_000);
 });

@@ -34,7 +34,9 @@ export function writeSpec(dir, name, { refs, count, source, outputDir, layout = 
   const chosen = refs.slice(0, count);
   if (chosen.length < count) throw new Error(`only ${refs.length} refs for a spec of ${count}`);
   if (layout === "env") {
-    spec.envFiles = { "all.env": { mode: "0400", vars: Object.fromEntries(chosen.map((ref, i) => [`S${String(i).padStart(4, "0")}`, ref])) } };
+    spec.envFiles = {
+      "all.env": { mode: "0400", vars: Object.fromEntries(chosen.map((ref, i) => [`S${String(i).padStart(4, "0")}`, ref])) },
+    };
   } else {
     spec.files = Object.fromEntries(chosen.map((ref, i) => [`s${String(i).padStart(4, "0")}`, { ref, mode: "0400" }]));
   }

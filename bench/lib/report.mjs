@@ -11,7 +11,9 @@ function pad(rows) {
 
 function mdTable(header, rows, align) {
   const line = (cells) => `| ${cells.join(" | ")} |`;
-  return [line(header), line(header.map((_, i) => (align?.[i] === "l" || (!align && i === 0) ? "---" : "---:"))), ...rows.map(line)].join("\n");
+  return [line(header), line(header.map((_, i) => (align?.[i] === "l" || (!align && i === 0) ? "---" : "---:"))), ...rows.map(line)].join(
+    "\n",
+  );
 }
 
 function coldRows(results) {
@@ -56,20 +58,30 @@ export function renderText(results) {
   const { machine: m, config: c, analysis: a, roundTrips: rt } = results;
   const out = [];
   out.push(`homelab-secrets benchmarks — ${m.date}`);
-  out.push(`${m.nproc} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, node ${m.node}, load ${m.loadAverageAtStart.join(" ")} → ${m.loadAverageAtEnd.join(" ")}${c.quick ? "  [QUICK]" : ""}`);
+  out.push(
+    `${m.nproc} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, node ${m.node}, load ${m.loadAverageAtStart.join(" ")} → ${m.loadAverageAtEnd.join(" ")}${c.quick ? "  [QUICK]" : ""}`,
+  );
   out.push("");
   out.push(`Cold start and peak RSS (medians of ${c.coldRuns} interleaved runs)`);
   out.push(pad([["", "wall ms", "×node", "RSS MiB", "×node"], ...coldRows(results)]));
   out.push("");
-  out.push(`Round trips: ${rt.secrets} secrets over ${rt.items} items via local Connect, ${rt.latencyMs} ms latency per request (measured RTT ${fmt(rt.rttMs, 1)} ms; medians of ${c.roundTripRuns})`);
+  out.push(
+    `Round trips: ${rt.secrets} secrets over ${rt.items} items via local Connect, ${rt.latencyMs} ms latency per request (measured RTT ${fmt(rt.rttMs, 1)} ms; medians of ${c.roundTripRuns})`,
+  );
   out.push(pad([["strategy", "wall ms", "requests", "sequential", "RSS MiB", "×batch"], ...rtRows(results)]));
   out.push("");
-  out.push(`Boot storm: N concurrent fetch processes, file source, 10 secrets each (medians of ${c.stormRounds} round${c.stormRounds === 1 ? "" : "s"})`);
+  out.push(
+    `Boot storm: N concurrent fetch processes, file source, 10 secrets each (medians of ${c.stormRounds} round${c.stormRounds === 1 ? "" : "s"})`,
+  );
   out.push(pad([["N", "--serialize", "total wall ms", "slowest ms", "peak Σ RSS MiB", "Σ max RSS MiB"], ...stormRows(results)]));
   out.push("");
   const g = a.growth;
-  out.push(`Growth (file source): ${fmt(g.msPerSecret * 1000)} ms per 1000 secrets (least squares, R² ${fmt(g.r2, 3)}); 1000 vs 10 secrets: ${times(g.from10to1000)}`);
-  out.push(`SDK cost in fetch: +${fmt(a.sdk.wallCostMs)} ms, +${fmt(a.sdk.rssCostMiB, 1)} MiB; what-if (no CLI parser): ${times(a.whatIf.wall)} node wall, ${times(a.whatIf.rss)} node RSS`);
+  out.push(
+    `Growth (file source): ${fmt(g.msPerSecret * 1000)} ms per 1000 secrets (least squares, R² ${fmt(g.r2, 3)}); 1000 vs 10 secrets: ${times(g.from10to1000)}`,
+  );
+  out.push(
+    `SDK cost in fetch: +${fmt(a.sdk.wallCostMs)} ms, +${fmt(a.sdk.rssCostMiB, 1)} MiB; what-if (no CLI parser): ${times(a.whatIf.wall)} node wall, ${times(a.whatIf.rss)} node RSS`,
+  );
   out.push("");
   out.push("Targets");
   for (const t of targetLines(results)) out.push(`  ${t.pass ? "PASS" : "MISS"}  ${t.text}`);
@@ -106,8 +118,12 @@ function barPanel({ x, y, width, title, unit, bars, refs = [], valueWidth = 62 }
   bars.forEach((b, i) => {
     const by = top + i * rowHeight;
     parts.push(`<text x="${labelWidth - 6}" y="${by + 13}" class="label" text-anchor="end">${esc(b.label)}</text>`);
-    parts.push(`<rect x="${labelWidth}" y="${by + 2}" width="${Math.max(1, scale(b.value ?? 0)).toFixed(1)}" height="${rowHeight - 5}" fill="${b.color}"/>`);
-    parts.push(`<text x="${(labelWidth + scale(b.value ?? 0) + 4).toFixed(1)}" y="${by + 13}" class="value">${esc(`${fmt(b.value)}${b.note ?? ""}`)}</text>`);
+    parts.push(
+      `<rect x="${labelWidth}" y="${by + 2}" width="${Math.max(1, scale(b.value ?? 0)).toFixed(1)}" height="${rowHeight - 5}" fill="${b.color}"/>`,
+    );
+    parts.push(
+      `<text x="${(labelWidth + scale(b.value ?? 0) + 4).toFixed(1)}" y="${by + 13}" class="value">${esc(`${fmt(b.value)}${b.note ?? ""}`)}</text>`,
+    );
   });
   const bottom = top + bars.length * rowHeight;
   for (const r of refs) {
@@ -136,25 +152,46 @@ function growthPanel({ x, y, width, results }) {
   const sy = (ms) => bottom - (ms / maxY) * (bottom - top);
   const node0 = results.coldStart.find((r) => r.id === "node").wallMs.median;
   const step = maxY > 1200 ? 400 : maxY > 600 ? 200 : 100;
-  const parts = [`<g transform="translate(${x},${y})">`, `<text x="0" y="14" class="title">Growth: fetch wall time vs secrets (file source)</text>`];
+  const parts = [
+    `<g transform="translate(${x},${y})">`,
+    `<text x="0" y="14" class="title">Growth: fetch wall time vs secrets (file source)</text>`,
+  ];
   for (let t = 0; t <= maxY; t += step) {
     parts.push(`<line x1="${left}" y1="${sy(t).toFixed(1)}" x2="${right}" y2="${sy(t).toFixed(1)}" class="grid"/>`);
     parts.push(`<text x="${left - 5}" y="${(sy(t) + 4).toFixed(1)}" class="label" text-anchor="end">${t}</text>`);
   }
-  parts.push(`<line x1="${left}" y1="${bottom}" x2="${right}" y2="${bottom}" class="axis"/><line x1="${left}" y1="${top}" x2="${left}" y2="${bottom}" class="axis"/>`);
-  for (const n of [0, 250, 500, 750, 1000]) parts.push(`<text x="${sx(n).toFixed(1)}" y="${bottom + 14}" class="label" text-anchor="middle">${n}</text>`);
-  parts.push(`<line x1="${left}" y1="${sy(node0).toFixed(1)}" x2="${right}" y2="${sy(node0).toFixed(1)}" class="ref"/><text x="${right}" y="${(sy(node0) + 12).toFixed(1)}" class="reflabel" text-anchor="end">node -e 0</text>`);
-  parts.push(`<line x1="${sx(0).toFixed(1)}" y1="${sy(g.interceptMs).toFixed(1)}" x2="${sx(maxN).toFixed(1)}" y2="${sy(g.interceptMs + g.msPerSecret * maxN).toFixed(1)}" stroke="${palette.whatif}" stroke-width="1.5" stroke-dasharray="4 3"/>`);
-  parts.push(`<polyline points="${pts.map((p) => `${sx(p.n).toFixed(1)},${sy(p.ms).toFixed(1)}`).join(" ")}" fill="none" stroke="${palette.file}" stroke-width="2"/>`);
+  parts.push(
+    `<line x1="${left}" y1="${bottom}" x2="${right}" y2="${bottom}" class="axis"/><line x1="${left}" y1="${top}" x2="${left}" y2="${bottom}" class="axis"/>`,
+  );
+  for (const n of [0, 250, 500, 750, 1000])
+    parts.push(`<text x="${sx(n).toFixed(1)}" y="${bottom + 14}" class="label" text-anchor="middle">${n}</text>`);
+  parts.push(
+    `<line x1="${left}" y1="${sy(node0).toFixed(1)}" x2="${right}" y2="${sy(node0).toFixed(1)}" class="ref"/><text x="${right}" y="${(sy(node0) + 12).toFixed(1)}" class="reflabel" text-anchor="end">node -e 0</text>`,
+  );
+  parts.push(
+    `<line x1="${sx(0).toFixed(1)}" y1="${sy(g.interceptMs).toFixed(1)}" x2="${sx(maxN).toFixed(1)}" y2="${sy(g.interceptMs + g.msPerSecret * maxN).toFixed(1)}" stroke="${palette.whatif}" stroke-width="1.5" stroke-dasharray="4 3"/>`,
+  );
+  parts.push(
+    `<polyline points="${pts.map((p) => `${sx(p.n).toFixed(1)},${sy(p.ms).toFixed(1)}`).join(" ")}" fill="none" stroke="${palette.file}" stroke-width="2"/>`,
+  );
   for (const p of pts) {
     parts.push(`<circle cx="${sx(p.n).toFixed(1)}" cy="${sy(p.ms).toFixed(1)}" r="3.5" fill="${palette.file}"/>`);
-    if (p.n >= 10) parts.push(`<text x="${(sx(p.n) + (p.n === maxN ? -6 : 5)).toFixed(1)}" y="${(sy(p.ms) + (p.n === 10 ? 14 : -7)).toFixed(1)}" class="value" text-anchor="${p.n === maxN ? "end" : "start"}">${p.n}: ${fmt(p.ms)} ms</text>`);
+    if (p.n >= 10)
+      parts.push(
+        `<text x="${(sx(p.n) + (p.n === maxN ? -6 : 5)).toFixed(1)}" y="${(sy(p.ms) + (p.n === 10 ? 14 : -7)).toFixed(1)}" class="value" text-anchor="${p.n === maxN ? "end" : "start"}">${p.n}: ${fmt(p.ms)} ms</text>`,
+      );
   }
   if (g.envFile1000Ms !== undefined) {
-    parts.push(`<rect x="${(sx(maxN) - 3.5).toFixed(1)}" y="${(sy(g.envFile1000Ms) - 3.5).toFixed(1)}" width="7" height="7" fill="${palette.serial}"/>`);
-    parts.push(`<text x="${(sx(maxN) - 8).toFixed(1)}" y="${(sy(g.envFile1000Ms) - 6).toFixed(1)}" class="value" text-anchor="end">1000 in one env file: ${fmt(g.envFile1000Ms)} ms</text>`);
+    parts.push(
+      `<rect x="${(sx(maxN) - 3.5).toFixed(1)}" y="${(sy(g.envFile1000Ms) - 3.5).toFixed(1)}" width="7" height="7" fill="${palette.serial}"/>`,
+    );
+    parts.push(
+      `<text x="${(sx(maxN) - 8).toFixed(1)}" y="${(sy(g.envFile1000Ms) - 6).toFixed(1)}" class="value" text-anchor="end">1000 in one env file: ${fmt(g.envFile1000Ms)} ms</text>`,
+    );
   }
-  parts.push(`<text x="${(left + right) / 2}" y="${height - 2}" class="label" text-anchor="middle">secrets (one file each); dashed: least-squares line, ${fmt(g.msPerSecret * 1000)} ms per 1000 secrets</text>`);
+  parts.push(
+    `<text x="${(left + right) / 2}" y="${height - 2}" class="label" text-anchor="middle">secrets (one file each); dashed: least-squares line, ${fmt(g.msPerSecret * 1000)} ms per 1000 secrets</text>`,
+  );
   parts.push(`<text x="${width}" y="14" class="unit" text-anchor="end">ms</text>`);
   parts.push("</g>");
   return { svg: parts.join("\n"), height };
@@ -164,7 +201,22 @@ export function renderSvg(results) {
   const { analysis: a, roundTrips: rt, machine: m } = results;
   const by = (id) => results.coldStart.find((r) => r.id === id);
   const node0 = by("node");
-  const coldIds = ["node", "fetch-1", "fetch-10", "fetch-100", "fetch-1000", "fetch-1000-env", "check", "direct-10", "fetch-connect-10", "http-node", "http-fetch", "sdk-import", "sdk-client", "fetch-sdk"];
+  const coldIds = [
+    "node",
+    "fetch-1",
+    "fetch-10",
+    "fetch-100",
+    "fetch-1000",
+    "fetch-1000-env",
+    "check",
+    "direct-10",
+    "fetch-connect-10",
+    "http-node",
+    "http-fetch",
+    "sdk-import",
+    "sdk-client",
+    "fetch-sdk",
+  ];
   const shortLabel = {
     node: "node -e 0",
     "fetch-1": "fetch, file, 1 secret",
@@ -200,7 +252,12 @@ export function renderSvg(results) {
       width,
       title: "Cold start: wall time (median)",
       unit: "ms",
-      bars: cold.map((r) => ({ label: shortLabel[r.id], value: r.wallMs.median, color: colorOf(r), note: r.id === "node" ? "" : ` (${times(a.ratios[r.id].wall)})` })),
+      bars: cold.map((r) => ({
+        label: shortLabel[r.id],
+        value: r.wallMs.median,
+        color: colorOf(r),
+        note: r.id === "node" ? "" : ` (${times(a.ratios[r.id].wall)})`,
+      })),
       refs: [{ value: node0.wallMs.median * 1.5, label: "target 1.5×" }],
     }),
   );
@@ -211,11 +268,22 @@ export function renderSvg(results) {
       width,
       title: "Peak RSS (median)",
       unit: "MiB",
-      bars: cold.map((r) => ({ label: shortLabel[r.id], value: r.rssMiB.median, color: colorOf(r), note: r.id === "node" ? "" : ` (${times(a.ratios[r.id].rss)})` })),
+      bars: cold.map((r) => ({
+        label: shortLabel[r.id],
+        value: r.rssMiB.median,
+        color: colorOf(r),
+        note: r.id === "node" ? "" : ` (${times(a.ratios[r.id].rss)})`,
+      })),
       refs: [{ value: node0.rssMiB.median * 1.3, label: "target 1.3×" }],
     }),
   );
-  const rtLabel = { "batch-0ms": "one fetch, no latency", batch: "one fetch (batched)", "batch-ids": "one fetch, refs by ID", "per-secret": "per secret: 3 requests each", "shell-loop": "shell loop: 10 read processes" };
+  const rtLabel = {
+    "batch-0ms": "one fetch, no latency",
+    batch: "one fetch (batched)",
+    "batch-ids": "one fetch, refs by ID",
+    "per-secret": "per secret: 3 requests each",
+    "shell-loop": "shell loop: 10 read processes",
+  };
   const connectTarget = a.targets.find((t) => t.id === "connect");
   place(1, (x, y) =>
     barPanel({
@@ -235,9 +303,15 @@ export function renderSvg(results) {
     }),
   );
   const stormBars = (key) =>
-    results.bootStorm.map((s) => ({ label: `${s.processes} concurrent${s.serialize ? ", --serialize" : ""}`, value: s[key].median, color: s.serialize ? palette.serial : palette.plain }));
+    results.bootStorm.map((s) => ({
+      label: `${s.processes} concurrent${s.serialize ? ", --serialize" : ""}`,
+      value: s[key].median,
+      color: s.serialize ? palette.serial : palette.plain,
+    }));
   place(1, (x, y) => barPanel({ x, y, width, title: "Boot storm: total wall time", unit: "ms", bars: stormBars("wallMs") }));
-  place(1, (x, y) => barPanel({ x, y, width, title: "Boot storm: peak total RSS (sampled sum)", unit: "MiB", bars: stormBars("sampledPeakMiB") }));
+  place(1, (x, y) =>
+    barPanel({ x, y, width, title: "Boot storm: peak total RSS (sampled sum)", unit: "MiB", bars: stormBars("sampledPeakMiB") }),
+  );
   place(1, (x, y) => growthPanel({ x, y, width, results }));
   const totalWidth = width * 2 + gap + 20;
   const totalHeight = Math.max(...colY) + 10;
@@ -324,8 +398,7 @@ export function renderMarkdown(results) {
   const notes = [];
   if (!t.wall.pass || !t.rss.pass) {
     const direct = by("direct-10");
-    const head =
-      `- **Cold start.** \`fetch\` with the file source takes ${fmt(f10.wallMs.median)} ms and ${fmt(f10.rssMiB.median, 1)} MiB against ${fmt(node0.wallMs.median)} ms and ${fmt(node0.rssMiB.median, 1)} MiB for \`node -e 0\`. `;
+    const head = `- **Cold start.** \`fetch\` with the file source takes ${fmt(f10.wallMs.median)} ms and ${fmt(f10.rssMiB.median, 1)} MiB against ${fmt(node0.wallMs.median)} ms and ${fmt(node0.rssMiB.median, 1)} MiB for \`node -e 0\`. `;
     const probe = `The what-if probe (\`bench/probes/direct-fetch.mjs\`: the same compiled \`runFetch\` with no command-line parser at all) takes ${fmt(direct.wallMs.median)} ms / ${fmt(direct.rssMiB.median, 1)} MiB (${times(a.whatIf.wall)} / ${times(a.whatIf.rss)}). `;
     notes.push(
       a.whatIf.savedMs > 15
@@ -364,15 +437,24 @@ export function renderMarkdown(results) {
   }
   out.push(`## Cold start and peak RSS`);
   out.push("");
-  out.push(`Medians of ${c.coldRuns} runs per row, all rows interleaved round-robin after one warm-up round. Wall time is spawn to exit as seen by the parent; peak RSS is ${m.rssMethod}. Output directories are on tmpfs (like \`/run\`) and emptied before each run.`);
+  out.push(
+    `Medians of ${c.coldRuns} runs per row, all rows interleaved round-robin after one warm-up round. Wall time is spawn to exit as seen by the parent; peak RSS is ${m.rssMethod}. Output directories are on tmpfs (like \`/run\`) and emptied before each run.`,
+  );
   out.push("");
-  out.push(mdTable(["command", "wall ms", "× node", "peak RSS MiB", "× node"], coldRows(results).map((r) => r.map((x, i) => (i === 0 ? x.replace(/`/g, "") : x)))));
+  out.push(
+    mdTable(
+      ["command", "wall ms", "× node", "peak RSS MiB", "× node"],
+      coldRows(results).map((r) => r.map((x, i) => (i === 0 ? x.replace(/`/g, "") : x))),
+    ),
+  );
   out.push("");
   out.push(
     `- **The SDK is paid only where it is used.** A \`fetch\` with the onepassword source (a well-formed service-account token whose sign-in address is a closed local port, measured up to the first failed attempt after \`createClient\`) costs +${fmt(a.sdk.wallCostMs)} ms and +${fmt(a.sdk.rssCostMiB, 1)} MiB over the file-source fetch: the WASM core is read and compiled. ` +
       `\`check\` on the same onepassword spec does not load it: its ${times(a.ratios["check"].wall)} / ${times(a.ratios["check"].rss)} of \`node -e 0\` is yargs, which \`check\` (a build-time command) still uses. File- and Connect-source fetches do not import it either: the SDK is imported lazily inside the onepassword source.`,
   );
-  out.push(`- Bare SDK cost in a fresh Node (probe, no CLI): import +${fmt(a.sdk.importMs)} ms / +${fmt(a.sdk.importMiB, 1)} MiB over \`node -e 0\`.`);
+  out.push(
+    `- Bare SDK cost in a fresh Node (probe, no CLI): import +${fmt(a.sdk.importMs)} ms / +${fmt(a.sdk.importMiB, 1)} MiB over \`node -e 0\`.`,
+  );
   out.push("");
   out.push("## Growth");
   out.push("");
@@ -409,7 +491,9 @@ export function renderMarkdown(results) {
       `Total wall is first spawn to last exit; peak Σ RSS is the highest sum of the processes' RSS sampled every 10 ms; Σ max RSS adds each process's own peak (an upper bound). Medians of ${c.stormRounds} round${c.stormRounds === 1 ? "" : "s"}.`,
   );
   out.push("");
-  out.push(mdTable(["processes", "--serialize", "total wall ms", "slowest process ms", "peak Σ RSS MiB", "Σ max RSS MiB"], stormRows(results)));
+  out.push(
+    mdTable(["processes", "--serialize", "total wall ms", "slowest process ms", "peak Σ RSS MiB", "Σ max RSS MiB"], stormRows(results)),
+  );
   out.push("");
   const p30 = storm(30, false);
   const s30 = storm(30, true);

@@ -45,10 +45,12 @@ export function buildWrapper(options = {}) {
     defines.push(`-DHS_SERVICE_USER="${options.serviceUser}"`);
   }
   if (options.lockTimeoutSeconds !== undefined) {
-    if (!Number.isInteger(options.lockTimeoutSeconds) || options.lockTimeoutSeconds < 2) throw new Error("lockTimeoutSeconds must be an integer of at least 2");
+    if (!Number.isInteger(options.lockTimeoutSeconds) || options.lockTimeoutSeconds < 2)
+      throw new Error("lockTimeoutSeconds must be an integer of at least 2");
     defines.push(`-DHS_LOCK_TIMEOUT_S=${options.lockTimeoutSeconds}`);
     // The fetcher's limit must stay below the lock wait: a waiter outlasts a stuck holder.
-    const limit = options.fetcherLimitSeconds ?? (options.lockTimeoutSeconds >= 20 ? options.lockTimeoutSeconds - 10 : options.lockTimeoutSeconds - 1);
+    const limit =
+      options.fetcherLimitSeconds ?? (options.lockTimeoutSeconds >= 20 ? options.lockTimeoutSeconds - 10 : options.lockTimeoutSeconds - 1);
     defines.push(`-DHS_FETCHER_LIMIT_S=${limit}`);
   } else if (options.fetcherLimitSeconds !== undefined) {
     defines.push(`-DHS_FETCHER_LIMIT_S=${options.fetcherLimitSeconds}`);
@@ -56,7 +58,8 @@ export function buildWrapper(options = {}) {
   if (options.fetcherLimitSeconds !== undefined && (!Number.isInteger(options.fetcherLimitSeconds) || options.fetcherLimitSeconds < 1)) {
     throw new Error("fetcherLimitSeconds must be a positive integer");
   }
-  if (options.stateDir !== undefined) defines.push(`-DHS_STATE_DIR=${cString("HS_STATE_DIR", options.stateDir.replace(/\/+$/, "") || "/")}`);
+  if (options.stateDir !== undefined)
+    defines.push(`-DHS_STATE_DIR=${cString("HS_STATE_DIR", options.stateDir.replace(/\/+$/, "") || "/")}`);
   mkdirSync(dirname(out), { recursive: true });
   execFileSync(options.cc ?? "cc", [...cflags, ...defines, "-o", out, wrapperSource], { stdio: ["ignore", "inherit", "inherit"] });
   return out;

@@ -14,7 +14,18 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
-  chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync,
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
 } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,11 +88,13 @@ function libcDependency(binary) {
   const symbols = execFileSync("objdump", ["-T", binary], { encoding: "utf8" });
   const versions = [...symbols.matchAll(/GLIBC_([0-9]+(?:\.[0-9]+)*)/g)].map((m) => m[1]);
   if (versions.length === 0) throw new Error(`${binary}: no glibc symbol versions found`);
-  const newest = versions.sort((a, b) => {
-    const [x, y] = [a.split(".").map(Number), b.split(".").map(Number)];
-    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
-    return 0;
-  }).at(-1);
+  const newest = versions
+    .sort((a, b) => {
+      const [x, y] = [a.split(".").map(Number), b.split(".").map(Number)];
+      for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+      return 0;
+    })
+    .at(-1);
   return `libc6 (>= ${newest})`;
 }
 

@@ -26,7 +26,10 @@ function parseFetch(rest: string[]): FetchArgs | undefined {
   const options = Object.fromEntries(
     Object.entries(table).map(([name, option]) => [
       name,
-      { type: option.type === "boolean" ? ("boolean" as const) : ("string" as const), ...("alias" in option ? { short: option.alias } : {}) },
+      {
+        type: option.type === "boolean" ? ("boolean" as const) : ("string" as const),
+        ...("alias" in option ? { short: option.alias } : {}),
+      },
     ]),
   );
   try {
@@ -34,7 +37,13 @@ function parseFetch(rest: string[]): FetchArgs | undefined {
     if (typeof values["spec"] !== "string" || ["help", "version"].some((k) => k in values)) return undefined;
     const deadline = values["deadline"] === undefined ? commonOptions.deadline.default : Number(values["deadline"]);
     if (!Number.isFinite(deadline) || deadline <= 0 || deadline > 86400) return undefined;
-    return { ...values, spec: values["spec"], deadline: parseDeadline(deadline), serialize: values["serialize"] === true, verbose: values["verbose"] === true };
+    return {
+      ...values,
+      spec: values["spec"],
+      deadline: parseDeadline(deadline),
+      serialize: values["serialize"] === true,
+      verbose: values["verbose"] === true,
+    };
   } catch {
     return undefined;
   }

@@ -46,8 +46,7 @@ export const permissionError = (m: string) => new HomelabError(ExitCode.noPerm, 
 export const configError = (m: string) => new HomelabError(ExitCode.config, m);
 
 /** Transient failures are the only ones worth retrying. */
-export const isTransient = (error: unknown): boolean =>
-  error instanceof HomelabError && error.exitCode === ExitCode.tempFail;
+export const isTransient = (error: unknown): boolean => error instanceof HomelabError && error.exitCode === ExitCode.tempFail;
 
 /** Whether `error` is one of ours (a message fit for the user) rather than a bug. */
 export function isHomelabError(error: unknown): error is HomelabError {
@@ -70,5 +69,9 @@ export interface Failure {
 /** The one mapping from anything thrown to what the user sees (the CLI's exit path and the wrapper's error frame). */
 export function failureOf(error: unknown): Failure {
   if (isHomelabError(error)) return { exitCode: error.exitCode, line: error.message, internal: false };
-  return { exitCode: ExitCode.software, line: `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, internal: true };
+  return {
+    exitCode: ExitCode.software,
+    line: `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    internal: true,
+  };
 }

@@ -94,7 +94,8 @@ async function tryCreate(path: string): Promise<{ own: string } | { holder: Hold
   return { holder: { pid: Number.isInteger(pid) && pid > 0 ? pid : undefined, content: content ?? "" } };
 }
 
-const readLock = (path: string) => readFile(path, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW }).catch(() => undefined);
+const readLock = (path: string) =>
+  readFile(path, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW }).catch(() => undefined);
 
 /** Move the stale file aside atomically; if a live lock slipped in meanwhile, put it back. */
 async function breakStale(path: string, stale: Holder): Promise<void> {

@@ -107,7 +107,8 @@ export function checkEntryPath(path: string): string | undefined {
   if (parts.includes("..")) return `path "${path}" contains ".." (refused)`;
   if (path.endsWith("/") || parts.at(-1) === ".") return `path "${path}" names a directory, not a file`;
   const nameBytes = Buffer.byteLength(parts.at(-1)!);
-  if (nameBytes > maxOutputNameLength) return `file name of ${nameBytes} bytes is too long (at most ${maxOutputNameLength}: the temp file beside it adds 25)`;
+  if (nameBytes > maxOutputNameLength)
+    return `file name of ${nameBytes} bytes is too long (at most ${maxOutputNameLength}: the temp file beside it adds 25)`;
   return undefined;
 }
 

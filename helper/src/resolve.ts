@@ -18,22 +18,29 @@ export interface ResolveOptions {
  * Resolve a batch once, bounded by the deadline: every reference gets a value or the
  * whole call fails. Sources retry their own transient failures inside this bound.
  */
-export async function resolveReferences(source: Source, refs: readonly SecretReference[], options: ResolveOptions): Promise<Map<string, string>> {
+export async function resolveReferences(
+  source: Source,
+  refs: readonly SecretReference[],
+  options: ResolveOptions,
+): Promise<Map<string, string>> {
   const unique = uniqueReferences(refs);
   const { log } = options;
   const deadline = createDeadline(options.deadlineSeconds, options.signal);
   const started = Date.now();
   log.debug(`resolving ${unique.length} reference(s) from ${source.name}: ${unique.map((r) => r.raw).join(", ")}`);
   try {
-    const values = await raceSignal(source.resolveAll(unique, { signal: deadline.signal, log }), deadline.signal).catch((error: unknown) => {
-      throw nameReferences(error, unique);
-    });
+    const values = await raceSignal(source.resolveAll(unique, { signal: deadline.signal, log }), deadline.signal).catch(
+      (error: unknown) => {
+        throw nameReferences(error, unique);
+      },
+    );
     const missing = unique.filter((ref) => !values.has(ref.raw));
     if (missing.length > 0) throw tempFailError(`${source.name} returned no value for ${missing.map((r) => r.raw).join(", ")}`);
     // A backend answer is data, not a promise of types (Connect's JSON could hold a number or
     // a list): anything but a string would crash the renderers (70) or be coerced into text.
     const notText = unique.filter((ref) => typeof values.get(ref.raw) !== "string");
-    if (notText.length > 0) throw dataError(`${source.name} returned something other than text for ${notText.map((r) => r.raw).join(", ")}`);
+    if (notText.length > 0)
+      throw dataError(`${source.name} returned something other than text for ${notText.map((r) => r.raw).join(", ")}`);
     log.debug(`resolved ${unique.length} reference(s) in ${Date.now() - started} ms`);
     return values;
   } finally {
@@ -53,7 +60,11 @@ export interface SourceResolveOptions extends ResolveOptions {
  * Build the source and resolve `refs` in one batch, holding the --serialize lock while the
  * backend is busy (fetch and direct user runs share this; the wrapper locks on its own).
  */
-export async function resolveFromSource(config: SourceConfig, refs: readonly SecretReference[], options: SourceResolveOptions): Promise<Map<string, string>> {
+export async function resolveFromSource(
+  config: SourceConfig,
+  refs: readonly SecretReference[],
+  options: SourceResolveOptions,
+): Promise<Map<string, string>> {
   const { log, signal } = options;
   let lock: Lock | undefined;
   if (options.lock) {
@@ -76,6 +87,10 @@ export async function resolveFromSource(config: SourceConfig, refs: readonly Sec
  */
 function nameReferences(error: unknown, refs: readonly SecretReference[]): unknown {
   if (!(error instanceof HomelabError) || error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.dataErr) return error;
-  const shown = refs.slice(0, 5).map((r) => r.raw).join(", ") + (refs.length > 5 ? ` and ${refs.length - 5} more` : "");
+  const shown =
+    refs
+      .slice(0, 5)
+      .map((r) => r.raw)
+      .join(", ") + (refs.length > 5 ? ` and ${refs.length - 5} more` : "");
   return new HomelabError(error.exitCode, `could not resolve ${shown}: ${error.message}`, { cause: error });
 }

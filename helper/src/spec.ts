@@ -68,14 +68,17 @@ export const maxOutputNameLength = 255 - 25;
 export function modeProblem(text: string): string | undefined {
   if (!modePattern.test(text)) return 'must be an octal mode string such as "0400" (no setuid, setgid or sticky bits)';
   const mode = parseInt(text, 8);
-  if ((mode & 0o027) !== 0) return `"${text}" lets ${(mode & 0o007) !== 0 ? "others access" : "the group write"} a secret; use a mode such as "0400" or "0440" (group may read, never write; others nothing)`;
+  if ((mode & 0o027) !== 0)
+    return `"${text}" lets ${(mode & 0o007) !== 0 ? "others access" : "the group write"} a secret; use a mode such as "0400" or "0440" (group may read, never write; others nothing)`;
   return undefined;
 }
 
 /** Why an output name cannot be used, or undefined: one plain file name its temp file still fits beside. */
 export function outputNameProblem(name: string): string | undefined {
-  if (!namePattern.test(name) || name.endsWith(".hs-tmp")) return 'output name must be a plain file name (letters, digits, "._@-", not starting with "." or "-", no "/")';
-  if (name.length > maxOutputNameLength) return `output name is ${name.length} characters long; at most ${maxOutputNameLength} fit (the temp file beside it adds 25)`;
+  if (!namePattern.test(name) || name.endsWith(".hs-tmp"))
+    return 'output name must be a plain file name (letters, digits, "._@-", not starting with "." or "-", no "/")';
+  if (name.length > maxOutputNameLength)
+    return `output name is ${name.length} characters long; at most ${maxOutputNameLength} fit (the temp file beside it adds 25)`;
   return undefined;
 }
 const topLevelKeys = new Set(["version", "name", "outputDir", "owner", "group", "dirMode", "source", "files", "envFiles", "templates"]);
@@ -154,7 +157,8 @@ export function parseSpec(text: string, file: string): Spec {
     const parts = parseTemplate(content, at(`${pointer}/content`));
     // Nothing to fetch: a mistyped placeholder ("{{ op:/V/I/f }}") would go out as text.
     // A file without secrets belongs in the ordinary configuration.
-    if (templateReferences(parts).length === 0) throw dataError(`${at(`${pointer}/content`)}: contains no {{ op://vault/item/field }} reference`);
+    if (templateReferences(parts).length === 0)
+      throw dataError(`${at(`${pointer}/content`)}: contains no {{ op://vault/item/field }} reference`);
     return { name: outName, mode: v.mode(`${pointer}/mode`, defaultFileMode), parts };
   });
 
@@ -213,7 +217,8 @@ class Validator {
     let value: unknown = this.json.value;
     for (const raw of pointer.split("/").slice(1)) {
       const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
-      value = value !== null && typeof value === "object" && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+      value =
+        value !== null && typeof value === "object" && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
     }
     return value;
   }

@@ -37,7 +37,9 @@ export async function loadToken(location: TokenLocation, env: NodeJS.ProcessEnv 
       const stats = await handle.stat();
       if (!stats.isFile()) throw configError(`token ${path} is not a regular file`);
       if (accessibleToOthers(stats) && location.file) {
-        throw configError(`token file ${path} is readable or writable by group or others (mode ${(stats.mode & 0o777).toString(8)}); chmod 600 it`);
+        throw configError(
+          `token file ${path} is readable or writable by group or others (mode ${(stats.mode & 0o777).toString(8)}); chmod 600 it`,
+        );
       }
       text = await handle.readFile("utf8");
     } finally {

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 
 /** The package version, read once from package.json beside the compiled helper. */
-export const version: string = (
-  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
-).version;
+export const version: string = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string })
+  .version;

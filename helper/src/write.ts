@@ -129,7 +129,11 @@ async function replaceAll(written: readonly { temp: string; target: string }[], 
       await dropBackups(order);
       const failure = asWriteError(error, item.target, "replace");
       const undo =
-        index === 0 ? "" : lost.length === 0 ? `; the ${index} file(s) already replaced were put back` : `; could not put back ${lost.join(", ")}`;
+        index === 0
+          ? ""
+          : lost.length === 0
+            ? `; the ${index} file(s) already replaced were put back`
+            : `; could not put back ${lost.join(", ")}`;
       throw cantCreateError(`${failure.message}${undo}`, error);
     }
     log.debug(`wrote ${item.target}`);
@@ -163,7 +167,9 @@ async function assertReplaceable(target: string): Promise<void> {
   if (!stats || stats.uid === euid) return;
   const directory = await lstat(dirname(target));
   if ((directory.mode & 0o1000) !== 0 && directory.uid !== euid) {
-    throw cantCreateError(`cannot replace ${target}: it belongs to uid ${stats.uid} and ${dirname(target)} is sticky, so only its owner may replace it`);
+    throw cantCreateError(
+      `cannot replace ${target}: it belongs to uid ${stats.uid} and ${dirname(target)} is sticky, so only its owner may replace it`,
+    );
   }
 }
 
@@ -243,7 +249,9 @@ async function writeTemp(target: string, file: FileToWrite): Promise<string> {
 let tempCounter = 0;
 const tempToken = () =>
   ((process.pid * 65536 + (tempCounter++ % 65536)) % 2 ** 32).toString(16).padStart(8, "0") +
-  Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, "0");
+  Math.floor(Math.random() * 2 ** 32)
+    .toString(16)
+    .padStart(8, "0");
 
 async function refuseDirectoryTarget(path: string): Promise<void> {
   const stats = await lstatOrUndefined(path);
@@ -277,7 +285,9 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   const euid = process.geteuid?.() ?? 0;
   const handsOver = settings?.owner !== undefined && settings.owner.uid !== 0 && settings.owner.uid !== euid;
   if (handsOver && sharedParent && missing.length <= 1 && (missing.length > 0 || !settings?.keepExisting)) {
-    throw cantCreateError(`refusing to hand ${directory} to uid ${settings.owner.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`);
+    throw cantCreateError(
+      `refusing to hand ${directory} to uid ${settings.owner.uid}: ${dirname(directory)} is writable by others, so its new owner could swap it for a link`,
+    );
   }
   // Intermediate directories stay traversable; the last one gets `settings` below.
   await createMissingDirectories(directory, missing, { mode: 0o700, intermediateMode: 0o755 }, asWriteError, log);
@@ -288,7 +298,9 @@ export async function prepareDirectory(directory: string, settings: DirectorySet
   const stats = await lstat(directory);
   if (!stats.isDirectory()) throw cantCreateError(`cannot write into ${directory}: not a directory`);
   if (settings && (missing.length > 0 || !settings.keepExisting)) {
-    const changes = (settings.owner !== undefined && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) || (stats.mode & 0o7777) !== settings.mode;
+    const changes =
+      (settings.owner !== undefined && (stats.uid !== settings.owner.uid || stats.gid !== settings.owner.gid)) ||
+      (stats.mode & 0o7777) !== settings.mode;
     if (changes && missing.length === 0 && !(await mayAdopt(directory, settings.adopt))) {
       throw configError(
         `refusing to change the owner or mode of ${directory}: this run did not create it, it is not the unit's RuntimeDirectory= ($RUNTIME_DIRECTORY) and it holds files that are not this spec's outputs; point outputDir at a directory of its own (or remove it so fetch creates it)`,
@@ -338,7 +350,10 @@ async function mayAdopt(directory: string, rule: AdoptRule | undefined): Promise
   } catch {
     return false;
   }
-  return entries.length > 0 && entries.every((entry) => rule.outputNames.has(entry) || rule.outputNames.has(tempPattern.exec(entry)?.[1] ?? "\0"));
+  return (
+    entries.length > 0 &&
+    entries.every((entry) => rule.outputNames.has(entry) || rule.outputNames.has(tempPattern.exec(entry)?.[1] ?? "\0"))
+  );
 }
 
 export interface SafeDirectory {
@@ -393,7 +408,9 @@ export async function assertSafeDirectory(path: string): Promise<SafeDirectory> 
     const isLast = queue.length === 0;
     if (!isLast) assertTrustedAncestor(next, stats, euid);
     else if (parentShared && stats.uid !== 0 && stats.uid !== euid) {
-      throw cantCreateError(`refusing to write into ${next}: owned by uid ${stats.uid} inside ${dirname(next)}, which others can write to (it could be swapped for a link)`);
+      throw cantCreateError(
+        `refusing to write into ${next}: owned by uid ${stats.uid} inside ${dirname(next)}, which others can write to (it could be swapped for a link)`,
+      );
     }
     if (up) shared.pop();
     else shared.push((stats.mode & 0o022) !== 0);
@@ -467,7 +484,14 @@ function asWriteError(error: unknown, path: string, verb: "write" | "replace" = 
   if (isHomelabError(error)) return error;
   const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
   const reason =
-    code === "ENOSPC" ? "no space left on device" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "ELOOP" ? "a symlink is in the way" : code;
-  const detail = verb === "replace" && (code === "EPERM" || code === "EACCES") ? "; is it immutable, or another user's file in a sticky directory?" : "";
+    code === "ENOSPC"
+      ? "no space left on device"
+      : code === "EACCES" || code === "EPERM"
+        ? "permission denied"
+        : code === "ELOOP"
+          ? "a symlink is in the way"
+          : code;
+  const detail =
+    verb === "replace" && (code === "EPERM" || code === "EACCES") ? "; is it immutable, or another user's file in a sticky directory?" : "";
   return cantCreateError(`cannot ${verb} ${path}: ${reason} (${code})${detail}`, error);
 }

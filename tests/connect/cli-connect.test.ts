@@ -59,7 +59,12 @@ describe.skipIf(!built)("homelab-secrets CLI with the connect source", () => {
   }
 
   const run = (args: string[], env: Record<string, string> = {}) =>
-    execa(process.execPath, [cli, ...args], { reject: false, env: { CREDENTIALS_DIRECTORY: credentials, ...env }, extendEnv: false, timeout: 30_000 });
+    execa(process.execPath, [cli, ...args], {
+      reject: false,
+      env: { CREDENTIALS_DIRECTORY: credentials, ...env },
+      extendEnv: false,
+      timeout: 30_000,
+    });
 
   it("fetch writes every file from Connect (exit 0)", async () => {
     const { file, outputDir } = await writeSpec(
@@ -72,7 +77,9 @@ describe.skipIf(!built)("homelab-secrets CLI with the connect source", () => {
     expect(result.exitCode).toBe(0);
     expect(await readFile(join(outputDir, "rpc-password"), "utf8")).toBe('pw "transmission" $x');
     expect(await readFile(join(outputDir, "admin-email"), "utf8")).toBe("admin@example.org");
-    expect(await readFile(join(outputDir, "service.env"), "utf8")).toBe('GRAFANA_PASSWORD="pw-grafana"\nRPC="pw \\"transmission\\" \\$x"\n');
+    expect(await readFile(join(outputDir, "service.env"), "utf8")).toBe(
+      'GRAFANA_PASSWORD="pw-grafana"\nRPC="pw \\"transmission\\" \\$x"\n',
+    );
     expect((await stat(join(outputDir, "rpc-password"))).mode & 0o777).toBe(0o400);
     // One vault lookup, one title search and one fetch per item.
     expect(fake.requests).toHaveLength(5);
@@ -145,7 +152,10 @@ describe.skipIf(!built)("homelab-secrets CLI with the connect source", () => {
     const tokenFile = join(dir, "token");
     await writeFile(tokenFile, token, { mode: 0o600 });
     await chmod(tokenFile, 0o600);
-    const result = await run(["read", "op://Homelab/Transmission/Admin/email", "--source", "connect", "--connect-host", fake.url, "--token-file", tokenFile], {});
+    const result = await run(
+      ["read", "op://Homelab/Transmission/Admin/email", "--source", "connect", "--connect-host", fake.url, "--token-file", tokenFile],
+      {},
+    );
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toBe("admin@example.org");
   });

@@ -38,8 +38,20 @@ const vault = {
   },
 };
 const allValues = [
-  "admin", "pw-transmission", "key-transmission", "admin@example.org", "pin-admin", "pin-other", "pw-grafana",
-  "grafana-admin", "pw-nextcloud", "dup-top", "dup-section", "pw-router", "pw-db", "JBSWY3DPEHPK3PXP",
+  "admin",
+  "pw-transmission",
+  "key-transmission",
+  "admin@example.org",
+  "pin-admin",
+  "pin-other",
+  "pw-grafana",
+  "grafana-admin",
+  "pw-nextcloud",
+  "dup-top",
+  "dup-section",
+  "pw-router",
+  "pw-db",
+  "JBSWY3DPEHPK3PXP",
 ];
 
 type Fake = Awaited<ReturnType<typeof startFakeConnect>>;
@@ -73,7 +85,10 @@ function source(overrides: Partial<Parameters<typeof createConnectSource>[0]> = 
 async function resolve(raws: string[], options: { deadlineSeconds?: number; src?: ReturnType<typeof source> } = {}) {
   const deadline = createDeadline(options.deadlineSeconds ?? 20);
   try {
-    return await (options.src ?? source()).resolveAll(raws.map((raw) => parseReference(raw)), { signal: deadline.signal, log });
+    return await (options.src ?? source()).resolveAll(
+      raws.map((raw) => parseReference(raw)),
+      { signal: deadline.signal, log },
+    );
   } finally {
     deadline.dispose();
   }
@@ -95,8 +110,7 @@ async function settle(done: () => boolean, ms = 300) {
   while (!done() && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
-const itemPath = (vaultName: string, item: string) =>
-  `/v1/vaults/${fake.ids.vaults[vaultName]}/items/${fake.ids.items[vaultName]![item]}`;
+const itemPath = (vaultName: string, item: string) => `/v1/vaults/${fake.ids.vaults[vaultName]}/items/${fake.ids.items[vaultName]![item]}`;
 
 describe("resolving", () => {
   it("resolves top-level fields, section fields and names with spaces", async () => {
@@ -153,9 +167,14 @@ describe("resolving", () => {
   it("vault and item names that only look like IDs: a 404 on the direct fetch falls back to titles", async () => {
     const vaultName = "abcdefghijklmnopqrstuvwxyz";
     const itemName = "zyxwvutsrqponmlkjihgfedcba";
-    const other = await startFakeConnect({ vault: { vaults: { [vaultName]: { items: { [itemName]: { fields: { password: "pw-lookalike" } } } } } }, token });
+    const other = await startFakeConnect({
+      vault: { vaults: { [vaultName]: { items: { [itemName]: { fields: { password: "pw-lookalike" } } } } } },
+      token,
+    });
     try {
-      const values = await resolve([`op://${vaultName}/${itemName}/password`], { src: createConnectSource({ host: other.url, token, retry: fastRetry }) });
+      const values = await resolve([`op://${vaultName}/${itemName}/password`], {
+        src: createConnectSource({ host: other.url, token, retry: fastRetry }),
+      });
       expect(values.get(`op://${vaultName}/${itemName}/password`)).toBe("pw-lookalike");
       const vaultId = other.ids.vaults[vaultName]!;
       expect(other.requests.map((r) => `${r.status} ${r.path}${r.search}`)).toEqual([
@@ -208,7 +227,10 @@ describe("resolving", () => {
 
   it("returns the current TOTP code for ?attribute=otp and ?attribute=totp", async () => {
     const before = totp(otpUri);
-    const values = await resolve(["op://Homelab/Router/one-time password?attribute=otp", "op://Homelab/Router/one-time password?attribute=totp"]);
+    const values = await resolve([
+      "op://Homelab/Router/one-time password?attribute=otp",
+      "op://Homelab/Router/one-time password?attribute=totp",
+    ]);
     const after = totp(otpUri);
     for (const code of values.values()) {
       expect(code).toMatch(/^\d{6}$/);
@@ -328,7 +350,9 @@ describe("transient failures", () => {
 
   it("gives up with 75 when every retry fails", async () => {
     fake.setFaults([{ type: "status", status: 503 }]);
-    const error = await failure(resolve(["op://Homelab/Grafana/password"], { src: source({ retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 20 } }) }));
+    const error = await failure(
+      resolve(["op://Homelab/Grafana/password"], { src: source({ retry: { retries: 2, minTimeoutMs: 10, maxTimeoutMs: 20 } }) }),
+    );
     expect(error.exitCode).toBe(75);
     expect(error.message).toContain("HTTP 503");
     expect(fake.requests).toHaveLength(3);
@@ -338,7 +362,11 @@ describe("transient failures", () => {
     const closed = await startFakeConnect({ vault, token });
     const url = closed.url;
     await closed.close();
-    const error = await failure(resolve(["op://Homelab/Grafana/password"], { src: createConnectSource({ host: url, token, retry: { retries: 1, minTimeoutMs: 10 } }) }));
+    const error = await failure(
+      resolve(["op://Homelab/Grafana/password"], {
+        src: createConnectSource({ host: url, token, retry: { retries: 1, minTimeoutMs: 10 } }),
+      }),
+    );
     expect(error.exitCode).toBe(75);
     expect(error.message).toMatch(/cannot reach the Connect server.*ECONNREFUSED/);
   });
@@ -461,7 +489,9 @@ describe("HTTP transport (node:http / node:https, not global fetch)", () => {
       seen.push({ agent: options.agent as Agent, headers: options.headers });
       return http.request(url, options).on("socket", (socket) => void sockets.add(socket));
     };
-    const values = await resolve(["op://Homelab/Transmission/password", "op://Homelab/Grafana/password"], { src: source({ request, maxConcurrency: 3 }) });
+    const values = await resolve(["op://Homelab/Transmission/password", "op://Homelab/Grafana/password"], {
+      src: source({ request, maxConcurrency: 3 }),
+    });
     expect(values.size).toBe(2);
     expect(seen.length).toBe(fake.requests.length);
     const agent = seen[0]!.agent;
@@ -523,7 +553,11 @@ describe("HTTP transport (node:http / node:https, not global fetch)", () => {
     await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
     const { port } = server.address() as { port: number };
     try {
-      const error = await failure(resolve(["op://Homelab/Grafana/password"], { src: createConnectSource({ host: `http://127.0.0.1:${port}`, token, retry: fastRetry }) }));
+      const error = await failure(
+        resolve(["op://Homelab/Grafana/password"], {
+          src: createConnectSource({ host: `http://127.0.0.1:${port}`, token, retry: fastRetry }),
+        }),
+      );
       expect(error.exitCode).toBe(65);
       expect(error.message).toContain("larger than 16384 KiB");
       await settle(() => closedEarly);
@@ -547,11 +581,29 @@ describe("HTTP transport (node:http / node:https, not global fetch)", () => {
   it.skipIf(!openssl)("talks to an https:// server through node:https (self-signed certificate)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hs-connect-tls-"));
     try {
-      execFileSync("openssl", [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
-      ], { stdio: "ignore", timeout: 20_000 });
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-days",
+          "1",
+          "-subj",
+          "/CN=127.0.0.1",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+          "-keyout",
+          join(dir, "key.pem"),
+          "-out",
+          join(dir, "cert.pem"),
+        ],
+        { stdio: "ignore", timeout: 20_000 },
+      );
       const cert = readFileSync(join(dir, "cert.pem"));
       const vaultId = fake.ids.vaults["Homelab"]!;
       const itemId = fake.ids.items["Homelab"]!["Grafana"]!;

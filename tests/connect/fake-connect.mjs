@@ -275,8 +275,7 @@ export async function startFakeConnect(options) {
       if (fault.left <= 0) continue;
       if (fault.method && fault.method.toUpperCase() !== record.method) continue;
       if (fault.match !== undefined) {
-        const ok =
-          typeof fault.match === "string" ? record.path.startsWith(fault.match) : fault.match.test(record.path + record.search);
+        const ok = typeof fault.match === "string" ? record.path.startsWith(fault.match) : fault.match.test(record.path + record.search);
         if (!ok) continue;
       }
       fault.left -= 1;
@@ -455,7 +454,17 @@ function safeDecode(text) {
 
 function statusText(status) {
   return (
-    { 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout" }[status] ?? "Error"
+    {
+      400: "Bad Request",
+      401: "Unauthorized",
+      403: "Forbidden",
+      404: "Not Found",
+      429: "Too Many Requests",
+      500: "Internal Server Error",
+      502: "Bad Gateway",
+      503: "Service Unavailable",
+      504: "Gateway Timeout",
+    }[status] ?? "Error"
   );
 }
 

@@ -24,7 +24,18 @@ interface Running {
 /** Start fake-connect.mjs as `account` (root when undefined) on `host`. */
 async function startAs(work: string, account: TestAccount | undefined, host = "127.0.0.1"): Promise<Running> {
   const asUser = account ? ["setpriv", "--reuid", String(account.uid), "--regid", String(account.gid), "--clear-groups", "--"] : [];
-  const args = [...asUser, process.execPath, fakeConnect, "--vault", join(work, "fake", "vault.json"), "--token-file", join(work, "fake", "token"), "--host", host, "--log-requests"];
+  const args = [
+    ...asUser,
+    process.execPath,
+    fakeConnect,
+    "--vault",
+    join(work, "fake", "vault.json"),
+    "--token-file",
+    join(work, "fake", "token"),
+    "--host",
+    host,
+    "--log-requests",
+  ];
   const child: ResultPromise = execa(args[0]!, args.slice(1), { reject: false, buffer: false, stdin: "ignore" });
   const lines: string[] = [];
   let partial = "";
@@ -74,7 +85,10 @@ describe.skipIf(skip !== undefined)("connect over plain http to loopback: who ow
     const specFile = join(work, `${name}.json`);
     const source = { type: "connect", host: url, tokenFile: join(work, "op-connect-token"), ...extra };
     writeFileSync(specFile, JSON.stringify({ version: 1, name, outputDir, source, files: { password: { ref: "op://Lab/App/password" } } }));
-    return { outputDir, result: execa("node", [cli, "fetch", "--spec", specFile, "--deadline", "20"], { reject: false, env: { JOURNAL_STREAM: "" } }) };
+    return {
+      outputDir,
+      result: execa("node", [cli, "fetch", "--spec", specFile, "--deadline", "20"], { reject: false, env: { JOURNAL_STREAM: "" } }),
+    };
   };
 
   it("a server another user runs gets no request at all: 77 and a clear line, nothing written", async () => {
@@ -82,7 +96,9 @@ describe.skipIf(skip !== undefined)("connect over plain http to loopback: who ow
     try {
       const { outputDir, result } = fetch("squatted", server.url);
       const { exitCode, stderr } = await result;
-      expect(stderr).toMatch(new RegExp(`refusing to send the Connect token to 127\\.0\\.0\\.1:\\d+: the server there runs as uid ${squatter.uid}, not root`));
+      expect(stderr).toMatch(
+        new RegExp(`refusing to send the Connect token to 127\\.0\\.0\\.1:\\d+: the server there runs as uid ${squatter.uid}, not root`),
+      );
       expect(exitCode).toBe(77);
       expect(server.seen()).toEqual([]);
       expect(existsSync(outputDir)).toBe(false);
@@ -149,7 +165,11 @@ describe.skipIf(skip !== undefined)("socket tables", () => {
     const port = (server.address() as { port: number }).port;
     const socket = connect(port, "127.0.0.1");
     await new Promise((resolve) => socket.once("connect", resolve));
-    const owners = serverOwners(await readSocketTables(), { address: "127.0.0.1", port }, { address: socket.localAddress!, port: socket.localPort! });
+    const owners = serverOwners(
+      await readSocketTables(),
+      { address: "127.0.0.1", port },
+      { address: socket.localAddress!, port: socket.localPort! },
+    );
     socket.destroy();
     server.close();
     expect(owners.listeners).toEqual([0]);

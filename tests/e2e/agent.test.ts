@@ -18,7 +18,9 @@ const vault = {
   vaults: {
     Agent: {
       items: {
-        ...Object.fromEntries(Array.from({ length: items }, (_, i) => [`item-${i}`, { fields: { password: value(i), user: `user-${i}` } }])),
+        ...Object.fromEntries(
+          Array.from({ length: items }, (_, i) => [`item-${i}`, { fields: { password: value(i), user: `user-${i}` } }]),
+        ),
       },
     },
   },
@@ -91,7 +93,10 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
       await s.c.syncJournal();
       const { InvocationID } = await s.c.show(unit, ["InvocationID"]);
       const r = await s.c.cx(["journalctl", "-b0", "-o", "cat", `_SYSTEMD_INVOCATION_ID=${InvocationID}`], { allowFail: true });
-      const lines = r.stdout.split("\n").filter((l) => l.startsWith(`agent-probe ${name} `)).map((l) => l.slice(`agent-probe ${name} `.length));
+      const lines = r.stdout
+        .split("\n")
+        .filter((l) => l.startsWith(`agent-probe ${name} `))
+        .map((l) => l.slice(`agent-probe ${name} `.length));
       if (lines.includes("ready")) return lines;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -106,7 +111,15 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
    * cache; and the consumers a test may have left running, so each test starts from scratch.
    */
   const restartAgent = async () => {
-    await s.c.cx(["systemctl", "stop", agentUnit, "agent-dyn.service", "agent-guarded.service", "agent-unguarded.service", "agent-missing.service"]);
+    await s.c.cx([
+      "systemctl",
+      "stop",
+      agentUnit,
+      "agent-dyn.service",
+      "agent-guarded.service",
+      "agent-unguarded.service",
+      "agent-missing.service",
+    ]);
     // Tests restart it more often than its start limit (5 in 10 s) allows.
     await s.c.cx(["systemctl", "reset-failed", agentUnit], { allowFail: true });
     server?.clearRequests();
@@ -117,7 +130,8 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     const { InvocationID } = await s.c.show(agentUnit, ["InvocationID"]);
     return (await s.c.cx(["journalctl", "-b0", "-o", "cat", `_SYSTEMD_INVOCATION_ID=${InvocationID}`])).stdout.split("\n");
   };
-  const writePolicy = (p: typeof policy) => s.c.writeFile("/etc/homelab-secrets/agent-policy.json", JSON.stringify(p, null, 2).replace("PORT", String(port)), "0600");
+  const writePolicy = (p: typeof policy) =>
+    s.c.writeFile("/etc/homelab-secrets/agent-policy.json", JSON.stringify(p, null, 2).replace("PORT", String(port)), "0600");
   const writeAgentUnit = async (idle: number) => {
     const shipped = readFileSync(join(repoRoot, "examples/plain-linux/agent", agentUnit), "utf8");
     const unit = shipped
@@ -125,7 +139,9 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
       .replace("/usr/bin/homelab-secrets agent", "/opt/homelab-secrets/bin/homelab-secrets agent")
       .replace("--idle-exit 300", `--idle-exit ${idle}`)
       .replace("--deadline 45", `--deadline ${deadline}`);
-    expect(unit, "the test runs the shipped unit with its own paths").toMatch(/--idle-exit \d+ -- \/opt\/homelab-secrets\/bin\/homelab-secrets agent .*--deadline 8/);
+    expect(unit, "the test runs the shipped unit with its own paths").toMatch(
+      /--idle-exit \d+ -- \/opt\/homelab-secrets\/bin\/homelab-secrets agent .*--deadline 8/,
+    );
     await s.c.writeFile(`/etc/systemd/system/${agentUnit}`, unit);
     await s.c.cx(["systemctl", "daemon-reload"]);
   };
@@ -133,12 +149,23 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
   beforeAll(async () => {
     s = await bootScenario("agent");
     buildAgent({ out: join(s.c.root, "usr/local/libexec/homelab-secrets-agent") });
-    execFileSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", join(s.c.root, "usr/local/bin/agent-client"), join(repoRoot, "tests/e2e/agent-client.c")]);
+    execFileSync("cc", [
+      "-O2",
+      "-Wall",
+      "-Wextra",
+      "-Werror",
+      "-o",
+      join(s.c.root, "usr/local/bin/agent-client"),
+      join(repoRoot, "tests/e2e/agent-client.c"),
+    ]);
     await serve();
     await s.c.writeFile("/etc/homelab-secrets/op-token", token, "0600");
     await writePolicy(policy);
     await s.c.writeFile("/usr/local/bin/agent-probe", probe, "0755");
-    await s.c.writeFile("/etc/systemd/system/homelab-secrets-agent.socket", readFileSync(join(repoRoot, "examples/plain-linux/agent/homelab-secrets-agent.socket"), "utf8"));
+    await s.c.writeFile(
+      "/etc/systemd/system/homelab-secrets-agent.socket",
+      readFileSync(join(repoRoot, "examples/plain-linux/agent/homelab-secrets-agent.socket"), "utf8"),
+    );
     await s.c.writeFile("/etc/systemd/system/agent-dyn.service", consumer("agent-dyn", ["secret", "env"]));
     await s.c.writeFile("/etc/systemd/system/agent-dyn2.service", consumer("agent-dyn2", ["other"]));
     await s.c.writeFile("/etc/systemd/system/agent-stranger.service", consumer("agent-stranger", ["secret"]));
@@ -157,7 +184,18 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
   it("the socket is root-only: another user cannot even connect", async () => {
     const stat = await s.c.cx(["stat", "-c", "%U %a", socketPath]);
     expect(stat.stdout.trim()).toBe("root 600");
-    const nobody = await s.c.cx(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/local/bin/agent-client", socketPath, "00/unit/agent-dyn.service/secret"], { allowFail: true });
+    const nobody = await s.c.cx(
+      [
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "/usr/local/bin/agent-client",
+        socketPath,
+        "00/unit/agent-dyn.service/secret",
+      ],
+      { allowFail: true },
+    );
     expect(nobody.code, nobody.stderr).toBe(77);
     expect(nobody.stderr).toMatch(/Permission denied/);
   });
@@ -173,18 +211,27 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     const secret = credentialOf(lines, "secret")!;
     expect({ size: secret.size, sha256: secret.sha256 }).toEqual({ size: Buffer.byteLength(value(0)), sha256: sha256(value(0)) });
     expect([`${uid} 400`, "0 0 440"]).toContain(secret.uid === 0 ? `0 ${secret.gid} ${secret.mode}` : `${secret.uid} ${secret.mode}`);
-    const other = await s.c.cx(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", "/run/credentials/agent-dyn.service/secret"], { allowFail: true });
+    const other = await s.c.cx(
+      ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", "/run/credentials/agent-dyn.service/secret"],
+      { allowFail: true },
+    );
     expect(other.code, "another user cannot read it").not.toBe(0);
     const env = `DB_USER="user-1"\nDB_PASSWORD="${value(1).replace(/[\\"$`]/g, "\\$&")}"\n`;
     expect(credentialOf(lines, "env")?.sha256, "the env file rendered as a spec's envFile").toBe(sha256(env));
     expect(lines).toContain("token-denied /etc/homelab-secrets/op-token");
     expect(lines).toContain(`token-denied /run/credentials/${agentUnit}/op-token`);
-    expect((await s.c.cx(["test", "-e", `/run/credentials/${agentUnit}/op-token`], { allowFail: true })).code, "the agent holds the token").toBe(0);
+    expect(
+      (await s.c.cx(["test", "-e", `/run/credentials/${agentUnit}/op-token`], { allowFail: true })).code,
+      "the agent holds the token",
+    ).toBe(0);
     const journal = (await agentJournal()).join("\n");
     expect(journal).toMatch(/agent-dyn\.service: credential secret: served \d+ bytes/);
     expect(journal, "no value in the agent's journal").not.toContain("agent value");
     await s.c.cx(["systemctl", "stop", "agent-dyn.service"]);
-    expect((await s.c.cx(["test", "-e", "/run/credentials/agent-dyn.service"], { allowFail: true })).code, "removed when the unit stops").not.toBe(0);
+    expect(
+      (await s.c.cx(["test", "-e", "/run/credentials/agent-dyn.service"], { allowFail: true })).code,
+      "removed when the unit stops",
+    ).not.toBe(0);
   });
 
   it(`${storm.length} services started by one systemctl start: one agent process, one backend batch; a restart within the TTL costs 0 requests`, async () => {
@@ -199,7 +246,9 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     const requests = server!.requests.map((q) => `${q.method} ${q.path}${q.search}`);
     const itemRequests = requests.filter((q) => q.includes("/items"));
     const vaultRequests = requests.filter((q) => !q.includes("/items"));
-    console.log(`agent storm: ${storm.length} services (${2 * storm.length} credential loads: ExecStartPre= and ExecStart= each connect) in ${wall} ms, ${requests.length} Connect requests:\n${requests.join("\n")}`);
+    console.log(
+      `agent storm: ${storm.length} services (${2 * storm.length} credential loads: ExecStartPre= and ExecStart= each connect) in ${wall} ms, ${requests.length} Connect requests:\n${requests.join("\n")}`,
+    );
     expect(vaultRequests.length, "the vault looked up once").toBeLessThanOrEqual(2);
     expect(vaultRequests.length).toBeGreaterThanOrEqual(1);
     expect(itemRequests.filter((q) => q.includes("?filter=")).length, "one lookup per distinct item").toBe(items);
@@ -207,14 +256,19 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     expect(new Set(requests).size, "no request twice").toBe(requests.length);
 
     const journal = await agentInvocationJournal();
-    expect(journal.filter((l) => /^backend batch \d+:/.test(l)), "one backend batch").toEqual([expect.stringMatching(/^backend batch 1: /)]);
+    expect(
+      journal.filter((l) => /^backend batch \d+:/.test(l)),
+      "one backend batch",
+    ).toEqual([expect.stringMatching(/^backend batch 1: /)]);
     expect(journal.filter((l) => /^agent: \d+ unit\(s\)/.test(l)).length, "one Node agent started").toBe(1);
     expect(journal.filter((l) => /: credential secret: served/.test(l)).length).toBe(2 * storm.length);
     const { MainPID } = await s.c.show(agentUnit, ["MainPID"]);
     const procs = (await s.c.cx(["cat", `/sys/fs/cgroup/system.slice/${agentUnit}/cgroup.procs`])).stdout.trim().split("\n");
     expect(procs.length, "the front end and one Node agent").toBe(2);
     expect(procs).toContain(MainPID);
-    const rss = await s.c.sh('for p in $(cat "$1"); do grep VmRSS /proc/$p/status; done', [`/sys/fs/cgroup/system.slice/${agentUnit}/cgroup.procs`]);
+    const rss = await s.c.sh('for p in $(cat "$1"); do grep VmRSS /proc/$p/status; done', [
+      `/sys/fs/cgroup/system.slice/${agentUnit}/cgroup.procs`,
+    ]);
     console.log(`agent processes after the storm (front end, node):\n${rss.stdout}`);
 
     server!.clearRequests();
@@ -242,7 +296,10 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
   });
 
   it("a missing reference fails the start (not an empty file) and names unit, credential and reference; a unit started with it is served", async () => {
-    await writePolicy({ ...policy, units: { ...policy.units, "agent-missing.service": { files: { secret: { ref: "op://Agent/nope/password" } } } } });
+    await writePolicy({
+      ...policy,
+      units: { ...policy.units, "agent-missing.service": { files: { secret: { ref: "op://Agent/nope/password" } } } },
+    });
     try {
       await restartAgent();
       const r = await start(["agent-missing.service", "agent-guarded.service"]);
@@ -252,7 +309,9 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
       expect(credentialOf(await probeLines("agent-guarded.service"), "secret")?.sha256).toBe(sha256(value(0)));
       expect((await s.c.cx(["test", "-s", "/run/credentials/agent-missing.service/secret"], { allowFail: true })).code).not.toBe(0);
       const journal = await agentJournal();
-      expect(journal.join("\n")).toMatch(/agent-missing\.service: credential secret: not served \(69\), the unit will not start: .*op:\/\/Agent\/nope\/password/);
+      expect(journal.join("\n")).toMatch(
+        /agent-missing\.service: credential secret: not served \(69\), the unit will not start: .*op:\/\/Agent\/nope\/password/,
+      );
       // The policy-wide batch fails on the missing item, then the requests' own references as one
       // batch, then each request alone: extra backend reads, but the others are served.
       console.log(`missing reference: ${(await agentInvocationJournal()).filter((l) => /^backend batch/.test(l)).join("; ")}`);
@@ -267,11 +326,27 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     // From outside any unit (the test's nsenter) and from another unit's cgroup (systemd-run).
     const outside = await s.c.cx(["/usr/local/bin/agent-client", socketPath, "00c0ffee/unit/agent-dyn.service/secret"]);
     expect(outside.stdout.trim(), "a refusal is more than systemd accepts, never the value").toBe(`bytes ${(1 << 20) + 4096}`);
-    const other = await s.c.cx(["systemd-run", "--quiet", "--wait", "--pipe", "--unit=agent-impostor", "/usr/local/bin/agent-client", socketPath, "00c0ffee/unit/agent-dyn.service/secret"], { allowFail: true });
+    const other = await s.c.cx(
+      [
+        "systemd-run",
+        "--quiet",
+        "--wait",
+        "--pipe",
+        "--unit=agent-impostor",
+        "/usr/local/bin/agent-client",
+        socketPath,
+        "00c0ffee/unit/agent-dyn.service/secret",
+      ],
+      { allowFail: true },
+    );
     expect(other.stdout.trim(), other.stderr).toBe(`bytes ${(1 << 20) + 4096}`);
     const journal = (await agentJournal(since)).join("\n");
-    expect(journal).toMatch(/agent-dyn\.service: credential secret: refused: the peer \(pid \d+\) is in no unit's cgroup, not agent-dyn\.service/);
-    expect(journal).toMatch(/agent-dyn\.service: credential secret: refused: the peer \(pid \d+\) is in unit agent-impostor\.service, not agent-dyn\.service/);
+    expect(journal).toMatch(
+      /agent-dyn\.service: credential secret: refused: the peer \(pid \d+\) is in no unit's cgroup, not agent-dyn\.service/,
+    );
+    expect(journal).toMatch(
+      /agent-dyn\.service: credential secret: refused: the peer \(pid \d+\) is in unit agent-impostor\.service, not agent-dyn\.service/,
+    );
   });
 
   it("the Node agent killed mid-answer: that start fails, the next one works", async () => {
@@ -282,7 +357,9 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     for (let i = 0; i < 100 && !node; i++) {
       await new Promise((r) => setTimeout(r, 100));
       const { MainPID } = await s.c.show(agentUnit, ["MainPID"]);
-      const procs = (await s.c.cx(["cat", `/sys/fs/cgroup/system.slice/${agentUnit}/cgroup.procs`], { allowFail: true })).stdout.trim().split("\n");
+      const procs = (await s.c.cx(["cat", `/sys/fs/cgroup/system.slice/${agentUnit}/cgroup.procs`], { allowFail: true })).stdout
+        .trim()
+        .split("\n");
       if (server!.requests.length > 0) node = procs.find((p) => p && p !== MainPID) ?? "";
     }
     expect(node, "the Node agent is asking the backend").not.toBe("");
@@ -299,7 +376,10 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
   }, 120_000);
 
   it("the whole agent killed mid-answer: systemd hands out an empty file — the guard fails the start; without it the service would run", async () => {
-    for (const [unit, guarded] of [["agent-guarded.service", true], ["agent-unguarded.service", false]] as const) {
+    for (const [unit, guarded] of [
+      ["agent-guarded.service", true],
+      ["agent-unguarded.service", false],
+    ] as const) {
       await restartAgent();
       server!.setLatency(4000);
       const pending = start([unit]);
@@ -331,7 +411,9 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     console.log(`backend down: the start failed after ${seconds.toFixed(1)} s (agent deadline ${deadline} s)`);
     expect(r.code).not.toBe(0);
     expect(seconds).toBeLessThan(deadline + 5);
-    expect((await agentJournal()).join("\n")).toMatch(/agent-guarded\.service: credential secret: not served \(75\), the unit will not start: could not resolve op:\/\/Agent\/item-0\/password/);
+    expect((await agentJournal()).join("\n")).toMatch(
+      /agent-guarded\.service: credential secret: not served \(75\), the unit will not start: could not resolve op:\/\/Agent\/item-0\/password/,
+    );
     await serve();
     const next = await start(["agent-guarded.service"]);
     expect(next.code, next.stderr).toBe(0);

@@ -33,7 +33,12 @@ describeE2E("real systemd: systemd-analyze verify and security", () => {
       const r = await s.c.cx(["systemd-analyze", "security", "--no-pager", unit], { allowFail: true });
       const m = r.stdout.match(/Overall exposure level for \S+: ([\d.]+) (\w+)/);
       if (!m) throw new Error(`no exposure level for ${unit}:\n${r.stdout}${r.stderr}`);
-      rows.push({ unit, exposure: Number(m[1]), rating: m[2]!, gated: unit.endsWith("-secrets.service") || unit === "homelab-secrets-agent.service" });
+      rows.push({
+        unit,
+        exposure: Number(m[1]),
+        rating: m[2]!,
+        gated: unit.endsWith("-secrets.service") || unit === "homelab-secrets-agent.service",
+      });
     }
     console.log(`systemd-analyze security (${s.distro}, systemd ${s.systemd}), all generated units:`);
     console.table(rows);

@@ -70,7 +70,10 @@ describeE2E("real systemd: the connect source against a local Connect server", (
     const retried = server!.requests.slice(after429 + 1);
     expect(retried.length, "requests after the 429").toBeGreaterThan(0);
     expect(retried[0]!.start - server!.requests[after429]!.start, "Retry-After: 1 honoured").toBeGreaterThanOrEqual(950);
-    expect(server!.requests.every((r) => r.authorized), "every request carried the credential's token").toBe(true);
+    expect(
+      server!.requests.every((r) => r.authorized),
+      "every request carried the credential's token",
+    ).toBe(true);
     const files = probeFiles(await waitForProbe(s.c, service, name));
     expect([...files.values()].map((f) => f.sha256)).toContain(sha256(value));
     console.log(`Connect with faults: ${server!.requests.length} requests; journal:\n${journal}`);

@@ -44,7 +44,13 @@ export function run(cmd: string, args: string[], options: RunOptions = {}): Prom
     child.on("close", (code, signal) => {
       clearTimeout(timer);
       const buf = Buffer.concat(out);
-      const result = { code: code ?? 128, stdout: buf.toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), out: buf, ms: Date.now() - started };
+      const result = {
+        code: code ?? 128,
+        stdout: buf.toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        out: buf,
+        ms: Date.now() - started,
+      };
       if (result.code !== 0 && !options.allowFail) {
         reject(new Error(`${cmd} ${args.join(" ")} → ${signal ?? result.code}\n${result.stderr}${result.stdout}`.slice(0, 4000)));
       } else resolve(result);
@@ -78,7 +84,9 @@ function ownCgroup2Dir(): string | undefined {
       .split("\n")
       .map((line) => line.split(" "))
       .find((f) => f[f.indexOf("-") + 1] === "cgroup2");
-    const own = readFileSync("/proc/self/cgroup", "utf8").split("\n").find((l) => l.startsWith("0::"));
+    const own = readFileSync("/proc/self/cgroup", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("0::"));
     if (!mount || !own) return undefined;
     return join(mount[4]!, own.slice(3));
   } catch {
@@ -108,7 +116,10 @@ function removeCgroup(dir: string): void {
 function findInit(nspawn: number): number | undefined {
   for (const pid of childrenOf(nspawn)) {
     try {
-      const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]?.trim().split(/\s+/);
+      const nspid = /^NSpid:\s+(.*)$/m
+        .exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+        ?.trim()
+        .split(/\s+/);
       if (nspid && nspid.length > 1 && nspid.at(-1) === "1") return pid;
     } catch {
       /* exited meanwhile */
@@ -199,7 +210,10 @@ export class Container {
   private cgroup: string | undefined;
   private readonly cleanups: Array<() => void | Promise<void>> = [];
 
-  private constructor(private readonly options: ContainerOptions, runDir: string) {
+  private constructor(
+    private readonly options: ContainerOptions,
+    runDir: string,
+  ) {
     this.name = options.name;
     this.runDir = runDir;
     this.root = join(runDir, "root");
@@ -240,9 +254,23 @@ export class Container {
     }
     const child = spawn(
       "sh",
-      ["-c", '[ -z "$HS_E2E_CGROUP" ] || echo $$ > "$HS_E2E_CGROUP/cgroup.procs" || exit 90; exec timeout --kill-after=10 "$@" >"$0" 2>&1 </dev/null', console, lifetime,
-        "systemd-nspawn", "-D", this.root, "--boot", `--machine=${this.name}`, "--register=no", "--keep-unit",
-        "--console=read-only", "-q", ...(this.options.hostNetwork ? [] : ["--private-network"]), ...binds],
+      [
+        "-c",
+        '[ -z "$HS_E2E_CGROUP" ] || echo $$ > "$HS_E2E_CGROUP/cgroup.procs" || exit 90; exec timeout --kill-after=10 "$@" >"$0" 2>&1 </dev/null',
+        console,
+        lifetime,
+        "systemd-nspawn",
+        "-D",
+        this.root,
+        "--boot",
+        `--machine=${this.name}`,
+        "--register=no",
+        "--keep-unit",
+        "--console=read-only",
+        "-q",
+        ...(this.options.hostNetwork ? [] : ["--private-network"]),
+        ...binds,
+      ],
       { detached: true, stdio: "ignore", env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1", HS_E2E_CGROUP: this.cgroup ?? "" } },
     );
     child.unref();
@@ -277,7 +305,18 @@ export class Container {
     if (!this.leader) throw new Error("container is not booted");
     return run(
       "nsenter",
-      ["-t", String(this.leader), "-a", "--", "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SYSTEMD_COLORS=0", ...argv],
+      [
+        "-t",
+        String(this.leader),
+        "-a",
+        "--",
+        "/usr/bin/env",
+        "-i",
+        "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG=C.UTF-8",
+        "SYSTEMD_COLORS=0",
+        ...argv,
+      ],
       options,
     );
   }
@@ -296,7 +335,9 @@ export class Container {
         if (message.listening && handle) resolve(handle as Server);
         else reject(new Error(`listen on ${host}:${port} in ${this.name}: ${message.error ?? "no socket handed over"}`));
       });
-      child.once("exit", (code) => reject(new Error(`listen on ${host}:${port} in ${this.name}: exit ${code}\n${Buffer.concat(err).toString("utf8")}`)));
+      child.once("exit", (code) =>
+        reject(new Error(`listen on ${host}:${port} in ${this.name}: exit ${code}\n${Buffer.concat(err).toString("utf8")}`)),
+      );
     });
   }
 
@@ -334,13 +375,22 @@ export class Container {
   }
 
   async writeFile(path: string, content: string | Buffer, mode = "0644", owner = "root:root"): Promise<void> {
-    await this.sh('umask 077; cat > "$1.e2e-tmp" && chown "$3" "$1.e2e-tmp" && chmod "$2" "$1.e2e-tmp" && mv -f "$1.e2e-tmp" "$1"', [path, mode, owner], { input: content });
+    await this.sh(
+      'umask 077; cat > "$1.e2e-tmp" && chown "$3" "$1.e2e-tmp" && chmod "$2" "$1.e2e-tmp" && mv -f "$1.e2e-tmp" "$1"',
+      [path, mode, owner],
+      { input: content },
+    );
   }
 
   /** `systemctl show` properties as a record. */
   async show(unit: string, props: string[]): Promise<Record<string, string>> {
     const r = await this.cx(["systemctl", "show", unit, ...props.map((p) => `--property=${p}`)]);
-    return Object.fromEntries(r.stdout.split("\n").filter(Boolean).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    return Object.fromEntries(
+      r.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
   }
 
   /** Poll ActiveState until it is `state` or the time is up; returns the last state seen. */
@@ -358,19 +408,22 @@ export class Container {
     const args = ["journalctl", "-b0", "--no-pager", "-o", "json", ...units.flatMap((u) => ["-u", u])];
     if (since) args.push(`--since=${since}`);
     const r = await this.cx(args, { allowFail: true });
-    return r.stdout.split("\n").filter(Boolean).map((line) => {
-      const e = JSON.parse(line) as Record<string, unknown>;
-      const m = e["MESSAGE"];
-      // journald's JSON: a string, or an array of bytes for a message that is not valid UTF-8.
-      const message = Array.isArray(m) ? Buffer.from(m as number[]).toString("utf8") : typeof m === "string" ? m : "";
-      return {
-        message,
-        priority: Number(e["PRIORITY"] ?? 6),
-        realtimeUs: BigInt(String(e["__REALTIME_TIMESTAMP"])),
-        pid: Number(e["_PID"] ?? 0),
-        unit: [e["_SYSTEMD_UNIT"], e["UNIT"]].find((u): u is string => typeof u === "string") ?? "",
-      };
-    });
+    return r.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        const e = JSON.parse(line) as Record<string, unknown>;
+        const m = e["MESSAGE"];
+        // journald's JSON: a string, or an array of bytes for a message that is not valid UTF-8.
+        const message = Array.isArray(m) ? Buffer.from(m as number[]).toString("utf8") : typeof m === "string" ? m : "";
+        return {
+          message,
+          priority: Number(e["PRIORITY"] ?? 6),
+          realtimeUs: BigInt(String(e["__REALTIME_TIMESTAMP"])),
+          pid: Number(e["_PID"] ?? 0),
+          unit: [e["_SYSTEMD_UNIT"], e["UNIT"]].find((u): u is string => typeof u === "string") ?? "",
+        };
+      });
   }
 
   /** Make journald write out what it has, so a following query sees every line. */
@@ -402,7 +455,10 @@ export class Container {
   /** Synchronous last resort: SIGKILL the container's init and the nspawn process group. */
   kill(): void {
     if (this.cgroup) killCgroup(this.cgroup);
-    for (const [pid, group] of [[this.leader, false], [this.timeoutPid, true]] as const) {
+    for (const [pid, group] of [
+      [this.leader, false],
+      [this.timeoutPid, true],
+    ] as const) {
       if (!pid) continue;
       try {
         process.kill(group ? -pid : pid, "SIGKILL");

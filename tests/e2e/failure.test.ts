@@ -44,7 +44,12 @@ describeE2E("real systemd: failing fetches", () => {
     const spec = specOfUnit(s.golden, secrets)!;
     expect((await s.c.cx(["systemctl", "start", `${name}.service`], { allowFail: true })).code).toBe(0);
     const snapshot = async () =>
-      (await s.c.sh('cd "$1" && for f in * .[!.]*; do [ -e "$f" ] && printf "%s %s\\n" "$(stat -c "%n %i %a %u %g %Y" "$f")" "$(sha256sum <"$f" | cut -c1-64)"; done; true', [spec.outputDir])).stdout;
+      (
+        await s.c.sh(
+          'cd "$1" && for f in * .[!.]*; do [ -e "$f" ] && printf "%s %s\\n" "$(stat -c "%n %i %a %u %g %Y" "$f")" "$(sha256sum <"$f" | cut -c1-64)"; done; true',
+          [spec.outputDir],
+        )
+      ).stdout;
     const before = await snapshot();
     expect(before).toContain(sha256(demoVault().vaults["Demo"]!.items["static"]!.fields!["password"]!));
 
@@ -55,11 +60,19 @@ describeE2E("real systemd: failing fetches", () => {
     // Run the unit's own fetch command again, with its credential, in a transient unit.
     const execStart = mapStorePaths(unitValues(s.golden, secrets, "Service", "ExecStart")[0]!, s.golden);
     const creds = unitValues(s.golden, secrets, "Service", "LoadCredential").map((c) => `--property=LoadCredential=${c}`);
-    const rerun = await s.c.cx(["systemd-run", "--quiet", "--wait", "--pipe", "--collect", ...creds, ...execStart.split(/\s+/)], { allowFail: true });
+    const rerun = await s.c.cx(["systemd-run", "--quiet", "--wait", "--pipe", "--collect", ...creds, ...execStart.split(/\s+/)], {
+      allowFail: true,
+    });
     expect(rerun.code, rerun.stderr).toBe(69);
     expect(rerun.stderr).toContain("op://Demo/nasty/n3");
     expect(await snapshot(), "files untouched (same inode, mode, owner, mtime, content)").toBe(before);
     const stray = await s.c.sh('ls -A "$1"', [spec.outputDir]);
-    expect(stray.stdout.split("\n").filter(Boolean).sort()).toEqual(before.split("\n").filter(Boolean).map((l) => l.split(" ")[0]).sort());
+    expect(stray.stdout.split("\n").filter(Boolean).sort()).toEqual(
+      before
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split(" ")[0])
+        .sort(),
+    );
   });
 });

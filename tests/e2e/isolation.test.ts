@@ -22,10 +22,16 @@ describeE2E("e2e harness: a private loopback per container", () => {
 
   /** Connect from inside the container to its 127.0.0.1:port; what it read, or the error code. */
   const dialInside = async () =>
-    (await s.c.cx(["/usr/local/bin/node", "-e", `
+    (
+      await s.c.cx([
+        "/usr/local/bin/node",
+        "-e",
+        `
       const c = require("node:net").connect(${port}, "127.0.0.1");
       let got = ""; c.on("data", (b) => (got += b)); c.on("end", () => console.log(got.trim()));
-      c.on("error", (e) => console.log(e.code));`])).stdout.trim();
+      c.on("error", (e) => console.log(e.code));`,
+      ])
+    ).stdout.trim();
 
   it("a server on the host's loopback is not reachable from the container", async () => {
     expect(await dialInside()).toBe("ECONNREFUSED");

@@ -99,14 +99,20 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     if (/^(\d+)/.test(candidate) && Number(/^(\d+)/.exec(candidate)![1]) >= 20) return "";
     const host = (await run("dpkg-query", ["-W", "-f=${Version}", "nodejs"], { allowFail: true })).stdout.trim();
     if (!/^(\d+)/.test(host) || Number(/^(\d+)/.exec(host)![1]) < 20) {
-      throw new Error(`the container's apt offers nodejs ${candidate || "none"} and this host has no nodejs (>= 20) package to repack (${host || "none"})`);
+      throw new Error(
+        `the container's apt offers nodejs ${candidate || "none"} and this host has no nodejs (>= 20) package to repack (${host || "none"})`,
+      );
     }
     const cached = join(cacheDir, `nodejs_${host.replace(/[^A-Za-z0-9.+~-]/g, "_")}_repack.deb`);
     if (!existsSync(cached)) {
       const dir = mkdtempSync(join(cacheDir, ".repack-"));
       try {
         // -Znone: this is a cache on this machine, not a distributed package.
-        await run("sh", ["-c", 'cd "$1" && dpkg-repack --deb-option=-Znone nodejs >/dev/null 2>&1 && mv ./nodejs_*.deb "$2"', "sh", dir, cached], { timeoutMs: 300_000 });
+        await run(
+          "sh",
+          ["-c", 'cd "$1" && dpkg-repack --deb-option=-Znone nodejs >/dev/null 2>&1 && mv ./nodejs_*.deb "$2"', "sh", dir, cached],
+          { timeoutMs: 300_000 },
+        );
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -141,10 +147,20 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     await shOk("apt-get update -q >/dev/null 2>&1 || apt-get update -q", [], 300_000);
     const node = await nodejsDeb();
     if (node) copyFileSync(node, join(s.c.root, "root/nodejs.deb"));
-    await shOk(`DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ${node ? "/root/nodejs.deb" : "nodejs"} >/dev/null`, [], 600_000);
-    const distro = (await shOk(". /etc/os-release && echo \"$VERSION_CODENAME\"; systemctl --version | sed -n 's/^systemd \\([0-9]*\\).*/\\1/p'")).trim().split("\n");
+    await shOk(
+      `DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ${node ? "/root/nodejs.deb" : "nodejs"} >/dev/null`,
+      [],
+      600_000,
+    );
+    const distro = (
+      await shOk(". /etc/os-release && echo \"$VERSION_CODENAME\"; systemctl --version | sed -n 's/^systemd \\([0-9]*\\).*/\\1/p'")
+    )
+      .trim()
+      .split("\n");
     const nodejs = (await shOk("dpkg-query -W -f='${Version}' nodejs")).trim();
-    console.log(`[package e2e] ${distro[0]} (systemd ${distro[1]}): nodejs ${nodejs} from ${node ? "this host's installed package, repacked" : "the distribution's apt"}`);
+    console.log(
+      `[package e2e] ${distro[0]} (systemd ${distro[1]}): nodejs ${nodejs} from ${node ? "this host's installed package, repacked" : "the distribution's apt"}`,
+    );
     for (const [name, path] of Object.entries(debs)) if (name !== "bytes") copyFileSync(path as string, join(s.c.root, `root/${name}.deb`));
     await shOk(`useradd --system --user-group --no-create-home --shell /usr/sbin/nologin ${service}`);
     for (const user of ["alice", "bob"]) await shOk('useradd --create-home "$1"', [user]);
@@ -154,7 +170,11 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
   afterAll(async () => {
     await s?.c.teardown();
     if (work) rmSync(work, { recursive: true, force: true });
-    console.log(`[package e2e] .deb ${debs ? (debs.bytes / 1024).toFixed(0) : "?"} KiB; ${Object.entries(timings).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+    console.log(
+      `[package e2e] .deb ${debs ? (debs.bytes / 1024).toFixed(0) : "?"} KiB; ${Object.entries(timings)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")}`,
+    );
   }, 60_000);
 
   it("the container's nodejs package gives /usr/bin/node >= 20", async () => {
@@ -173,10 +193,16 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     expect((await shOk('dpkg-statoverride --list "$1"', [wrapper])).trim()).toBe(`homelab-secrets homelab-secrets 6511 ${wrapper}`);
     expect((await shOk('stat -c "%U:%G %a" /var/lib/homelab-secrets-user')).trim()).toBe("homelab-secrets:homelab-secrets 700");
     // Nothing of the code is writable by anyone but root, up to /.
-    expect(await shOk("find /usr/lib/homelab-secrets /usr/bin/homelab-secrets \\( ! -user root -o -perm /022 \\) ! -type l -print")).toBe("");
+    expect(await shOk("find /usr/lib/homelab-secrets /usr/bin/homelab-secrets \\( ! -user root -o -perm /022 \\) ! -type l -print")).toBe(
+      "",
+    );
     expect(Number((await shOk("find /usr/lib/homelab-secrets | wc -l")).trim())).toBeGreaterThan(50);
     expect(await shOk("stat -c '%U %a' / /usr /usr/lib /usr/bin \"$(readlink -f /usr/bin/node)\"")).toBe("root 755\n".repeat(5));
-    expect((await shOk(`stat -c '%n %U:%G %a' ${conf} ${conf}/services ${conf}/op-token ${conf}/op-connect-token ${conf}/mapfile`)).trim().split("\n")).toEqual([
+    expect(
+      (await shOk(`stat -c '%n %U:%G %a' ${conf} ${conf}/services ${conf}/op-token ${conf}/op-connect-token ${conf}/mapfile`))
+        .trim()
+        .split("\n"),
+    ).toEqual([
       `${conf} root:homelab-secrets 750`,
       `${conf}/services root:root 755`,
       `${conf}/op-token root:root 600`,
@@ -193,7 +219,19 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
       { instance: "nospec", setup: async () => {}, message: `${conf}/services/nospec.json` },
       {
         instance: "tokenless",
-        setup: () => s.c.writeFile(`${conf}/services/tokenless.json`, JSON.stringify({ ...spec, name: "tokenless", outputDir: "/run/tokenless-secrets", owner: "root", group: "root", source: { type: "onepassword" } }), "0644"),
+        setup: () =>
+          s.c.writeFile(
+            `${conf}/services/tokenless.json`,
+            JSON.stringify({
+              ...spec,
+              name: "tokenless",
+              outputDir: "/run/tokenless-secrets",
+              owner: "root",
+              group: "root",
+              source: { type: "onepassword" },
+            }),
+            "0644",
+          ),
         message: "/run/credentials/homelab-secrets@tokenless.service/op-token is empty",
       },
     ];
@@ -202,11 +240,18 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
       const unit = `homelab-secrets@${instance}.service`;
       const start = await s.c.cx(["systemctl", "start", unit], { allowFail: true });
       expect(start.code, unit).not.toBe(0);
-      expect(await s.c.show(unit, ["ActiveState", "Result", "ExecMainStatus", "NRestarts"])).toEqual({ ActiveState: "failed", Result: "exit-code", ExecMainStatus: "78", NRestarts: "0" });
+      expect(await s.c.show(unit, ["ActiveState", "Result", "ExecMainStatus", "NRestarts"])).toEqual({
+        ActiveState: "failed",
+        Result: "exit-code",
+        ExecMainStatus: "78",
+        NRestarts: "0",
+      });
       await s.c.syncJournal();
       const log = (await s.c.journal([unit])).map((e) => e.message).join("\n");
       expect(log, unit).toContain(message);
-      expect((await s.c.sh('test -e "$1"', [`/run/${instance}-secrets`], { allowFail: true })).code, `/run/${instance}-secrets`).not.toBe(0);
+      expect((await s.c.sh('test -e "$1"', [`/run/${instance}-secrets`], { allowFail: true })).code, `/run/${instance}-secrets`).not.toBe(
+        0,
+      );
       await shOk(`systemctl reset-failed ${unit}`);
     }
     await shOk(`rm ${conf}/services/tokenless.json`);
@@ -215,13 +260,16 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
   it("a service wired by the shipped drop-in gets its secrets with the spec's owner and mode, re-fetches on restart, loses them on stop", async () => {
     await s.c.writeFile(`${conf}/vault.json`, JSON.stringify(vault(values.password)), "0640", "root:homelab-secrets");
     await s.c.writeFile(`${conf}/services/${service}.json`, JSON.stringify(spec, null, 2), "0644");
-    await s.c.writeFile(`/etc/systemd/system/${service}.service`, `[Unit]\nDescription=e2e consumer\n[Service]\nUser=${service}\nGroup=${service}\nExecStart=/usr/local/bin/e2e-probe ${service}\n`);
+    await s.c.writeFile(
+      `/etc/systemd/system/${service}.service`,
+      `[Unit]\nDescription=e2e consumer\n[Service]\nUser=${service}\nGroup=${service}\nExecStart=/usr/local/bin/e2e-probe ${service}\n`,
+    );
     // The example from the package's docs, with its service name replaced: what a newcomer copies.
     await shOk(
       'mkdir -p "/etc/systemd/system/$1.service.d" && sed "s/myapp/$1/g" /usr/share/doc/homelab-secrets/examples/plain-linux/myapp.service.d/homelab-secrets.conf > "/etc/systemd/system/$1.service.d/homelab-secrets.conf" && systemctl daemon-reload',
       [service],
     );
-    expect(await shOk("homelab-secrets check --spec \"$1\"", [`${conf}/services/${service}.json`])).toMatch(/ok/);
+    expect(await shOk('homelab-secrets check --spec "$1"', [`${conf}/services/${service}.json`])).toMatch(/ok/);
 
     const check = async (password: string) => {
       const files = probeFiles(await waitForProbe(s.c, `${service}.service`, service));
@@ -231,7 +279,11 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
         "config.ini": { mode: "440", content: `user = ${values.username}\npassword = ${password}\n` },
         [`${service}.env`]: { mode: "400" },
       };
-      expect([...files.keys()].sort()).toEqual(Object.keys(want).map((f) => `${outputDir}/${f}`).sort());
+      expect([...files.keys()].sort()).toEqual(
+        Object.keys(want)
+          .map((f) => `${outputDir}/${f}`)
+          .sort(),
+      );
       for (const [file, w] of Object.entries(want)) {
         const seen = files.get(`${outputDir}/${file}`)!;
         expect({ file, mode: seen.mode, uid: seen.uid, gid: seen.gid }).toEqual({ file, mode: w.mode, uid: u, gid: g });
@@ -260,7 +312,12 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
   });
 
   it("two real users get exactly their mapfile entries through the installed wrapper", async () => {
-    await s.c.writeFile(`${conf}/config.json`, JSON.stringify({ source: { type: "file", path: `${conf}/vault.json` } }), "0640", "root:homelab-secrets");
+    await s.c.writeFile(
+      `${conf}/config.json`,
+      JSON.stringify({ source: { type: "file", path: `${conf}/vault.json` } }),
+      "0640",
+      "root:homelab-secrets",
+    );
     await s.c.writeFile(`${conf}/mapfile`, mapfile, "0640", "root:homelab-secrets");
     // As docs/debian.md says: the user-mode token belongs to the service account.
     await s.c.writeFile(`${conf}/token`, values.userToken, "0600", "homelab-secrets:homelab-secrets");
@@ -285,7 +342,8 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
   });
 
   const confState = async () =>
-    (await shOk(`cd ${conf} && find . -printf '%p %u:%g %m\\n' | sort`)) + (await shOk(`cd ${conf} && find . -type f -exec sha256sum {} + | sort`));
+    (await shOk(`cd ${conf} && find . -printf '%p %u:%g %m\\n' | sort`)) +
+    (await shOk(`cd ${conf} && find . -type f -exec sha256sum {} + | sort`));
 
   it("upgrading to the next build keeps every /etc/homelab-secrets edit, the statoverride and the running secrets", async () => {
     await s.c.writeFile(`${conf}/op-token`, values.serviceToken, "0600");
@@ -340,6 +398,6 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     expect(await filesHolding(needles), "files holding a secret after purge").toEqual([]);
     const account = await shOk("getent passwd homelab-secrets");
     expect(account).toMatch(/:\/usr\/sbin\/nologin\n$/);
-    expect(await shOk("for d in / /run /tmp /var/tmp; do find \"$d\" -xdev -user homelab-secrets 2>/dev/null; done")).toBe("");
+    expect(await shOk('for d in / /run /tmp /var/tmp; do find "$d" -xdev -user homelab-secrets 2>/dev/null; done')).toBe("");
   });
 });

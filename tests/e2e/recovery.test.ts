@@ -31,7 +31,9 @@ describeE2E("real systemd: recovery after a transient backend outage", () => {
     spec = specOfUnit(s.golden, secrets)!;
     ({ port, token, deadline } = connectBackendOf(s, secrets));
     restartSec = parseInt(unitValues(s.golden, secrets, "Service", "RestartSec")[0]!, 10);
-    expect(unitValues(s.golden, secrets, "Service", "ExecStartPre")).toEqual([`-+${s.golden.storePaths["systemd"]}/bin/systemctl start --no-block --job-mode=fail ${service}`]);
+    expect(unitValues(s.golden, secrets, "Service", "ExecStartPre")).toEqual([
+      `-+${s.golden.storePaths["systemd"]}/bin/systemctl start --no-block --job-mode=fail ${service}`,
+    ]);
   }, 120_000);
   afterEach(async () => {
     await s?.c.cx(["systemctl", "stop", service, secrets], { allowFail: true });

@@ -102,7 +102,10 @@ export function installGolden(root: string, golden: Golden): string[] {
     const path = `${unitDir}/${name}`;
     put(path, mapStorePaths(renderUnit(sections), golden));
     paths.push(path);
-    for (const [key, suffix] of [["WantedBy", "wants"], ["RequiredBy", "requires"]] as const) {
+    for (const [key, suffix] of [
+      ["WantedBy", "wants"],
+      ["RequiredBy", "requires"],
+    ] as const) {
       for (const target of values(sections["Install"]?.[key])) {
         if (target.endsWith(".target")) continue;
         const link = join(root, unitDir, `${target}.${suffix}`, name);
@@ -111,13 +114,18 @@ export function installGolden(root: string, golden: Golden): string[] {
       }
     }
   }
-  if (golden.tmpfiles?.length) put("/etc/tmpfiles.d/00-homelab-secrets-golden.conf", mapStorePaths(golden.tmpfiles.join("\n") + "\n", golden));
-  for (const [path, entry] of Object.entries(golden.etc ?? {})) put(`/etc/${path}`, mapStorePaths(entry.text, golden), parseInt(entry.mode ?? "0644", 8));
+  if (golden.tmpfiles?.length)
+    put("/etc/tmpfiles.d/00-homelab-secrets-golden.conf", mapStorePaths(golden.tmpfiles.join("\n") + "\n", golden));
+  for (const [path, entry] of Object.entries(golden.etc ?? {}))
+    put(`/etc/${path}`, mapStorePaths(entry.text, golden), parseInt(entry.mode ?? "0644", 8));
   return paths;
 }
 
 /** Users and groups the units and /etc entries name (DynamicUser units excluded). */
-export function namedAccounts(golden: Golden, specs: Array<{ owner?: string; group?: string }>): { users: Set<string>; groups: Set<string> } {
+export function namedAccounts(
+  golden: Golden,
+  specs: Array<{ owner?: string; group?: string }>,
+): { users: Set<string>; groups: Set<string> } {
   const users = new Set<string>();
   const groups = new Set<string>();
   for (const sections of Object.values(golden.units)) {
@@ -190,5 +198,9 @@ export function unitValues(golden: Golden, unit: string, section: string, key: s
 
 /** `--deadline N` from a unit's ExecStart (the CLI's default, 45, otherwise). */
 export function deadlineOf(golden: Golden, unit: string): number {
-  return Number(unitValues(golden, unit, "Service", "ExecStart").join(" ").match(/--deadline[= ](\d+)/)?.[1] ?? 45);
+  return Number(
+    unitValues(golden, unit, "Service", "ExecStart")
+      .join(" ")
+      .match(/--deadline[= ](\d+)/)?.[1] ?? 45,
+  );
 }

@@ -11,7 +11,17 @@ import { describe, it } from "vitest";
 import { buildAgent } from "../../helper/scripts/build-agent.mjs";
 import { startFakeConnect, type FakeConnect, type FakeConnectOptions } from "../connect/fake-connect.mjs";
 import { Container, run, type PortForward } from "./container.js";
-import { credentialFiles, deadlineOf, installGolden, loadGolden, namedAccounts, specOfUnit, specsOf, unitValues, type Golden } from "./render-units.js";
+import {
+  credentialFiles,
+  deadlineOf,
+  installGolden,
+  loadGolden,
+  namedAccounts,
+  specOfUnit,
+  specsOf,
+  unitValues,
+  type Golden,
+} from "./render-units.js";
 import { demoVault, type Vault } from "./vault.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -43,19 +53,29 @@ export const vaultPath = "/etc/homelab-secrets/vault.json";
  */
 export function aptMirror(): string | undefined {
   const suites = new Set<string>([...distros, "oldstable", "stable", "testing", "unstable", "sid"]);
-  const codename = existsSync("/etc/os-release") ? /^VERSION_CODENAME=(\S+)$/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1] : undefined;
+  const codename = existsSync("/etc/os-release")
+    ? /^VERSION_CODENAME=(\S+)$/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1]
+    : undefined;
   if (codename) suites.add(codename);
   const texts: string[] = [];
   for (const f of ["/etc/apt/sources.list"]) if (existsSync(f)) texts.push(readFileSync(f, "utf8"));
   const d = "/etc/apt/sources.list.d";
-  if (existsSync(d)) for (const f of readdirSync(d).filter((n) => /\.(list|sources)$/.test(n)).sort()) texts.push(readFileSync(join(d, f), "utf8"));
+  if (existsSync(d))
+    for (const f of readdirSync(d)
+      .filter((n) => /\.(list|sources)$/.test(n))
+      .sort())
+      texts.push(readFileSync(join(d, f), "utf8"));
   for (const text of texts) {
     for (const line of text.split("\n")) {
       const m = line.match(/^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s/);
       if (m && suites.has(m[2]!)) return m[1];
     }
     for (const block of text.split(/\n\s*\n/)) {
-      const field = (k: string) => block.match(new RegExp(`^${k}:\\s*(.+)$`, "mi"))?.[1]?.trim().split(/\s+/) ?? [];
+      const field = (k: string) =>
+        block
+          .match(new RegExp(`^${k}:\\s*(.+)$`, "mi"))?.[1]
+          ?.trim()
+          .split(/\s+/) ?? [];
       if (field("Types").includes("deb") && field("Suites").some((x) => suites.has(x))) return field("URIs")[0];
     }
   }
@@ -80,7 +100,11 @@ async function ensureRootfs(): Promise<void> {
     mv "$1.tmp" "$1"
     printf '%s\\n' "$2" >"$1.ok"`;
   console.warn(`[e2e] building the Debian ${distro} rootfs once for this machine in ${rootfs} (~30 s)`);
-  await run("flock", ["-w", "900", join(cacheDir, `.build-${distro}.lock`), "sh", "-c", script, "sh", rootfs, packages, distro, mirror, keyring], { timeoutMs: 960_000 });
+  await run(
+    "flock",
+    ["-w", "900", join(cacheDir, `.build-${distro}.lock`), "sh", "-c", script, "sh", rootfs, packages, distro, mirror, keyring],
+    { timeoutMs: 960_000 },
+  );
   if (!ready()) throw new Error("rootfs build finished without its stamp");
 }
 
@@ -136,9 +160,11 @@ export function describeE2E(name: string, body: () => void): void {
     return;
   }
   if (process.env["CI"] === "true" && process.getuid?.() === 0) {
-    describe(label, () => it("has its prerequisites (CI=true, root)", () => {
-      throw new Error(`real-systemd e2e cannot run: ${unavailable}`);
-    }));
+    describe(label, () =>
+      it("has its prerequisites (CI=true, root)", () => {
+        throw new Error(`real-systemd e2e cannot run: ${unavailable}`);
+      }),
+    );
     return;
   }
   console.warn(`\n*** SKIPPED real-systemd e2e "${label}": ${unavailable} ***\n`);
@@ -197,14 +223,21 @@ export async function bootScenario(label: string, vault: Vault = demoVault(), op
     chmodSync(join(c.root, "/usr/local/bin/e2e-probe"), 0o755);
     // Quieter, faster boots: mask what a test container does not need.
     mkdirSync(join(c.root, "/etc/systemd/system"), { recursive: true });
-    for (const unit of ["console-getty.service", "getty@.service", "systemd-timesyncd.service", "apt-daily.timer", "apt-daily-upgrade.timer"]) {
+    for (const unit of [
+      "console-getty.service",
+      "getty@.service",
+      "systemd-timesyncd.service",
+      "apt-daily.timer",
+      "apt-daily-upgrade.timer",
+    ]) {
       await run("ln", ["-sfn", "/dev/null", join(c.root, "/etc/systemd/system", unit)]);
     }
 
     const specs = [...specsOf(golden).values()];
     const { users, groups } = namedAccounts(golden, specs);
     for (const g of groups) if (!users.has(g)) await run("chroot", [c.root, "groupadd", "--system", "-f", g]);
-    for (const u of users) await run("chroot", [c.root, "useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", u]);
+    for (const u of users)
+      await run("chroot", [c.root, "useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", u]);
     const unitPaths = installGolden(c.root, golden);
     for (const [path, entry] of Object.entries(golden.etc ?? {})) {
       await run("chroot", [c.root, "chown", `${entry.user ?? "root"}:${entry.group ?? "root"}`, `/etc/${path}`]);
@@ -215,9 +248,11 @@ export async function bootScenario(label: string, vault: Vault = demoVault(), op
     put(vaultPath, JSON.stringify(vault, null, 2), 0o644);
     await c.boot();
     const node = await c.cx(["/usr/local/bin/node", "-e", "process.stdout.write(process.version)"], { allowFail: true });
-    if (node.code !== 0) throw new Error(`the host's node (${process.execPath}) does not run inside the Debian ${distro} rootfs: ${node.stderr}`);
+    if (node.code !== 0)
+      throw new Error(`the host's node (${process.execPath}) does not run inside the Debian ${distro} rootfs: ${node.stderr}`);
     const version = Number(/^systemd (\d+)/.exec((await c.cx(["systemctl", "--version"])).stdout)?.[1] ?? 0);
-    if (version !== systemdVersion) throw new Error(`${distro}: systemd ${version} booted, but the rootfs's dpkg database says ${systemdVersion}`);
+    if (version !== systemdVersion)
+      throw new Error(`${distro}: systemd ${version} booted, but the rootfs's dpkg database says ${systemdVersion}`);
     return {
       distro,
       systemd: version,
@@ -240,7 +275,10 @@ export async function waitForProbe(c: Container, unit: string, name: string, tim
   for (;;) {
     await c.syncJournal();
     const r = await c.cx(["journalctl", "-b0", "--no-pager", "-o", "cat", `_SYSTEMD_INVOCATION_ID=${InvocationID}`], { allowFail: true });
-    const lines = r.stdout.split("\n").filter((m) => m.startsWith(`e2e-probe ${name} `)).map((m) => m.slice(`e2e-probe ${name} `.length));
+    const lines = r.stdout
+      .split("\n")
+      .filter((m) => m.startsWith(`e2e-probe ${name} `))
+      .map((m) => m.slice(`e2e-probe ${name} `.length));
     if (lines.includes("ready")) return lines;
     if (Date.now() > deadline) throw new Error(`probe ${name} did not report for ${unit} (${InvocationID}):\n${r.stdout}`);
     await new Promise((r) => setTimeout(r, 100));

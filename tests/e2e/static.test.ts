@@ -12,7 +12,8 @@ const secrets = `${name}-secrets.service`;
 function expectedOutputs(spec: Spec, vault: Vault): Map<string, { mode: string; content?: string }> {
   const out = new Map<string, { mode: string; content?: string }>();
   for (const [file, f] of Object.entries(spec.files ?? {})) out.set(file, { mode: f.mode ?? "0400", content: resolveRef(vault, f.ref) });
-  for (const [file, f] of Object.entries(spec.templates ?? {})) out.set(file, { mode: f.mode ?? "0400", content: renderTemplate(vault, f.content) });
+  for (const [file, f] of Object.entries(spec.templates ?? {}))
+    out.set(file, { mode: f.mode ?? "0400", content: renderTemplate(vault, f.content) });
   for (const [file, f] of Object.entries(spec.envFiles ?? {})) out.set(file, { mode: f.mode ?? "0400" });
   return out;
 }
@@ -38,7 +39,12 @@ describeE2E("real systemd: static-user service with a secrets unit", () => {
     for (const [file, want] of expectedOutputs(spec, vault)) {
       const seen = files.get(`${spec.outputDir}/${file}`);
       expect(seen, `${file} present when ExecStart began`).toBeDefined();
-      expect({ file, mode: seen!.mode, uid: seen!.uid, gid: seen!.gid }).toEqual({ file, mode: String(parseInt(want.mode, 8).toString(8)), uid, gid });
+      expect({ file, mode: seen!.mode, uid: seen!.uid, gid: seen!.gid }).toEqual({
+        file,
+        mode: String(parseInt(want.mode, 8).toString(8)),
+        uid,
+        gid,
+      });
       expect(seen!.sha256, `${file} readable by the service`).not.toBe("unreadable");
       if (want.content !== undefined) expect(seen!.sha256, `${file} holds the backend's value`).toBe(sha256(want.content));
     }
@@ -73,7 +79,7 @@ describeE2E("real systemd: static-user service with a secrets unit", () => {
 
   it("re-fetches on `systemctl restart` (new backend value reaches the service)", async () => {
     const before = await s.c.show(secrets, ["InvocationID"]);
-    const vault = demoVault({ static: "static-v2 rotated \"value\"" });
+    const vault = demoVault({ static: 'static-v2 rotated "value"' });
     await s.setVault(vault);
     const restart = await s.c.cx(["systemctl", "restart", service], { allowFail: true });
     expect(restart.code, restart.stderr).toBe(0);

@@ -37,7 +37,11 @@ describeE2E("real systemd: per-user secrets through the wrapper the module decla
     // What security.wrappers does: a copy of the package's wrapper, owned and moded as declared.
     const source = mapStorePaths(String(declared.source), s.golden);
     expect(source).toBe("/opt/homelab-secrets/libexec/homelab-secrets/homelab-secrets-user");
-    const built = buildWrapper({ node: "/usr/local/bin/node", cli: "/opt/homelab-secrets/lib/helper/dist/cli.js", out: join(s.c.root, "run-wrapper-build") });
+    const built = buildWrapper({
+      node: "/usr/local/bin/node",
+      cli: "/opt/homelab-secrets/lib/helper/dist/cli.js",
+      out: join(s.c.root, "run-wrapper-build"),
+    });
     // NixOS mounts /run/wrappers as its own tmpfs without nosuid (nspawn's /run is nosuid), then
     // copies each wrapper, chmod 0000, chown, and `chmod u+s,g+s,<permissions>`.
     const install = [
@@ -57,13 +61,20 @@ describeE2E("real systemd: per-user secrets through the wrapper the module decla
   const asUser = (user: string, args: string[] = []) => s.c.cx(["runuser", "-u", user, "--", wrapperPath, ...args], { allowFail: true });
   const listing = async (user: string) => {
     const uid = await s.uid(user);
-    const r = await s.c.sh('cd "/run/user/$1/secrets" 2>/dev/null && find . -type f -printf "%P %U %m\\n" | sort', [String(uid)], { allowFail: true });
-    return r.stdout.trim().split("\n").filter(Boolean).map((line) => {
-      const [path, owner, mode] = line.split(" ");
-      return { path: path!, owner: Number(owner), mode: mode! };
+    const r = await s.c.sh('cd "/run/user/$1/secrets" 2>/dev/null && find . -type f -printf "%P %U %m\\n" | sort', [String(uid)], {
+      allowFail: true,
     });
+    return r.stdout
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        const [path, owner, mode] = line.split(" ");
+        return { path: path!, owner: Number(owner), mode: mode! };
+      });
   };
-  const read = async (user: string, path: string) => (await s.c.sh('cat "/run/user/$1/secrets/$2"', [String(await s.uid(user)), path])).stdout;
+  const read = async (user: string, path: string) =>
+    (await s.c.sh('cat "/run/user/$1/secrets/$2"', [String(await s.uid(user)), path])).stdout;
 
   it("the wrapper is installed SUID/SGID to the service account, as the module declares", async () => {
     const declared = s.golden.wrappers!["homelab-secrets-user"]!;

@@ -19,8 +19,22 @@ interface CredentialBehaviour {
 }
 
 const recorded: Record<number, CredentialBehaviour> = {
-  252: { fs: "ramfs", extraMountOptions: [], dynamicDir: "500 uid:0", dynamicFile: "400 uid:0", dynamicAcl: false, execStartPostReads: false },
-  257: { fs: "tmpfs", extraMountOptions: ["nosymfollow", "noswap"], dynamicDir: "550 0:0", dynamicFile: "440 0:0", dynamicAcl: true, execStartPostReads: true },
+  252: {
+    fs: "ramfs",
+    extraMountOptions: [],
+    dynamicDir: "500 uid:0",
+    dynamicFile: "400 uid:0",
+    dynamicAcl: false,
+    execStartPostReads: false,
+  },
+  257: {
+    fs: "tmpfs",
+    extraMountOptions: ["nosymfollow", "noswap"],
+    dynamicDir: "550 0:0",
+    dynamicFile: "440 0:0",
+    dynamicAcl: true,
+    execStartPostReads: true,
+  },
 };
 
 const service = "dynamic-demo.service";
@@ -46,14 +60,28 @@ describeE2E("real systemd: behaviour that differs between systemd versions", () 
     expect(uid, "a dynamic uid").toBeGreaterThanOrEqual(61184);
     const mount = (await s.c.sh('grep " $1 " /proc/self/mountinfo', [credDir])).stdout.trim().split(" ");
     const options = mount[5]!.split(",");
-    expect({ fs: mount[mount.indexOf("-") + 1], extra: options.filter((o) => !["ro", "nosuid", "nodev", "noexec", "relatime"].includes(o)), super: mount.at(-1)!.split(",").filter((o) => o === "noswap") })
-      .toEqual({ fs: want.fs, extra: want.extraMountOptions.filter((o) => o !== "noswap"), super: want.extraMountOptions.filter((o) => o === "noswap") });
+    expect({
+      fs: mount[mount.indexOf("-") + 1],
+      extra: options.filter((o) => !["ro", "nosuid", "nodev", "noexec", "relatime"].includes(o)),
+      super: mount
+        .at(-1)!
+        .split(",")
+        .filter((o) => o === "noswap"),
+    }).toEqual({
+      fs: want.fs,
+      extra: want.extraMountOptions.filter((o) => o !== "noswap"),
+      super: want.extraMountOptions.filter((o) => o === "noswap"),
+    });
     const stat = (await s.c.cx(["stat", "-c", "%a %u:%g", credDir, `${credDir}/op-token`])).stdout.trim().split("\n");
     expect(stat).toEqual([want.dynamicDir, want.dynamicFile].map((x) => x.replace("uid", String(uid))));
-    const acl = (await s.c.cx(["ls", "-lnd", credDir, `${credDir}/op-token`])).stdout.trim().split("\n").map((l) => l.split(" ")[0]!.endsWith("+"));
+    const acl = (await s.c.cx(["ls", "-lnd", credDir, `${credDir}/op-token`])).stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" ")[0]!.endsWith("+"));
     expect(acl).toEqual([want.dynamicAcl, want.dynamicAcl]);
 
-    const as = (u: number | string, g: number | string) => s.c.cx(["setpriv", `--reuid=${u}`, `--regid=${g}`, "--clear-groups", "cat", `${credDir}/op-token`], { allowFail: true });
+    const as = (u: number | string, g: number | string) =>
+      s.c.cx(["setpriv", `--reuid=${u}`, `--regid=${g}`, "--clear-groups", "cat", `${credDir}/op-token`], { allowFail: true });
     expect((await as(uid, uid)).code, "the service's uid reads its token").toBe(0);
     expect((await as("nobody", "nogroup")).code, "another user cannot").not.toBe(0);
     expect((await as("nobody", uid)).code, "nor one in the service's group").not.toBe(0);
@@ -61,9 +89,25 @@ describeE2E("real systemd: behaviour that differs between systemd versions", () 
 
   it("ExecStartPost= of a DynamicUser unit with PrivateTmp= reads the unit's credential as recorded", async () => {
     // --pipe connects every command of the unit to our stdout, in order.
-    const r = await s.c.cx(["systemd-run", "--wait", "--pipe", "-q", "-p", "Type=oneshot", "-p", "DynamicUser=yes", "-p", "PrivateTmp=yes",
-      "-p", "LoadCredential=x:/etc/hostname", "-p", `ExecStartPost=/bin/sh -c 'cat "$CREDENTIALS_DIRECTORY/x" >/dev/null 2>&1 && echo post-read || echo post-denied'`,
-      "sh", "-c", 'cat "$CREDENTIALS_DIRECTORY/x" >/dev/null && echo main-read']);
+    const r = await s.c.cx([
+      "systemd-run",
+      "--wait",
+      "--pipe",
+      "-q",
+      "-p",
+      "Type=oneshot",
+      "-p",
+      "DynamicUser=yes",
+      "-p",
+      "PrivateTmp=yes",
+      "-p",
+      "LoadCredential=x:/etc/hostname",
+      "-p",
+      `ExecStartPost=/bin/sh -c 'cat "$CREDENTIALS_DIRECTORY/x" >/dev/null 2>&1 && echo post-read || echo post-denied'`,
+      "sh",
+      "-c",
+      'cat "$CREDENTIALS_DIRECTORY/x" >/dev/null && echo main-read',
+    ]);
     expect(r.stdout.trim().split("\n")).toEqual(["main-read", want.execStartPostReads ? "post-read" : "post-denied"]);
   });
 });

@@ -17,10 +17,11 @@ if (why !== undefined && inCI) {
   });
 } else {
   if (why !== undefined) console.warn(`\n*** SKIPPED tests/nix/agent-eval.test.ts: ${why} ***\n`);
-  describe.skipIf(why !== undefined)("nix: the credential agent (homelab.agent, delivery = \"credentials\")", () => {
+  describe.skipIf(why !== undefined)('nix: the credential agent (homelab.agent, delivery = "credentials")', () => {
     const run = (attr: string, configuration: string) => evalHarness(nix!, found.inputs!, { attr, configuration, readWrite: false });
     afterAll(removeWritableStore);
-    const cfg = (body: string) => `{ homelab.onePassword.connectTokenFile = "/run/agenix/connect"; systemd.services.app.serviceConfig = { DynamicUser = true; ExecStart = "/bin/true"; }; ${body} }`;
+    const cfg = (body: string) =>
+      `{ homelab.onePassword.connectTokenFile = "/run/agenix/connect"; systemd.services.app.serviceConfig = { DynamicUser = true; ExecStart = "/bin/true"; }; ${body} }`;
     const app = `homelab.secrets.app = {
       delivery = "credentials"; dynamicUser = true;
       files.db.reference = "op://V/db/password";
@@ -36,7 +37,9 @@ if (why !== undefined && inCI) {
       expect(asList(service["Service"]!["LoadCredential"]).sort()).toEqual(
         ["app.env", "c.ini", "db"].map((id) => `${id}:/run/homelab-secrets/credentials.sock`),
       );
-      expect(asList(service["Service"]!["ExecStartPre"])[0]).toMatch(/\/libexec\/homelab-secrets\/homelab-secrets-agent --guard (?=.*\bdb\b)(?=.*'?app\.env'?)(?=.*'?c\.ini'?)/);
+      expect(asList(service["Service"]!["ExecStartPre"])[0]).toMatch(
+        /\/libexec\/homelab-secrets\/homelab-secrets-agent --guard (?=.*\bdb\b)(?=.*'?app\.env'?)(?=.*'?c\.ini'?)/,
+      );
       expect(JSON.stringify(service), "no token in the service").not.toMatch(/op-connect-token|agenix/);
       expect(String(service["Unit"]!["After"])).toContain("homelab-secrets-agent.socket");
       expect(String(service["Unit"]!["Requires"])).toContain("homelab-secrets-agent.socket");
@@ -44,14 +47,21 @@ if (why !== undefined && inCI) {
 
     it("the agent: a root-only socket, a DynamicUser= service with the token as its own credential, TTL, idle and deadline", () => {
       const units = run("units", cfg(app + agent)) as Record<string, Unit>;
-      expect(units["homelab-secrets-agent.socket"]!["Socket"]).toMatchObject({ ListenStream: "/run/homelab-secrets/credentials.sock", SocketMode: "0600", SocketUser: "root", Accept: "false" });
+      expect(units["homelab-secrets-agent.socket"]!["Socket"]).toMatchObject({
+        ListenStream: "/run/homelab-secrets/credentials.sock",
+        SocketMode: "0600",
+        SocketUser: "root",
+        Accept: "false",
+      });
       const s = units["homelab-secrets-agent.service"]!["Service"]!;
       expect(s["DynamicUser"]).toBe("true");
       expect(s["LimitCORE"]).toBe("0");
       expect(s["LoadCredential"]).toBe("op-connect-token:/run/agenix/connect");
       expect(s["ProtectProc"], "the peer's /proc/PID/cgroup must stay readable").toBe("default");
       expect(s["PrivateUsers"], "SO_PEERCRED must see uid 0").toBeUndefined();
-      expect(String(s["ExecStart"])).toMatch(/homelab-secrets-agent --idle-exit 30 -- \S+\/bin\/homelab-secrets agent --policy \S+-homelab-secrets-agent-policy\.json --ttl 60 --deadline 45$/);
+      expect(String(s["ExecStart"])).toMatch(
+        /homelab-secrets-agent --idle-exit 30 -- \S+\/bin\/homelab-secrets agent --policy \S+-homelab-secrets-agent-policy\.json --ttl 60 --deadline 45$/,
+      );
     });
 
     it("throughAgent (or homelab.agent.serveFiles): the -secrets unit installs what the agent serves, with no token and no network", () => {
@@ -60,13 +70,18 @@ if (why !== undefined && inCI) {
         const units = run("units", cfg(files + how + agent)) as Record<string, Unit>;
         const s = units["web-secrets.service"]!["Service"]!;
         expect(String(s["ExecStart"])).toMatch(/\/bin\/homelab-secrets install --spec \S+-web-spec\.json$/);
-        expect(asList(s["LoadCredential"]).sort()).toEqual(["pw:/run/homelab-secrets/credentials.sock", "web.env:/run/homelab-secrets/credentials.sock"]);
+        expect(asList(s["LoadCredential"]).sort()).toEqual([
+          "pw:/run/homelab-secrets/credentials.sock",
+          "web.env:/run/homelab-secrets/credentials.sock",
+        ]);
         expect(s["PrivateNetwork"]).toBe("true");
         expect(String(units["web-secrets.service"]!["Unit"]!["Requires"])).toContain("homelab-secrets-agent.socket");
         expect(units["web.service"]!["Service"]!["EnvironmentFile"]).toBe("/run/web-secrets/web.env");
       }
       const plain = run("units", cfg(files + agent)) as Record<string, Unit>;
-      expect(String(plain["web-secrets.service"]!["Service"]!["ExecStart"]), "default: the -secrets unit fetches itself").toMatch(/ fetch --spec /);
+      expect(String(plain["web-secrets.service"]!["Service"]!["ExecStart"]), "default: the -secrets unit fetches itself").toMatch(
+        / fetch --spec /,
+      );
       const failures = (run("failedAssertions", cfg(files + `homelab.secrets.web.throughAgent = true;`)) as string[]).join("\n");
       expect(failures).toMatch(/web get their files through the agent \(throughAgent\); set homelab\.agent\.enable = true/);
     });
@@ -75,9 +90,11 @@ if (why !== undefined && inCI) {
       const failures = (c: string) => (run("failedAssertions", c) as string[]).join("\n");
       expect(failures(cfg(app))).toMatch(/app use delivery = "credentials"; set homelab\.agent\.enable = true/);
       expect(failures(cfg(app.replace("op://V/db/password", "op://V/db") + agent))).toMatch(/invalid secret reference "op:\/\/V\/db"/);
-      expect(failures(`{ systemd.services.app.serviceConfig = { DynamicUser = true; ExecStart = "/bin/true"; }; ${app} homelab.agent.enable = true; }`)).toMatch(
-        /the agent has no token for its onepassword source; set homelab\.agent\.tokenFile or homelab\.onePassword\.tokenFile/,
-      );
+      expect(
+        failures(
+          `{ systemd.services.app.serviceConfig = { DynamicUser = true; ExecStart = "/bin/true"; }; ${app} homelab.agent.enable = true; }`,
+        ),
+      ).toMatch(/the agent has no token for its onepassword source; set homelab\.agent\.tokenFile or homelab\.onePassword\.tokenFile/);
       expect(failures(cfg(app + agent))).toBe("");
     });
   });

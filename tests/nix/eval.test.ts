@@ -134,7 +134,9 @@ if (skip && inCI) {
       it("runs fetch with the spec from the store, a deadline and a start timeout above it", () => {
         const golden = g();
         const s = golden.units["static-demo-secrets.service"]!.Service!;
-        const m = String(s.ExecStart).match(/^(\/nix\/store\/\S+)\/bin\/homelab-secrets fetch --spec (\/nix\/store\/\S+-static-demo-spec\.json) --deadline (\d+)$/);
+        const m = String(s.ExecStart).match(
+          /^(\/nix\/store\/\S+)\/bin\/homelab-secrets fetch --spec (\/nix\/store\/\S+-static-demo-spec\.json) --deadline (\d+)$/,
+        );
         expect(m, String(s.ExecStart)).not.toBeNull();
         expect(m![1]).toBe(golden.storePaths.package);
         expect(golden.storePaths.package).toMatch(/^\/nix\/store\/[0-9a-z]{32}-homelab-secrets-0\.1\.0$/);
@@ -210,7 +212,9 @@ if (skip && inCI) {
         expect(d.DynamicUser).toBe("true");
         expect(d.RuntimeDirectory).toBe("dynamic-demo");
         expect(d.LoadCredential).toBe("op-token:/etc/homelab-secrets/token");
-        expect(String(d.ExecStartPre)).toMatch(/bin\/homelab-secrets fetch --spec \/nix\/store\/\S+-dynamic-demo-runtime-spec\.json --deadline 45$/);
+        expect(String(d.ExecStartPre)).toMatch(
+          /bin\/homelab-secrets fetch --spec \/nix\/store\/\S+-dynamic-demo-runtime-spec\.json --deadline 45$/,
+        );
         expect(golden.units["dynamic-demo-secrets.service"]).toBeUndefined();
         const spec = JSON.parse(golden.files[String(d.ExecStartPre).split(" ")[3]!]!) as SpecJson;
         expect(spec.outputDir).toBe("/run/dynamic-demo");
@@ -318,7 +322,10 @@ if (skip && inCI) {
           const pre = asList(u[name]!.Service!.ExecStartPre);
           expect(pre.length, name).toBeGreaterThanOrEqual(2);
           expect(pre[0], name).toMatch(/\/bin\/homelab-secrets fetch --spec /);
-          expect(pre.slice(1).some((l) => /-pre-start$/.test(l)), name).toBe(true);
+          expect(
+            pre.slice(1).some((l) => /-pre-start$/.test(l)),
+            name,
+          ).toBe(true);
         }
         expect(asList(u["app.service"]!.Service!.ExecStartPre)).toContain("/bin/own-pre");
       });
@@ -364,14 +371,20 @@ if (skip && inCI) {
       it("warns when homelab.secrets names a service that does not exist (a typo)", () => {
         const warnings = run("warnings", `{ ... }: { ${token} homelab.secrets.gitea.files.x.reference = "op://V/i/f"; }`) as string[];
         expect(warnings.join("\n")).toMatch(/homelab\.secrets\.gitea: systemd\.services\.gitea has no ExecStart=/);
-        const fine = run("warnings", `{ ... }: { ${token} systemd.services.gitea.script = "exec gitea"; homelab.secrets.gitea.files.x.reference = "op://V/i/f"; }`) as string[];
+        const fine = run(
+          "warnings",
+          `{ ... }: { ${token} systemd.services.gitea.script = "exec gitea"; homelab.secrets.gitea.files.x.reference = "op://V/i/f"; }`,
+        ) as string[];
         expect(fine).toEqual([]);
       });
 
       it.each([
         ["homelab.onePassword.tokenFile", `homelab.onePassword.tokenFile = ./package.json;`],
         ["homelab.onePassword.tokenFile", `homelab.onePassword.tokenFile = "/nix/store/00000000000000000000000000000000-op-token";`],
-        ["homelab.onePassword.connectTokenFile", `homelab.onePassword.connectTokenFile = ./package.json; homelab.secrets.app.source = { type = "connect"; host = "http://127.0.0.1:8080"; };`],
+        [
+          "homelab.onePassword.connectTokenFile",
+          `homelab.onePassword.connectTokenFile = ./package.json; homelab.secrets.app.source = { type = "connect"; host = "http://127.0.0.1:8080"; };`,
+        ],
         ["homelab.secrets.app.tokenFile", `homelab.secrets.app.tokenFile = ./package.json;`],
         [
           "homelab.userSecrets.tokenFile",
@@ -413,7 +426,11 @@ if (skip && inCI) {
         ) as Golden;
         const spec = Object.entries(golden.files).find(([path]) => path.endsWith("-app-spec.json"));
         expect(spec, "the app's spec file").toBeDefined();
-        expect((JSON.parse(spec![1]) as SpecJson).source).toMatchObject({ type: "connect", host: "http://127.0.0.1:8080", listenerUser: "onepassword-connect" });
+        expect((JSON.parse(spec![1]) as SpecJson).source).toMatchObject({
+          type: "connect",
+          host: "http://127.0.0.1:8080",
+          listenerUser: "onepassword-connect",
+        });
       });
 
       it("lets the loopback-listener check read /proc/net only where it runs: ProcSubset=all for a plain-http Connect host", () => {
@@ -451,8 +468,13 @@ if (skip && inCI) {
           expect(e.text, n).toBeUndefined();
           expect(e.source, n).not.toMatch(/^\/nix\/store\//);
         }
-        expect(evalError("etc", `{ ... }: { homelab.userSecrets.mapfile = ./package.json; }`)).toMatch(/homelab\.userSecrets\.mapfile[\s\S]*not in the Nix store/);
-        const both = run("failedAssertions", `{ ... }: { homelab.userSecrets = { mapfile = "/run/m"; entries = [ { user = "alice"; reference = "op://V/i/f"; path = "x"; } ]; }; }`) as string[];
+        expect(evalError("etc", `{ ... }: { homelab.userSecrets.mapfile = ./package.json; }`)).toMatch(
+          /homelab\.userSecrets\.mapfile[\s\S]*not in the Nix store/,
+        );
+        const both = run(
+          "failedAssertions",
+          `{ ... }: { homelab.userSecrets = { mapfile = "/run/m"; entries = [ { user = "alice"; reference = "op://V/i/f"; path = "x"; } ]; }; }`,
+        ) as string[];
         expect(both.join("\n")).toMatch(/either mapfile .* or entries/);
       });
 
@@ -476,12 +498,24 @@ if (skip && inCI) {
       const cases: Array<[string, string, RegExp]> = [
         ["a bad reference", `homelab.secrets.app.files.x.reference = "op://Vault/item";`, /invalid secret reference "op:\/\/Vault\/item"/],
         ["a bad query", `homelab.secrets.app.files.x.reference = "op://V/i/f?attribute=password";`, /invalid secret reference/],
-        ["a bad reference in a template", `homelab.secrets.app.templates.t.content = "a={{ op://V/i }}";`, /invalid secret reference "op:\/\/V\/i"/],
+        [
+          "a bad reference in a template",
+          `homelab.secrets.app.templates.t.content = "a={{ op://V/i }}";`,
+          /invalid secret reference "op:\/\/V\/i"/,
+        ],
         ["a bad reference in an env file", `homelab.secrets.app.envFiles."e.env".vars.A = "vault/item/field";`, /invalid secret reference/],
-        ["a world-readable mode", `homelab.secrets.app.files.x = { reference = "op://V/i/f"; mode = "0644"; };`, /output "x" has mode "0644"/],
+        [
+          "a world-readable mode",
+          `homelab.secrets.app.files.x = { reference = "op://V/i/f"; mode = "0644"; };`,
+          /output "x" has mode "0644"/,
+        ],
         ["a mode that is not octal", `homelab.secrets.app.files.x = { reference = "op://V/i/f"; mode = "rw"; };`, /has mode "rw"/],
         ["a bad dirMode", `homelab.secrets.app = { files.x.reference = "op://V/i/f"; dirMode = "75x"; };`, /dirMode "75x"/],
-        ["duplicate outputs", `homelab.secrets.app = { files.x.reference = "op://V/i/f"; templates.x.content = "{{ op://V/i/g }}"; };`, /duplicate output "x"/],
+        [
+          "duplicate outputs",
+          `homelab.secrets.app = { files.x.reference = "op://V/i/f"; templates.x.content = "{{ op://V/i/g }}"; };`,
+          /duplicate output "x"/,
+        ],
         [
           "two services sharing an output dir",
           `homelab.secrets.app = { files.x.reference = "op://V/i/f"; outputDir = "/run/shared"; }; homelab.secrets.other = { files.y.reference = "op://V/i/f"; outputDir = "/run/shared"; };`,
@@ -490,14 +524,26 @@ if (skip && inCI) {
         ["an output name with a slash", `homelab.secrets.app.files."../x".reference = "op://V/i/f";`, /must be a plain file name/],
         ["a bad variable name", `homelab.secrets.app.envFiles."e.env".vars."1X" = "op://V/i/f";`, /variable name "1X"/],
         ["a template without references", `homelab.secrets.app.templates.t.content = "static";`, /contains no/],
-        ["a connect source without host", `homelab.secrets.app = { files.x.reference = "op://V/i/f"; source.type = "connect"; tokenFile = "/t"; };`, /needs host/],
+        [
+          "a connect source without host",
+          `homelab.secrets.app = { files.x.reference = "op://V/i/f"; source.type = "connect"; tokenFile = "/t"; };`,
+          /needs host/,
+        ],
         [
           "a DynamicUser service not declared dynamic",
           `homelab.secrets.app.files.x.reference = "op://V/i/f"; systemd.services.app.serviceConfig.DynamicUser = true;`,
           /set homelab\.secrets\.app\.dynamicUser = true/,
         ],
-        ["a bad user-secrets reference", `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/my item/f"; path = "x"; } ];`, /mapfile references cannot contain spaces/],
-        ["a user-secrets path with ..", `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/i/f"; path = "../x"; } ];`, /must not contain \.\. components/],
+        [
+          "a bad user-secrets reference",
+          `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/my item/f"; path = "x"; } ];`,
+          /mapfile references cannot contain spaces/,
+        ],
+        [
+          "a user-secrets path with ..",
+          `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/i/f"; path = "../x"; } ];`,
+          /must not contain \.\. components/,
+        ],
         [
           "a user token with the wrong owner",
           `homelab.userSecrets.entries = [ { user = "alice"; reference = "op://V/i/f"; path = "x"; } ]; age.secrets.t = { file = /dev/null; path = "/etc/homelab-secrets/token"; mode = "0400"; };`,
@@ -507,20 +553,29 @@ if (skip && inCI) {
 
       it.each(cases)("fires on %s", (_name, body, message) => {
         const messages = failures(cfg(body));
-        expect(messages.some((m) => message.test(m)), messages.join("\n")).toBe(true);
+        expect(
+          messages.some((m) => message.test(m)),
+          messages.join("\n"),
+        ).toBe(true);
       });
 
       it("fires when no token is configured", () => {
         const messages = failures(cfg(`homelab.secrets.app.files.x.reference = "op://V/i/f";`, ""));
         expect(messages.join("\n")).toMatch(/no token configured for the onepassword source; set homelab\.onePassword\.tokenFile/);
         const connect = failures(
-          cfg(`homelab.secrets.app = { files.x.reference = "op://V/i/f"; source = { type = "connect"; host = "http://127.0.0.1:8080"; }; };`),
+          cfg(
+            `homelab.secrets.app = { files.x.reference = "op://V/i/f"; source = { type = "connect"; host = "http://127.0.0.1:8080"; }; };`,
+          ),
         );
         expect(connect.join("\n")).toMatch(/connectTokenFile/);
       });
 
       it("accepts a good configuration (file source needs no token)", () => {
-        expect(failures(cfg(`homelab.secrets.app = { files.x.reference = "op://V/i/f"; source = { type = "file"; path = "/etc/v.json"; }; };`, ""))).toEqual([]);
+        expect(
+          failures(
+            cfg(`homelab.secrets.app = { files.x.reference = "op://V/i/f"; source = { type = "file"; path = "/etc/v.json"; }; };`, ""),
+          ),
+        ).toEqual([]);
         expect(
           failures(
             cfg(

@@ -69,7 +69,9 @@ export function findNixosInputs(): { inputs?: NixosInputs; why?: string } {
   const firstWith = (dirs: string[], file: string) => dirs.find((d) => existsSync(join(d, file)));
   const nixos = firstWith([join(root, "nixos"), join(sharedNixEval, "nixos")], "modules/system/boot/systemd.nix");
   if (!nixos) return { why: `no NixOS module files (nixos/modules/system/boot/systemd.nix) in ${root} or ../shared/nix-eval` };
-  const agenixDirs = [process.env.AGENIX, join(root, "agenix"), join(sharedNixEval, "agenix")].filter((d): d is string => !!d).map((d) => resolve(d));
+  const agenixDirs = [process.env.AGENIX, join(root, "agenix"), join(sharedNixEval, "agenix")]
+    .filter((d): d is string => !!d)
+    .map((d) => resolve(d));
   const agenix = firstWith(agenixDirs, "modules/age.nix");
   return {
     inputs: {

@@ -38,11 +38,15 @@ if (why) console.warn(`\n*** SKIPPED tests/nix/npm-deps.test.ts: ${why} ***\n`);
 describe.skipIf(why !== undefined)(why ? `nix: npm packaging (SKIPPED: ${why})` : "nix: npm packaging from the lockfile", () => {
   const lock = JSON.parse(readFileSync(join(repoRoot, "package-lock.json"), "utf8")) as { packages: Record<string, LockEntry> };
   const evaluated = (): Evaluated => {
-    const out = execFileSync(nix!, [...readOnlyStore, "--eval", "--strict", "--json", "tests/nix/npm-deps-harness.nix", "--arg", "lib", `import ${lib.dir!}`], {
-      cwd: repoRoot,
-      encoding: "utf8",
-      timeout: 60_000,
-    });
+    const out = execFileSync(
+      nix!,
+      [...readOnlyStore, "--eval", "--strict", "--json", "tests/nix/npm-deps-harness.nix", "--arg", "lib", `import ${lib.dir!}`],
+      {
+        cwd: repoRoot,
+        encoding: "utf8",
+        timeout: 60_000,
+      },
+    );
     return JSON.parse(out) as Evaluated;
   };
   const result = why ? undefined : evaluated();
@@ -58,7 +62,9 @@ describe.skipIf(why !== undefined)(why ? `nix: npm packaging (SKIPPED: ${why})` 
   });
 
   it("builds with the runtime set plus TypeScript and its type packages, and nothing platform-specific", () => {
-    expect(result!.buildKeys).toEqual(expect.arrayContaining([...result!.runtimeKeys, "node_modules/typescript", "node_modules/@types/node"]));
+    expect(result!.buildKeys).toEqual(
+      expect.arrayContaining([...result!.runtimeKeys, "node_modules/typescript", "node_modules/@types/node"]),
+    );
     expect(result!.buildKeys.filter((k) => lock.packages[k]?.optional)).toEqual([]);
   });
 
@@ -76,7 +82,11 @@ describe.skipIf(why !== undefined)(why ? `nix: npm packaging (SKIPPED: ${why})` 
 
   it("names no registry host: no URL in the fetches or the unpack script, no download URL in the lock", () => {
     expect(JSON.stringify(result).match(/.{0,60}https?:\/\/.{0,40}/g) ?? []).toEqual([]);
-    expect(Object.entries(lock.packages).filter(([, e]) => "resolved" in e).map(([k]) => k)).toEqual([]);
+    expect(
+      Object.entries(lock.packages)
+        .filter(([, e]) => "resolved" in e)
+        .map(([k]) => k),
+    ).toEqual([]);
     // (The lock does carry packages' funding links; what must not be there is where tarballs come from.)
     expect(readFileSync(join(repoRoot, "package-lock.json"), "utf8")).not.toMatch(/https?:\/\/[^"\s]+\/-\/[^"\s]+\.tgz/);
   });

@@ -36,7 +36,14 @@ if (missing && inCI) {
     const files = nixFiles(repoRoot);
 
     it("finds the project's Nix files", () => {
-      for (const f of ["flake.nix", "nix/lib.nix", "nix/package.nix", "modules/default.nix", "examples/configuration.nix", "tests/e2e/configuration.nix"]) {
+      for (const f of [
+        "flake.nix",
+        "nix/lib.nix",
+        "nix/package.nix",
+        "modules/default.nix",
+        "examples/configuration.nix",
+        "tests/e2e/configuration.nix",
+      ]) {
         expect(files).toContain(f);
       }
     });

@@ -23,23 +23,57 @@ const template = (content: string, mode = "0400"): Record<string, unknown> => ({
 
 const cases: Case[] = [
   // File modes: the owner may do anything; group may read (and traverse), never write; others nothing.
-  ...(["0400", "400", "0600", "0440", "0640", "0700", "0750", "0000", "0410"] as const).map((m) => ({ what: `file mode ${m}`, spec: file(m), verdict: "ok" as const })),
-  ...(["0644", "0460", "0777", "0666", "0620", "0604", "0401", "0402", "0660", "0670"] as const).map((m) => ({ what: `file mode ${m}`, spec: file(m), verdict: "refused" as const })),
-  ...(["4400", "2440", "1400", "0800", "u+r", "", "04000", "40"] as const).map((m) => ({ what: `file mode ${JSON.stringify(m)}`, spec: file(m), verdict: "refused" as const })),
+  ...(["0400", "400", "0600", "0440", "0640", "0700", "0750", "0000", "0410"] as const).map((m) => ({
+    what: `file mode ${m}`,
+    spec: file(m),
+    verdict: "ok" as const,
+  })),
+  ...(["0644", "0460", "0777", "0666", "0620", "0604", "0401", "0402", "0660", "0670"] as const).map((m) => ({
+    what: `file mode ${m}`,
+    spec: file(m),
+    verdict: "refused" as const,
+  })),
+  ...(["4400", "2440", "1400", "0800", "u+r", "", "04000", "40"] as const).map((m) => ({
+    what: `file mode ${JSON.stringify(m)}`,
+    spec: file(m),
+    verdict: "refused" as const,
+  })),
   { what: "env file mode 0440", spec: { envFiles: { "app.env": { mode: "0440", vars: { K: ref } } } }, verdict: "ok" },
   { what: "env file mode 0644", spec: { envFiles: { "app.env": { mode: "0644", vars: { K: ref } } } }, verdict: "refused" },
   { what: "template mode 0666", spec: template(`{{ ${ref} }}`, "0666"), verdict: "refused" },
   // dirMode: the same rule (group may list and enter, others nothing).
-  ...(["0750", "0700", "0710", "0500", "750"] as const).map((m) => ({ what: `dirMode ${m}`, spec: { ...file("0400"), dirMode: m }, verdict: "ok" as const })),
-  ...(["0755", "0770", "0751", "0711", "2750", "1777", "75x"] as const).map((m) => ({ what: `dirMode ${m}`, spec: { ...file("0400"), dirMode: m }, verdict: "refused" as const })),
+  ...(["0750", "0700", "0710", "0500", "750"] as const).map((m) => ({
+    what: `dirMode ${m}`,
+    spec: { ...file("0400"), dirMode: m },
+    verdict: "ok" as const,
+  })),
+  ...(["0755", "0770", "0751", "0711", "2750", "1777", "75x"] as const).map((m) => ({
+    what: `dirMode ${m}`,
+    spec: { ...file("0400"), dirMode: m },
+    verdict: "refused" as const,
+  })),
   // Output names: one plain file name the temp file beside it still fits.
-  ...(["password", "app.env", "a@b", "x-y_z.1", "_x", "9", "a".repeat(230)] as const).map((n) => ({ what: `output name ${n.length > 40 ? `of ${n.length} chars` : JSON.stringify(n)}`, spec: named(n), verdict: "ok" as const })),
-  ...(["with space", ".hidden", ".hs-x", "-x", "a/b", "x.hs-tmp", "ünï", "a:b", "a+b", "a\tb", "a\nb", ".", "..", "a".repeat(231)] as const).map((n) => ({ what: `output name ${n.length > 40 ? `of ${n.length} chars` : JSON.stringify(n)}`, spec: named(n), verdict: "refused" as const })),
+  ...(["password", "app.env", "a@b", "x-y_z.1", "_x", "9", "a".repeat(230)] as const).map((n) => ({
+    what: `output name ${n.length > 40 ? `of ${n.length} chars` : JSON.stringify(n)}`,
+    spec: named(n),
+    verdict: "ok" as const,
+  })),
+  ...(
+    ["with space", ".hidden", ".hs-x", "-x", "a/b", "x.hs-tmp", "ünï", "a:b", "a+b", "a\tb", "a\nb", ".", "..", "a".repeat(231)] as const
+  ).map((n) => ({
+    what: `output name ${n.length > 40 ? `of ${n.length} chars` : JSON.stringify(n)}`,
+    spec: named(n),
+    verdict: "refused" as const,
+  })),
   // Environment variable names.
   ...(["KEY", "_k1", "key", "A_B_9"] as const).map((k) => ({ what: `env var ${k}`, spec: envVar(k), verdict: "ok" as const })),
-  ...(["1KEY", "KEY-X", "KÉY", "K Y", "", "K.Y"] as const).map((k) => ({ what: `env var ${JSON.stringify(k)}`, spec: envVar(k), verdict: "refused" as const })),
+  ...(["1KEY", "KEY-X", "KÉY", "K Y", "", "K.Y"] as const).map((k) => ({
+    what: `env var ${JSON.stringify(k)}`,
+    spec: envVar(k),
+    verdict: "refused" as const,
+  })),
   // Templates: `op inject` placeholders; any other {{ … }} (Go templates) is literal text.
-  ...([
+  ...[
     `{{ ${ref} }}`,
     `{{${ref}}}`,
     `{{  ${ref}?attribute=totp  }}`,
@@ -51,8 +85,8 @@ const cases: Case[] = [
     `{{ OP://V/I/f }} {{ ${ref} }}`,
     `{{ {{ ${ref} }}`,
     `{{ ${ref} }}}`,
-  ]).map((content) => ({ what: `template ${JSON.stringify(content)}`, spec: template(content), verdict: "ok" as const })),
-  ...([
+  ].map((content) => ({ what: `template ${JSON.stringify(content)}`, spec: template(content), verdict: "ok" as const })),
+  ...[
     `{{ op://V/I }}`,
     `{{ ${ref} }`,
     `{{ ${ref}}x }}`,
@@ -63,7 +97,7 @@ const cases: Case[] = [
     `{{ .Values.x }}`,
     `static text`,
     ``,
-  ]).map((content) => ({ what: `template ${JSON.stringify(content)}`, spec: template(content), verdict: "refused" as const })),
+  ].map((content) => ({ what: `template ${JSON.stringify(content)}`, spec: template(content), verdict: "refused" as const })),
 ];
 
 const withBase = (c: Case) => ({ name: "app", outputDir: "/run/app-secrets", ...c.spec });
@@ -93,11 +127,15 @@ if (missing) console.warn(`\n*** SKIPPED the Nix half of the rule table: ${missi
 
 function nixVerdicts(): Verdict[] {
   const expr = `{ cases }: let lib = import ${libDir}; hs = import ${join(repoRoot, "nix/lib.nix")} { inherit lib; }; in map (c: hs.specProblems (hs.mkSpec c)) (builtins.fromJSON cases)`;
-  const out = execFileSync(nix!, ["--eval", "--strict", "--json", ...readOnlyStore, "--expr", expr, "--argstr", "cases", JSON.stringify(cases.map(withBase))], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-    timeout: 120_000,
-  });
+  const out = execFileSync(
+    nix!,
+    ["--eval", "--strict", "--json", ...readOnlyStore, "--expr", expr, "--argstr", "cases", JSON.stringify(cases.map(withBase))],
+    {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 120_000,
+    },
+  );
   return (JSON.parse(out) as string[][]).map((problems) => (problems.length === 0 ? "ok" : "refused"));
 }
 

@@ -29,7 +29,7 @@ function parseUnit(text: string): Sections {
     }
     const eq = line.indexOf("=");
     if (eq < 0 || !section) throw new Error(`unit line without key or section: ${line}`);
-    ((out[section]!)[line.slice(0, eq)] ??= []).push(line.slice(eq + 1));
+    (out[section]![line.slice(0, eq)] ??= []).push(line.slice(eq + 1));
   }
   return out;
 }
@@ -44,7 +44,9 @@ const golden = JSON.parse(readFileSync(join(repo, "tests/golden/units.json"), "u
 /** One systemd value for comparison: booleans as systemd writes them, lists space-joined. */
 function normalize(value: GoldenValue | string[]): string {
   const items = Array.isArray(value) ? value : [value];
-  return items.map((v) => (v === true || v === "true" || v === "yes" ? "yes" : v === false || v === "false" || v === "no" ? "no" : String(v))).join(" ");
+  return items
+    .map((v) => (v === true || v === "true" || v === "yes" ? "yes" : v === false || v === "false" || v === "no" ? "no" : String(v)))
+    .join(" ");
 }
 
 /** A golden (NixOS) value as the package writes it: store paths → FHS paths, the service name → %i. */
@@ -152,10 +154,27 @@ describe("homelab-secrets@.service: the NixOS secrets unit, without Nix", () => 
     const dir = mkdtempSync(join(tmpdir(), "hs-unit-"));
     try {
       const unit = readFileSync(templatePath, "utf8");
-      execFileSync("sh", ["-c", 'cat > "$1/homelab-secrets@.service" && printf "[Service]\\nExecStart=/bin/true\\n" > "$1/demo.service"', "sh", dir], { input: unit });
-      const r = execFileSync("sh", ["-c", 'cd "$1" && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no ./homelab-secrets@demo.service 2>&1 || true', "sh", dir], { encoding: "utf8" });
+      execFileSync(
+        "sh",
+        ["-c", 'cat > "$1/homelab-secrets@.service" && printf "[Service]\\nExecStart=/bin/true\\n" > "$1/demo.service"', "sh", dir],
+        { input: unit },
+      );
+      const r = execFileSync(
+        "sh",
+        [
+          "-c",
+          'cd "$1" && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no ./homelab-secrets@demo.service 2>&1 || true',
+          "sh",
+          dir,
+        ],
+        { encoding: "utf8" },
+      );
       // The binaries exist only once the package is installed; anything else is a unit error.
-      const problems = r.split("\n").filter((l) => l.trim() && !/Command \/usr\/bin\/homelab-secrets is not executable|homelab-secrets: No such file|not found/.test(l));
+      const problems = r
+        .split("\n")
+        .filter(
+          (l) => l.trim() && !/Command \/usr\/bin\/homelab-secrets is not executable|homelab-secrets: No such file|not found/.test(l),
+        );
       expect(problems).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -231,23 +250,34 @@ describe("the .deb built from this checkout", () => {
   it("every entry is root:root, none writable by group or others, none set-id (postinst sets the wrapper's)", () => {
     expect(listing.length).toBeGreaterThan(50);
     expect(listing.filter((e) => e.owner !== "root/root").map((e) => e.path)).toEqual([]);
-    expect(listing.filter((e) => !e.mode.startsWith("l") && /^.....w|^........w/.test(e.mode)).map((e) => `${e.mode} ${e.path}`)).toEqual([]);
+    expect(listing.filter((e) => !e.mode.startsWith("l") && /^.....w|^........w/.test(e.mode)).map((e) => `${e.mode} ${e.path}`)).toEqual(
+      [],
+    );
     expect(listing.filter((e) => /[sStT]/.test(e.mode)).map((e) => e.path)).toEqual([]);
     expect(listing.filter((e) => e.link).map((e) => e.path)).toEqual([]);
   });
 
   it("installs the CLI under /usr/lib/homelab-secrets, a launcher, the wrapper and the template unit", () => {
     const paths = new Set(listing.map((e) => e.path));
-    for (const p of [cliPath, "/usr/lib/homelab-secrets/package.json", "/usr/bin/homelab-secrets", "/usr/bin/homelab-secrets-user",
-      "/usr/lib/systemd/system/homelab-secrets@.service", "/usr/share/doc/homelab-secrets/copyright", "/usr/share/doc/homelab-secrets/debian.md",
-      "/usr/share/doc/homelab-secrets/examples/plain-linux/myapp.service.d/homelab-secrets.conf"]) {
+    for (const p of [
+      cliPath,
+      "/usr/lib/homelab-secrets/package.json",
+      "/usr/bin/homelab-secrets",
+      "/usr/bin/homelab-secrets-user",
+      "/usr/lib/systemd/system/homelab-secrets@.service",
+      "/usr/share/doc/homelab-secrets/copyright",
+      "/usr/share/doc/homelab-secrets/debian.md",
+      "/usr/share/doc/homelab-secrets/examples/plain-linux/myapp.service.d/homelab-secrets.conf",
+    ]) {
       expect(paths, p).toContain(p);
     }
     expect([...paths].filter((p) => p.startsWith("/etc"))).toEqual([]);
     expect(readFileSync(join(extracted, "usr/bin/homelab-secrets"), "utf8")).toBe(`#!/bin/sh\nexec ${nodePath} ${cliPath} "$@"\n`);
     const wrapper = readFileSync(join(extracted, "usr/bin/homelab-secrets-user")).toString("latin1");
     for (const baked of [`${nodePath}\0`, `${cliPath}\0`, "/etc/homelab-secrets"]) expect(wrapper).toContain(baked);
-    expect(readFileSync(join(extracted, "usr/lib/systemd/system/homelab-secrets@.service"), "utf8")).toBe(readFileSync(templatePath, "utf8"));
+    expect(readFileSync(join(extracted, "usr/lib/systemd/system/homelab-secrets@.service"), "utf8")).toBe(
+      readFileSync(templatePath, "utf8"),
+    );
   });
 
   it("depends on nodejs (>= 20) and the libc the wrapper was linked against", () => {
@@ -259,7 +289,9 @@ describe("the .deb built from this checkout", () => {
   });
 
   it("holds exactly the lockfile's production dependencies", () => {
-    const lock = JSON.parse(readFileSync(join(repo, "package-lock.json"), "utf8")) as { packages: Record<string, { dev?: boolean; version?: string }> };
+    const lock = JSON.parse(readFileSync(join(repo, "package-lock.json"), "utf8")) as {
+      packages: Record<string, { dev?: boolean; version?: string }>;
+    };
     const want = Object.entries(lock.packages)
       .filter(([path, p]) => path.startsWith("node_modules/") && !p.dev)
       .map(([path, p]) => `${path.slice("node_modules/".length)}@${p.version}`)

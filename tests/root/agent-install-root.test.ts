@@ -31,7 +31,11 @@ describe.skipIf(skip !== undefined)("install from agent credentials (root)", () 
     writeFileSync(
       spec,
       JSON.stringify({
-        version: 1, name: "app", outputDir: out, owner: account.name, dirMode: "0750",
+        version: 1,
+        name: "app",
+        outputDir: out,
+        owner: account.name,
+        dirMode: "0750",
         files: { password: { ref: "op://V/i/p", mode: "0440" } },
         envFiles: { "app.env": { vars: { K: "op://V/i/k" } } },
       }),
@@ -61,7 +65,9 @@ describe.skipIf(skip !== undefined)("install from agent credentials (root)", () 
     expect(existsSync(join(out, "app.env"))).toBe(false);
 
     const other = setup({ password: "x", "app.env": undefined });
-    const missing = (await runInstall({ specFile: other.spec, log: silentLogger, env: other.env }).catch((e: unknown) => e)) as HomelabError;
+    const missing = (await runInstall({ specFile: other.spec, log: silentLogger, env: other.env }).catch(
+      (e: unknown) => e,
+    )) as HomelabError;
     expect(missing.exitCode).toBe(75);
     expect(missing.message).toMatch(/^app: credential app\.env was not loaded \(ENOENT\)/);
     expect(existsSync(other.out)).toBe(false);

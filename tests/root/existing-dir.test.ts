@@ -1,6 +1,17 @@
 // Security issue 13, item 9: fetch never re-owns or re-modes a directory it did not create
 // (such as /etc), unless it is the unit's RuntimeDirectory= or plainly its own.
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -28,7 +39,15 @@ describe.skipIf(skip !== undefined)("fetch into an existing output directory", (
     const vaultFile = join(work, `${name}.vault.json`);
     writeFileSync(vaultFile, JSON.stringify({ vaults: { Lab: { items: { App: { fields: { password: "pw" } } } } } }), { mode: 0o600 });
     const specFile = join(work, `${name}.spec.json`);
-    const spec = { version: 1, name, outputDir, owner: svc.name, dirMode, source: { type: "file", path: vaultFile }, files: { password: { ref: "op://Lab/App/password" } } };
+    const spec = {
+      version: 1,
+      name,
+      outputDir,
+      owner: svc.name,
+      dirMode,
+      source: { type: "file", path: vaultFile },
+      files: { password: { ref: "op://Lab/App/password" } },
+    };
     writeFileSync(specFile, JSON.stringify(spec));
     return specFile;
   };

@@ -1,5 +1,17 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +31,7 @@ describe.skipIf(skip !== undefined)("fetch as root: real users, ownership, atomi
   let svc: TestAccount;
   let other: TestAccount;
   const values = {
-    password: "s3cr3t-pass\"word$HOME`x`\\",
+    password: 's3cr3t-pass"word$HOME`x`\\',
     apiKey: "api-key-0123456789",
     user: "admin",
   };
@@ -67,7 +79,16 @@ describe.skipIf(skip !== undefined)("fetch as root: real users, ownership, atomi
     Object.fromEntries(
       readdirSync(dir).map((name) => {
         const stats = lstatSync(join(dir, name));
-        return [name, { content: readFileSync(join(dir, name)).toString("base64"), ino: stats.ino, mtimeMs: stats.mtimeMs, mode: stats.mode, uid: stats.uid }];
+        return [
+          name,
+          {
+            content: readFileSync(join(dir, name)).toString("base64"),
+            ino: stats.ino,
+            mtimeMs: stats.mtimeMs,
+            mode: stats.mode,
+            uid: stats.uid,
+          },
+        ];
       }),
     );
 
@@ -107,9 +128,19 @@ describe.skipIf(skip !== undefined)("fetch as root: real users, ownership, atomi
     expect(readdirSync(out).filter((n) => n.endsWith(".hs-tmp"))).toEqual([]);
 
     // The service account can read its files; a third user cannot even enter the directory.
-    const asSvc = execFileSync("setpriv", ["--reuid", String(svc.uid), "--regid", String(svc.gid), "--clear-groups", "cat", join(out, "password")]);
+    const asSvc = execFileSync("setpriv", [
+      "--reuid",
+      String(svc.uid),
+      "--regid",
+      String(svc.gid),
+      "--clear-groups",
+      "cat",
+      join(out, "password"),
+    ]);
     expect(asSvc.toString()).toBe(values.password);
-    const nobody = await execa("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "cat", join(out, "password")], { reject: false });
+    const nobody = await execa("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "cat", join(out, "password")], {
+      reject: false,
+    });
     expect(nobody.exitCode).not.toBe(0);
   });
 
@@ -315,7 +346,9 @@ describe.skipIf(skip !== undefined)("fetch as root: real users, ownership, atomi
     it("the token is in no argv, environment or output of the running helper", async () => {
       const credentials = mkdtempSync(join(tmpdir(), "hs-cred-"));
       const marker = `tok${Date.now()}`;
-      const token = `ops_${Buffer.from(JSON.stringify(wellFormedCredentials(`127.0.0.1:${port}`, marker))).toString("base64").replace(/=+$/, "")}`;
+      const token = `ops_${Buffer.from(JSON.stringify(wellFormedCredentials(`127.0.0.1:${port}`, marker)))
+        .toString("base64")
+        .replace(/=+$/, "")}`;
       writeFileSync(join(credentials, "op-token"), `${token}\n`, { mode: 0o400 });
       const specDir = join(work, "leak");
       mkdirSync(specDir, { recursive: true });

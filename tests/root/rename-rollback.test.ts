@@ -28,12 +28,22 @@ describe.skipIf(skip !== undefined)("fetch: a target that cannot be replaced", (
     const out = join(work, "app-secrets");
     const vaultFile = join(work, "vault.json");
     const writeVault = (suffix: string) =>
-      writeFileSync(vaultFile, JSON.stringify({ vaults: { V: { items: { I: { fields: { a: `a-${suffix}`, b: `b-${suffix}`, c: `c-${suffix}` } } } } } }), { mode: 0o600 });
+      writeFileSync(
+        vaultFile,
+        JSON.stringify({ vaults: { V: { items: { I: { fields: { a: `a-${suffix}`, b: `b-${suffix}`, c: `c-${suffix}` } } } } } }),
+        { mode: 0o600 },
+      );
     const specFile = join(work, "spec.json");
     // Written (and renamed) in this order: a, b, c.
     writeFileSync(
       specFile,
-      JSON.stringify({ version: 1, name: "app", outputDir: out, source: { type: "file", path: vaultFile }, files: { a: { ref: "op://V/I/a" }, b: { ref: "op://V/I/b" }, c: { ref: "op://V/I/c" } } }),
+      JSON.stringify({
+        version: 1,
+        name: "app",
+        outputDir: out,
+        source: { type: "file", path: vaultFile },
+        files: { a: { ref: "op://V/I/a" }, b: { ref: "op://V/I/b" }, c: { ref: "op://V/I/c" } },
+      }),
     );
     writeVault("old");
     const first = await execa("node", [cli, "fetch", "--spec", specFile], { reject: false });

@@ -180,10 +180,14 @@ describe("@1password/sdk offline, through the CLI", () => {
       const port = await closedPort();
       const token = wellFormedToken(port, encoding);
       const result = await fetchWithToken(token, ["--deadline", "5"]);
-      console.info(`[sdk-offline] closed port (${encoding}): exit ${result.exitCode} after ${Math.round(result.durationMs)} ms (${Math.round(result.afterResolvingMs)} ms after the deadline started)`);
+      console.info(
+        `[sdk-offline] closed port (${encoding}): exit ${result.exitCode} after ${Math.round(result.durationMs)} ms (${Math.round(result.afterResolvingMs)} ms after the deadline started)`,
+      );
       expect(result.exitCode).toBe(75);
       expect(result.sdkLoaded).toContain("@1password/sdk-core");
-      const retries = result.stderr.split("\n").filter((l) => /1Password: attempt \d+ failed \(1Password is unreachable: .*error sending request\); retrying/.test(l));
+      const retries = result.stderr
+        .split("\n")
+        .filter((l) => /1Password: attempt \d+ failed \(1Password is unreachable: .*error sending request\); retrying/.test(l));
       expect(retries.length).toBeGreaterThanOrEqual(1);
       expect(errorLine(result)).toMatch(/deadline of 5s passed|1Password is unreachable/);
       expect(result.afterResolvingMs).toBeLessThan(5000 + 1000);
@@ -197,7 +201,9 @@ describe("@1password/sdk offline, through the CLI", () => {
     const before = silentConnections;
     const token = wellFormedToken(silentPort);
     const result = await fetchWithToken(token, ["--deadline", "3"]);
-    console.info(`[sdk-offline] silent server: exit ${result.exitCode} after ${Math.round(result.durationMs)} ms (${Math.round(result.afterResolvingMs)} ms after the deadline started)`);
+    console.info(
+      `[sdk-offline] silent server: exit ${result.exitCode} after ${Math.round(result.durationMs)} ms (${Math.round(result.afterResolvingMs)} ms after the deadline started)`,
+    );
     expect(silentConnections).toBeGreaterThan(before); // the SDK really did connect and wait
     expect(result.exitCode).toBe(75);
     expect(errorLine(result)).toMatch(/deadline of 3s passed before all references resolved/);

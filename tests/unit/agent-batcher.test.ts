@@ -18,7 +18,12 @@ const missing = ref("op://V/nope/password");
 let dir: string;
 let vaultFile: string;
 const writeVault = (values: Record<string, string>) =>
-  writeFileSync(vaultFile, JSON.stringify({ vaults: { V: { items: Object.fromEntries(Object.entries(values).map(([item, v]) => [item, { fields: { password: v } }])) } } }));
+  writeFileSync(
+    vaultFile,
+    JSON.stringify({
+      vaults: { V: { items: Object.fromEntries(Object.entries(values).map(([item, v]) => [item, { fields: { password: v } }])) } },
+    }),
+  );
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "hs-batcher-"));
@@ -51,7 +56,13 @@ function counting(fail?: () => HomelabError | undefined, delayMs = 0) {
 describe("agent batcher", () => {
   it("merges concurrent requests into one backend batch that also fetches everything the policy names", async () => {
     const backend = counting();
-    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, c], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a, b, c],
+      ttlSeconds: 60,
+      deadlineSeconds: 5,
+      log: silentLogger,
+    });
     const got = await Promise.all([batcher.resolve([a]), batcher.resolve([b]), batcher.resolve([a, b])]);
     expect([got[0].get(a.raw), got[1].get(b.raw), got[2].get(a.raw), got[2].get(b.raw)]).toEqual(["A1", "B1", "A1", "B1"]);
     expect(backend.calls).toEqual([["op://V/a/password", "op://V/b/password", "op://V/c/password"]]);
@@ -63,7 +74,14 @@ describe("agent batcher", () => {
 
   it("a request that comes while a batch is in flight and is covered by it rides on it", async () => {
     const backend = counting(undefined, 200);
-    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b], ttlSeconds: 0, deadlineSeconds: 5, log: silentLogger, mergeWindowMs: 0 });
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a, b],
+      ttlSeconds: 0,
+      deadlineSeconds: 5,
+      log: silentLogger,
+      mergeWindowMs: 0,
+    });
     const first = batcher.resolve([a, b]);
     await new Promise((r) => setTimeout(r, 50)); // the batch is sent, the backend still busy
     const second = batcher.resolve([b]);
@@ -75,7 +93,14 @@ describe("agent batcher", () => {
   it("serves from memory within the TTL (0 backend calls), and asks again once it has passed", async () => {
     let clock = 1_000_000;
     const backend = counting();
-    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a], ttlSeconds: 30, deadlineSeconds: 5, log: silentLogger, now: () => clock });
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a],
+      ttlSeconds: 30,
+      deadlineSeconds: 5,
+      log: silentLogger,
+      now: () => clock,
+    });
     expect((await batcher.resolve([a])).get(a.raw)).toBe("A1");
     writeVault({ a: "A2", b: "B1", c: "C1" });
     clock += 29_999;
@@ -88,7 +113,13 @@ describe("agent batcher", () => {
 
   it("TTL 0: every request is fresh from the backend, and nothing beyond it is prefetched", async () => {
     const backend = counting();
-    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, c], ttlSeconds: 0, deadlineSeconds: 5, log: silentLogger });
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a, b, c],
+      ttlSeconds: 0,
+      deadlineSeconds: 5,
+      log: silentLogger,
+    });
     expect((await batcher.resolve([a])).get(a.raw)).toBe("A1");
     writeVault({ a: "A2", b: "B1", c: "C1" });
     expect((await batcher.resolve([a])).get(a.raw)).toBe("A2");
@@ -97,7 +128,13 @@ describe("agent batcher", () => {
 
   it("a missing reference fails only the requests that name it (69), the others are served", async () => {
     const backend = counting();
-    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, missing, b], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a, missing, b],
+      ttlSeconds: 60,
+      deadlineSeconds: 5,
+      log: silentLogger,
+    });
     const [okA, bad, okB] = await Promise.allSettled([batcher.resolve([a]), batcher.resolve([missing]), batcher.resolve([b])]);
     expect(okA.status === "fulfilled" && okA.value.get(a.raw)).toBe("A1");
     expect(okB.status === "fulfilled" && okB.value.get(b.raw)).toBe("B1");
@@ -112,16 +149,31 @@ describe("agent batcher", () => {
 
   it("a missing reference elsewhere in the policy costs one more batch, not one per request", async () => {
     const backend = counting();
-    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a, b, missing], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a, b, missing],
+      ttlSeconds: 60,
+      deadlineSeconds: 5,
+      log: silentLogger,
+    });
     const got = await Promise.all([batcher.resolve([a]), batcher.resolve([b])]);
     expect([got[0].get(a.raw), got[1].get(b.raw)]).toEqual(["A1", "B1"]);
-    expect(backend.calls).toEqual([[a.raw, b.raw, missing.raw], [a.raw, b.raw]]);
+    expect(backend.calls).toEqual([
+      [a.raw, b.raw, missing.raw],
+      [a.raw, b.raw],
+    ]);
   });
 
   it("after a transient failure the next request builds a new backend client and succeeds", async () => {
     let failures = 1;
     const backend = counting(() => (failures-- > 0 ? tempFailError("backend unreachable") : undefined));
-    const batcher = new Batcher({ createSource: backend.createSource, prefetch: [a], ttlSeconds: 60, deadlineSeconds: 5, log: silentLogger });
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a],
+      ttlSeconds: 60,
+      deadlineSeconds: 5,
+      log: silentLogger,
+    });
     const error = await batcher.resolve([a]).catch((e: unknown) => e);
     expect((error as HomelabError).exitCode).toBe(75);
     expect((error as HomelabError).message).toMatch(/could not resolve op:\/\/V\/a\/password: backend unreachable/);
@@ -134,7 +186,8 @@ describe("agent batcher", () => {
       createSource: () =>
         Promise.resolve<Source>({
           name: "hang",
-          resolveAll: (_refs, { signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason as Error))),
+          resolveAll: (_refs, { signal }) =>
+            new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason as Error))),
         }),
       prefetch: [a],
       ttlSeconds: 60,

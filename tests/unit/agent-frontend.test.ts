@@ -72,7 +72,11 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     const spawns = join(dir, `spawns-${runs}`);
     writeFileSync(spawns, "");
     const stderr: Buffer[] = [];
-    agent = spawn("systemd-socket-activate", ["-l", socket, front, ...extra, "--", process.execPath, join(dir, "fake-agent.mjs"), mode, spawns], { stdio: ["ignore", "ignore", "pipe"] });
+    agent = spawn(
+      "systemd-socket-activate",
+      ["-l", socket, front, ...extra, "--", process.execPath, join(dir, "fake-agent.mjs"), mode, spawns],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
     agent.stderr!.on("data", (b: Buffer) => stderr.push(b));
     return { spawns, log: () => Buffer.concat(stderr).toString() };
   }
@@ -82,7 +86,9 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
       const c = spawn(client, [socket, address, "--print"], { stdio: ["ignore", "pipe", "inherit"] });
       const chunks: Buffer[] = [];
       c.stdout.on("data", (b: Buffer) => chunks.push(b));
-      c.on("close", (code) => (code === 0 ? resolve(Buffer.concat(chunks).toString("latin1")) : reject(new Error(`agent-client exited ${code}`))));
+      c.on("close", (code) =>
+        code === 0 ? resolve(Buffer.concat(chunks).toString("latin1")) : reject(new Error(`agent-client exited ${code}`)),
+      );
     });
     const [head, ...rest] = out.split("\n");
     return { bytes: Number(head!.replace("bytes ", "")), data: rest.join("\n") };

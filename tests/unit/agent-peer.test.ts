@@ -5,11 +5,17 @@ const addr = (text: string) => Buffer.concat([Buffer.from([0]), Buffer.from(text
 
 describe("agent peer address", () => {
   it("parses systemd's \\0<random>/unit/<unit>/<ID>, template instances and odd but legal names included", () => {
-    expect(parsePeerAddress(addr("4fa3c1d2e5b60789/unit/foo.service/db-password"))).toEqual({ unit: "foo.service", credential: "db-password" });
+    expect(parsePeerAddress(addr("4fa3c1d2e5b60789/unit/foo.service/db-password"))).toEqual({
+      unit: "foo.service",
+      credential: "db-password",
+    });
     expect(parsePeerAddress(addr("0a/unit/foo@bar.service/env"))).toEqual({ unit: "foo@bar.service", credential: "env" });
     // systemd-escape output and instances holding "@" and ":" are legal unit names.
     expect(parsePeerAddress(addr("0a/unit/getty@tty1.service/x"))).toEqual({ unit: "getty@tty1.service", credential: "x" });
-    expect(parsePeerAddress(addr("0a/unit/dev-disk-by\\x2duuid-1234.swap/k"))).toEqual({ unit: "dev-disk-by\\x2duuid-1234.swap", credential: "k" });
+    expect(parsePeerAddress(addr("0a/unit/dev-disk-by\\x2duuid-1234.swap/k"))).toEqual({
+      unit: "dev-disk-by\\x2duuid-1234.swap",
+      credential: "k",
+    });
     expect(parsePeerAddress(addr("0a/unit/a@b@c:d.service/k"))).toEqual({ unit: "a@b@c:d.service", credential: "k" });
     expect(parsePeerAddress(addr("0a/unit/x.socket/with space.and+sign"))).toEqual({ unit: "x.socket", credential: "with space.and+sign" });
   });

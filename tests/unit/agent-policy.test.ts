@@ -33,7 +33,10 @@ function thrown(f: () => unknown): HomelabError {
 
 describe("agent policy", () => {
   it("takes a Connect source's listenerUser, as a spec does (the loopback listener the token may go to)", () => {
-    const policy = parsePolicy('{"version": 1, "units": {}, "source": {"type": "connect", "host": "http://127.0.0.1:8080", "listenerUser": 990}}', "p.json");
+    const policy = parsePolicy(
+      '{"version": 1, "units": {}, "source": {"type": "connect", "host": "http://127.0.0.1:8080", "listenerUser": 990}}',
+      "p.json",
+    );
     expect(policy.source).toEqual({ type: "connect", host: "http://127.0.0.1:8080", listenerUser: 990 });
   });
 
@@ -65,7 +68,9 @@ describe("agent policy", () => {
     const file = lookupCredential(policy, "web.service", "db-password")!;
     const empty = thrown(() => renderCredential(file, new Map([["op://V/db/password", ""]])));
     expect(empty.exitCode).toBe(65);
-    expect(empty.message).toBe("web.service: credential db-password renders to 0 bytes; an empty credential cannot be told from a failed one, so it is refused");
+    expect(empty.message).toBe(
+      "web.service: credential db-password renders to 0 bytes; an empty credential cannot be told from a failed one, so it is refused",
+    );
     const big = thrown(() => renderCredential(file, new Map([["op://V/db/password", "x".repeat(credentialSizeMax)]])));
     expect(big.message).toMatch(/renders to 1048576 bytes; systemd takes credentials under 1048576 bytes/);
     expect(renderCredential(file, new Map([["op://V/db/password", "x".repeat(credentialSizeMax - 1)]])).length).toBe(credentialSizeMax - 1);
@@ -73,10 +78,18 @@ describe("agent policy", () => {
 
   it("bad input: an error naming file and line", () => {
     const bad = (text: string) => thrown(() => parsePolicy(text, "/etc/p.json")).message;
-    expect(bad('{"version": 1,\n "units": {\n  "web.target": {"files": {}}}}')).toMatch(/^\/etc\/p\.json:3: units\.web\.target: "web\.target" is not a unit name/);
-    expect(bad('{"version": 1,\n "units": {"a.service": {\n  "files": {"x": {"ref": "op://V/i"}}}}}')).toMatch(/^\/etc\/p\.json:3: units\.a\.service\.files\.x\.ref: invalid secret reference/);
-    expect(bad('{"version": 1, "units": {"a.service": {"files": {"x": {"ref": "op://V/i/f"}}, "templates": {"x": {"content": "y"}}}}}')).toMatch(/credential "x" is already defined for a\.service/);
-    expect(bad('{"version": 1, "units": {"a.service": {"files": {"a:b": {"ref": "op://V/i/f"}}}}}')).toMatch(/"a:b" is not a valid credential ID/);
+    expect(bad('{"version": 1,\n "units": {\n  "web.target": {"files": {}}}}')).toMatch(
+      /^\/etc\/p\.json:3: units\.web\.target: "web\.target" is not a unit name/,
+    );
+    expect(bad('{"version": 1,\n "units": {"a.service": {\n  "files": {"x": {"ref": "op://V/i"}}}}}')).toMatch(
+      /^\/etc\/p\.json:3: units\.a\.service\.files\.x\.ref: invalid secret reference/,
+    );
+    expect(
+      bad('{"version": 1, "units": {"a.service": {"files": {"x": {"ref": "op://V/i/f"}}, "templates": {"x": {"content": "y"}}}}}'),
+    ).toMatch(/credential "x" is already defined for a\.service/);
+    expect(bad('{"version": 1, "units": {"a.service": {"files": {"a:b": {"ref": "op://V/i/f"}}}}}')).toMatch(
+      /"a:b" is not a valid credential ID/,
+    );
     expect(bad('{"version": 1, "units": {"a.service": {}}}')).toMatch(/defines no files, envFiles or templates/);
     expect(bad('{"version": 2, "units": {}}')).toMatch(/:1: version: must be 1/);
     expect(bad('{"version": 1, "units": {}, "extra": 1}')).toMatch(/:1: extra: unknown key/);
@@ -84,6 +97,8 @@ describe("agent policy", () => {
     expect(bad('{"version": 1, "units": {}, "source": {"type": "connect", "host": "http://127.0.0.1:1", "listenerUser": "a b"}}')).toMatch(
       /source\.listenerUser: must be a user name or a numeric id/,
     );
-    expect(bad('{"version": 1, "units": {"a.service": {"envFiles": {"e": {"vars": {"1X": "op://V/i/f"}}}}}}')).toMatch(/"1X" is not a valid variable name/);
+    expect(bad('{"version": 1, "units": {"a.service": {"envFiles": {"e": {"vars": {"1X": "op://V/i/f"}}}}}}')).toMatch(
+      /"1X" is not a valid variable name/,
+    );
   });
 });

@@ -14,7 +14,13 @@ const addr = (text: string) => Buffer.concat([Buffer.from([0]), Buffer.from(text
 describe("agent frames", () => {
   it("round-trips requests split at any byte, and encodes serve and refuse replies", () => {
     const requests = [
-      { id: 1, uid: 0, pid: 4242, address: addr("ab12/unit/foo@bar.service/db"), cgroup: "0::/system.slice/system-foo.slice/foo@bar.service\n" },
+      {
+        id: 1,
+        uid: 0,
+        pid: 4242,
+        address: addr("ab12/unit/foo@bar.service/db"),
+        cgroup: "0::/system.slice/system-foo.slice/foo@bar.service\n",
+      },
       { id: 2, uid: 1000, pid: 7, address: Buffer.from("/not/abstract"), cgroup: "" },
     ];
     const stream = Buffer.concat(requests.map(encodeRequest));
@@ -38,17 +44,30 @@ describe("agent answer", () => {
   const log = createLogger({ journal: false, write: (l) => void lines.push(l) });
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "hs-agent-"));
-    writeFileSync(join(dir, "vault.json"), JSON.stringify({ vaults: { V: { items: { db: { fields: { password: "s3cret-value", empty: "" } } } } } }), { mode: 0o600 });
+    writeFileSync(
+      join(dir, "vault.json"),
+      JSON.stringify({ vaults: { V: { items: { db: { fields: { password: "s3cret-value", empty: "" } } } } } }),
+      { mode: 0o600 },
+    );
     lines.length = 0;
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   const setup = () => {
     const policy = parsePolicy(
-      JSON.stringify({ version: 1, units: { "web.service": { files: { db: { ref: "op://V/db/password" }, blank: { ref: "op://V/db/empty" } } } } }),
+      JSON.stringify({
+        version: 1,
+        units: { "web.service": { files: { db: { ref: "op://V/db/password" }, blank: { ref: "op://V/db/empty" } } } },
+      }),
       "policy.json",
     );
-    const batcher = new Batcher({ createSource: () => Promise.resolve(createFileSource(join(dir, "vault.json"))), prefetch: policyReferences(policy), ttlSeconds: 60, deadlineSeconds: 5, log });
+    const batcher = new Batcher({
+      createSource: () => Promise.resolve(createFileSource(join(dir, "vault.json"))),
+      prefetch: policyReferences(policy),
+      ttlSeconds: 60,
+      deadlineSeconds: 5,
+      log,
+    });
     return { policy, batcher };
   };
   const ask = (unit: string, id: string, over: { uid?: number; cgroup?: string } = {}) => ({
@@ -63,7 +82,10 @@ describe("agent answer", () => {
     const { policy, batcher } = setup();
     const a = await answer(ask("web.service", "db"), policy, batcher, log);
     expect(a).toEqual({ id: 5, data: Buffer.from("s3cret-value") });
-    expect(lines).toEqual(["homelab-secrets: backend batch 1: 2 reference(s) for 1 request(s)\n", "homelab-secrets: web.service: credential db: served 12 bytes\n"]);
+    expect(lines).toEqual([
+      "homelab-secrets: backend batch 1: 2 reference(s) for 1 request(s)\n",
+      "homelab-secrets: web.service: credential db: served 12 bytes\n",
+    ]);
   });
 
   it("refuses: not root, another cgroup, an unknown unit or ID, an empty value — each with a line naming unit and credential", async () => {
@@ -81,7 +103,9 @@ describe("agent answer", () => {
     expect(text).toContain("web.service: credential db: refused: the peer (pid 99) is in unit other.service, not web.service");
     expect(text).toContain("other.service: credential db: refused: the agent policy has no entry for other.service");
     expect(text).toContain("web.service: credential nope: refused: the agent policy gives web.service no credential of that name");
-    expect(text).toContain("web.service: credential blank: not served (65), the unit will not start: web.service: credential blank renders to 0 bytes");
+    expect(text).toContain(
+      "web.service: credential blank: not served (65), the unit will not start: web.service: credential blank renders to 0 bytes",
+    );
     expect(text).not.toContain("s3cret-value");
   });
 });

@@ -53,7 +53,13 @@ describe("pickValue", () => {
   });
 
   it("two fields with one label are ambiguous, with a hint", () => {
-    const twice: ConnectItem = { id: "x", fields: [{ label: "pw", value: "a" }, { label: "PW", value: "b" }] };
+    const twice: ConnectItem = {
+      id: "x",
+      fields: [
+        { label: "pw", value: "a" },
+        { label: "PW", value: "b" },
+      ],
+    };
     const problem = problemOf(() => pickValue(twice, parseReference("op://V/I/pw")));
     expect(problem.kind).toBe("ambiguous");
     expect(problem.message).toMatch(/^tooManyMatchingFields: 2 fields named "pw" in item "I"; add the section/);

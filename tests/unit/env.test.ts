@@ -16,7 +16,9 @@ const shells = { bash: findShell("bash"), dash: findShell("dash") };
 const inCi = process.env["CI"] === "true" || process.env["CI"] === "1";
 
 if (!shells.dash && !inCi) {
-  console.warn("\n*** env.test.ts: SKIPPING the dash round trips: dash is not installed (apt-get install -y dash). In CI this fails. ***\n");
+  console.warn(
+    "\n*** env.test.ts: SKIPPING the dash round trips: dash is not installed (apt-get install -y dash). In CI this fails. ***\n",
+  );
 }
 
 let dir: string;
@@ -53,7 +55,7 @@ const values: Array<[string, string]> = [
   ["plain", "correct horse battery staple"],
   ["double quotes", 'say "hi" ""'],
   ["single quotes", "it's 'quoted' ''"],
-  ["backslashes", "a\\b\\\\c \\n \\t \\$ \\\""],
+  ["backslashes", 'a\\b\\\\c \\n \\t \\$ \\"'],
   ["trailing backslash", "ends with \\"],
   ["only a backslash", "\\"],
   ["dollar", "$ $$ $1 $@ $* $# $? $- $! $0"],
@@ -83,7 +85,7 @@ const values: Array<[string, string]> = [
   ["redirections and pipes", "> out < in | cat & bg && || 2>&1"],
   ["json", '{"password": "p@ss\\"w$rd", "list": [1, 2]}'],
   ["control characters", "\x01\x02\x07\x1b[31m\x7f"],
-  ["very long, exactly at the limit", nearLimit("VALUE", "$`\"\\ é🔐\n")],
+  ["very long, exactly at the limit", nearLimit("VALUE", '$`"\\ é🔐\n')],
 ];
 
 describe.each(Object.entries(shells))("env files round-trip through %s", (name, shell) => {
@@ -110,7 +112,9 @@ describe.each(Object.entries(shells))("env files round-trip through %s", (name, 
     const script = vars.map(([key]) => `printf '%s:%s' "\${#${key}}" "$${key}"`).join("; ");
     const { exitCode, stdout } = await sourceAndPrint(shell, content, "", `LC_ALL=C; ${script}`);
     expect(exitCode).toBe(0);
-    const expected = Buffer.concat(vars.map(([, value]) => Buffer.concat([Buffer.from(`${Buffer.byteLength(value)}:`), Buffer.from(value, "utf8")])));
+    const expected = Buffer.concat(
+      vars.map(([, value]) => Buffer.concat([Buffer.from(`${Buffer.byteLength(value)}:`), Buffer.from(value, "utf8")])),
+    );
     expect(stdout.equals(expected)).toBe(true);
   });
 
@@ -134,9 +138,17 @@ describe.each(Object.entries(shells))("env files round-trip through %s", (name, 
 });
 
 describe("encodeEnvLine", () => {
-  it("writes KEY=\"value\" + LF with a backslash before \\ \" $ and backtick only", () => {
-    expect(encodeEnvLine("K", 'a\\b"c$d`e\'f\ng', "t.env")).toBe('K="a\\\\b\\"c\\$d\\`e\'f\ng"\n');
-    expect(encodeEnvFile([["A", "1"], ["B", ""]], "t.env")).toBe('A="1"\nB=""\n');
+  it('writes KEY="value" + LF with a backslash before \\ " $ and backtick only', () => {
+    expect(encodeEnvLine("K", "a\\b\"c$d`e'f\ng", "t.env")).toBe('K="a\\\\b\\"c\\$d\\`e\'f\ng"\n');
+    expect(
+      encodeEnvFile(
+        [
+          ["A", "1"],
+          ["B", ""],
+        ],
+        "t.env",
+      ),
+    ).toBe('A="1"\nB=""\n');
   });
 
   const refuse = (key: string, value: string) => {

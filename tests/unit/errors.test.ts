@@ -10,7 +10,9 @@ describe("exit codes", () => {
   it("the README's table lists exactly the codes in ExitCode", () => {
     const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
     const section = readme.slice(readme.indexOf("### Retries, deadline, exit codes"));
-    const table = [...section.slice(0, section.indexOf("\n\n", section.indexOf("| code |"))).matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
+    const table = [...section.slice(0, section.indexOf("\n\n", section.indexOf("| code |"))).matchAll(/^\| (\d+) \|/gm)].map((m) =>
+      Number(m[1]),
+    );
     expect(table).toEqual(Object.values(ExitCode).sort((a, b) => a - b));
   });
 

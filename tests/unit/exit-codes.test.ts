@@ -76,7 +76,10 @@ describe("usage errors exit 64", () => {
 describe("bad data exits 65", () => {
   it("a malformed spec names file:line on stderr (fetch and check)", async () => {
     const d = await fresh("malformed");
-    const spec = await writeSpec(d, `{\n  "version": 1,\n  "name": "x",\n  "outputDir": "${d}/out",\n  "files": {\n    "a": { "ref": "op://V/I" }\n  }\n}\n`);
+    const spec = await writeSpec(
+      d,
+      `{\n  "version": 1,\n  "name": "x",\n  "outputDir": "${d}/out",\n  "files": {\n    "a": { "ref": "op://V/I" }\n  }\n}\n`,
+    );
     for (const command of ["fetch", "check"]) {
       const result = await run([command, "--spec", spec, "--source", `file:${vault}`]);
       expect(result.exitCode).toBe(65);
@@ -102,7 +105,10 @@ describe("bad data exits 65", () => {
   it("a value an env file cannot hold, naming the variable but not the value; nothing is written", async () => {
     const d = await fresh("nul");
     const v = await writeVault(d, { V: { I: { fields: { ok: "fine-value-1234", nul: "nul-value-\u0000-secret" } } } });
-    const spec = await writeSpec(d, makeSpec(join(d, "out"), { files: { a: { ref: "op://V/I/ok" } }, envFiles: { "e.env": { vars: { BAD_VAR: "op://V/I/nul" } } } }));
+    const spec = await writeSpec(
+      d,
+      makeSpec(join(d, "out"), { files: { a: { ref: "op://V/I/ok" } }, envFiles: { "e.env": { vars: { BAD_VAR: "op://V/I/nul" } } } }),
+    );
     const result = await run(["fetch", "--spec", spec, "--source", `file:${v}`]);
     expect(result.exitCode).toBe(65);
     expect(result.stderr).toMatch(/e\.env: value of BAD_VAR contains a NUL byte/);
@@ -116,7 +122,9 @@ describe("not found exits 69", () => {
     const d = await fresh("missing");
     const spec = await writeSpec(
       d,
-      makeSpec(join(d, "out"), { files: { a: { ref: "op://Homelab/Item/password" }, b: { ref: "op://Homelab/Item/nope" }, c: { ref: "op://Homelab/Gone/x" } } }),
+      makeSpec(join(d, "out"), {
+        files: { a: { ref: "op://Homelab/Item/password" }, b: { ref: "op://Homelab/Item/nope" }, c: { ref: "op://Homelab/Gone/x" } },
+      }),
     );
     const result = await run(["fetch", "--spec", spec, "--source", `file:${vault}`]);
     expect(result.exitCode).toBe(69);
@@ -132,7 +140,11 @@ describe("not found exits 69", () => {
     const good = await writeSpec(d, makeSpec(out), "good.json");
     expect((await run(["fetch", "--spec", good, "--source", `file:${vault}`])).exitCode).toBe(0);
     expect(await readFile(join(out, "secret"), "utf8")).toBe("unit-test-value-7f3a");
-    const bad = await writeSpec(d, makeSpec(out, { files: { secret: { ref: "op://Homelab/Item/password" }, other: { ref: "op://Homelab/Item/nope" } } }), "bad.json");
+    const bad = await writeSpec(
+      d,
+      makeSpec(out, { files: { secret: { ref: "op://Homelab/Item/password" }, other: { ref: "op://Homelab/Item/nope" } } }),
+      "bad.json",
+    );
     expect((await run(["fetch", "--spec", bad, "--source", `file:${vault}`])).exitCode).toBe(69);
     expect(await readFile(join(out, "secret"), "utf8")).toBe("unit-test-value-7f3a");
     expect(existsSync(join(out, "other"))).toBe(false);
@@ -196,7 +208,9 @@ describe("configuration errors exit 78", () => {
     const credentials = await fresh("othercred/credentials");
     await writeFile(join(credentials, "op-token"), "ops_x", { mode: 0o400 });
     const spec = await writeSpec(d, makeSpec(join(d, "out")));
-    const result = await run(["fetch", "--spec", spec, "--token-credential", "other-token"], { env: { CREDENTIALS_DIRECTORY: credentials } });
+    const result = await run(["fetch", "--spec", spec, "--token-credential", "other-token"], {
+      env: { CREDENTIALS_DIRECTORY: credentials },
+    });
     expect(result.exitCode).toBe(78);
     expect(result.stderr).toContain(join(credentials, "other-token"));
   });
@@ -316,7 +330,11 @@ describe("logging", () => {
     const debug = loud.stderr.split("\n").filter((l) => l.startsWith("homelab-secrets: debug: "));
     expect(debug.length).toBeGreaterThan(quiet.stderr.split("\n").length);
     const resolving = debug.find((l) => l.includes("resolving"));
-    for (const ref of ["op://Homelab/Transmission/password", "op://Homelab/Backup/one-time?attribute=otp", "op://Homelab/Grafana/SMTP/password"]) {
+    for (const ref of [
+      "op://Homelab/Transmission/password",
+      "op://Homelab/Backup/one-time?attribute=otp",
+      "op://Homelab/Grafana/SMTP/password",
+    ]) {
       expect(resolving).toContain(ref);
     }
     // The values really were written, so they were in the process.
@@ -327,7 +345,9 @@ describe("logging", () => {
     const d = await fresh("demo-values");
     // Every command that touches values, verbose, with JOURNAL_STREAM too.
     const own = [
-      await run(["fetch", "--spec", demoSpec, "--source", `file:${demoVault}`, "--output-dir", join(d, "a"), "--verbose"], { env: { JOURNAL_STREAM: "1:1" } }),
+      await run(["fetch", "--spec", demoSpec, "--source", `file:${demoVault}`, "--output-dir", join(d, "a"), "--verbose"], {
+        env: { JOURNAL_STREAM: "1:1" },
+      }),
       await run(["read", "op://Homelab/Grafana/admin-password", "--source", `file:${demoVault}`, "--verbose"]),
       await run(["read", "op://Homelab/Grafana/admin-password", "--source", `file:${demoVault}`, "--out", join(d, "r"), "--verbose"]),
       await run(["demo", "--verbose", "--output-dir", join(d, "demo")]),

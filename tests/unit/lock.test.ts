@@ -70,7 +70,10 @@ describe("the --serialize lock", () => {
   it("gives up after the timeout and at once on abort, with exit class 75", async () => {
     writeFileSync(path.replace("/sub/", "/"), "");
     const held = await acquireLock(path, { log: recordingLogger().log });
-    await expect(acquireLock(path, { log: recordingLogger().log, timeoutMs: 100, pollMs: 20 })).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/gave up waiting/) as unknown });
+    await expect(acquireLock(path, { log: recordingLogger().log, timeoutMs: 100, pollMs: 20 })).rejects.toMatchObject({
+      exitCode: 75,
+      message: expect.stringMatching(/gave up waiting/) as unknown,
+    });
     const controller = new AbortController();
     const started = performance.now();
     const pending = acquireLock(path, { log: recordingLogger().log, signal: controller.signal, pollMs: 10_000 });

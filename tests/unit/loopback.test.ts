@@ -1,6 +1,12 @@
 // The socket-table parsing behind the loopback Connect check (security issue 13, item 4).
 import { describe, expect, it } from "vitest";
-import { assertTrustedListener, canonicalAddress, isLoopbackAddress, parseSocketTable, serverOwners } from "../../helper/src/sources/loopback.js";
+import {
+  assertTrustedListener,
+  canonicalAddress,
+  isLoopbackAddress,
+  parseSocketTable,
+  serverOwners,
+} from "../../helper/src/sources/loopback.js";
 
 const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 // As an x86 (little-endian) kernel prints them: 127.0.0.1:8080 listening as uid 1001, and
@@ -36,8 +42,13 @@ describe("loopback listener check", () => {
   });
 
   it("finds the listener and the accepted end, and wildcard listeners on the port", () => {
-    expect(serverOwners(entries, { address: "127.0.0.1", port: 8080 }, { address: "127.0.0.1", port: 40000 })).toEqual({ listeners: [1001], accepted: [1001] });
-    expect(serverOwners(entries, { address: "::ffff:127.0.0.1", port: 8082 }, { address: "::ffff:127.0.0.1", port: 1 }).listeners).toEqual([1002]);
+    expect(serverOwners(entries, { address: "127.0.0.1", port: 8080 }, { address: "127.0.0.1", port: 40000 })).toEqual({
+      listeners: [1001],
+      accepted: [1001],
+    });
+    expect(serverOwners(entries, { address: "::ffff:127.0.0.1", port: 8082 }, { address: "::ffff:127.0.0.1", port: 1 }).listeners).toEqual([
+      1002,
+    ]);
     expect(serverOwners(entries, { address: "::1", port: 8083 }, { address: "::1", port: 1 }).listeners).toEqual([1003]);
   });
 
@@ -45,15 +56,38 @@ describe("loopback listener check", () => {
     const policy = { allowed: new Set([0]), describe: "root" };
     const server = { address: "127.0.0.1", port: 8080 };
     const client = { address: "127.0.0.1", port: 40000 };
-    await expect(assertTrustedListener(server, client, policy, entries)).rejects.toMatchObject({ exitCode: 77, message: expect.stringMatching(/runs as uid 1001, not root/) as unknown });
-    await expect(assertTrustedListener({ address: "127.0.0.1", port: 9999 }, client, policy, entries)).rejects.toMatchObject({ exitCode: 77, message: expect.stringMatching(/no listening socket/) as unknown });
-    await expect(assertTrustedListener(server, client, { allowed: new Set([0, 1001]), describe: "root or 1001" }, entries)).resolves.toBeUndefined();
-    await expect(assertTrustedListener({ address: "::1", port: 8081 }, { address: "::1", port: 5 }, policy, entries)).resolves.toBeUndefined();
+    await expect(assertTrustedListener(server, client, policy, entries)).rejects.toMatchObject({
+      exitCode: 77,
+      message: expect.stringMatching(/runs as uid 1001, not root/) as unknown,
+    });
+    await expect(assertTrustedListener({ address: "127.0.0.1", port: 9999 }, client, policy, entries)).rejects.toMatchObject({
+      exitCode: 77,
+      message: expect.stringMatching(/no listening socket/) as unknown,
+    });
+    await expect(
+      assertTrustedListener(server, client, { allowed: new Set([0, 1001]), describe: "root or 1001" }, entries),
+    ).resolves.toBeUndefined();
+    await expect(
+      assertTrustedListener({ address: "::1", port: 8081 }, { address: "::1", port: 5 }, policy, entries),
+    ).resolves.toBeUndefined();
   });
 
   it("knows loopback addresses", () => {
-    expect(["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "[::1]", "0:0:0:0:0:0:0:1"].map(isLoopbackAddress)).toEqual([true, true, true, true, true, true]);
-    expect(["10.0.0.1", "::", "192.0.2.1", "::ffff:10.0.0.1", "fe80::1"].map(isLoopbackAddress)).toEqual([false, false, false, false, false]);
+    expect(["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "[::1]", "0:0:0:0:0:0:0:1"].map(isLoopbackAddress)).toEqual([
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
+    expect(["10.0.0.1", "::", "192.0.2.1", "::ffff:10.0.0.1", "fe80::1"].map(isLoopbackAddress)).toEqual([
+      false,
+      false,
+      false,
+      false,
+      false,
+    ]);
     expect(canonicalAddress("::FFFF:127.0.0.1")).toBe("127.0.0.1");
   });
 });

@@ -106,10 +106,14 @@ describe("tag filter (op-secret-manager semantics)", () => {
 
   // An empty filter once meant "no filter", so `--cleanup --tags "$UNSET"` removed everything.
   it("--tags '' is refused (64), not read as no tag filter", () => {
-    expect(() => pick("", false)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }));
+    expect(() => pick("", false)).toThrow(
+      expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }),
+    );
   });
   it("--tags ',,' --untagged is refused (64), not read as untagged only", () => {
-    expect(() => pick(",,", true)).toThrow(expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }));
+    expect(() => pick(",,", true)).toThrow(
+      expect.objectContaining({ exitCode: 64, message: expect.stringContaining("--tags names no tag") as unknown }),
+    );
   });
 
   it("never selects another user's entries", () => {
@@ -157,9 +161,9 @@ describe("paths", () => {
   });
 
   it("two entries writing one path are refused, naming both lines", () => {
-    expect(() => planEntries("alice op://V/I/a x\nalice op://V/I/b ./x", F, { user: "alice", uid: 5 }, tagFilter(undefined, false), false)).toThrow(
-      /mapfile:2: \/run\/user\/5\/secrets\/x is also written by line 1/,
-    );
+    expect(() =>
+      planEntries("alice op://V/I/a x\nalice op://V/I/b ./x", F, { user: "alice", uid: 5 }, tagFilter(undefined, false), false),
+    ).toThrow(/mapfile:2: \/run\/user\/5\/secrets\/x is also written by line 1/);
   });
 
   it("privileged runs hide other users' malformed lines but show the caller's", () => {
@@ -175,4 +179,3 @@ describe("paths", () => {
     expect(message).toMatch(/mapfile:2: invalid secret reference "op:\/\/bad"/);
   });
 });
-

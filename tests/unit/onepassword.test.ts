@@ -60,7 +60,11 @@ describe("classifySdkError", () => {
   });
 
   it("keeps the token out of every message", () => {
-    for (const text of [`invalid service account token ${token}`, `error sending request with ${token} to host`, `weird ${token}${token}`]) {
+    for (const text of [
+      `invalid service account token ${token}`,
+      `error sending request with ${token} to host`,
+      `weird ${token}${token}`,
+    ]) {
       const error = classifySdkError(new Error(text), token);
       expect(error.message).not.toContain(token);
       expect(error.message).not.toContain("SECRETTOKENTEXT");

@@ -79,7 +79,7 @@ const table: Array<[string, string]> = [
   ["op://v/i=x/f", "="],
   ["op://v/i#x/f", "#"],
   ["op://v/i(x)/f", "("],
-  ["op://v/i\"x/f", '"'],
+  ['op://v/i"x/f', '"'],
   ["op://v/i\\x/f", "backslash"],
   ["op://v/i&x/f", "&"],
   ["op://v/i*x/f", "*"],
@@ -156,7 +156,18 @@ describe("reference parsing agrees with @1password/sdk's validateSecretReference
 
   it("agrees on control characters and a sample of non-ASCII", () => {
     const disagreements: string[] = [];
-    const chars = [...Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(i)), "\x7f", "\u0080", "é", "ß", "Ω", "\u2028", "\ufeff", "\u200b", "𝔘"];
+    const chars = [
+      ...Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(i)),
+      "\x7f",
+      "\u0080",
+      "é",
+      "ß",
+      "Ω",
+      "\u2028",
+      "\ufeff",
+      "\u200b",
+      "𝔘",
+    ];
     for (const c of chars) {
       const ref = `op://v/a${c}b/f`;
       const sdk = sdkAccepts(ref);
@@ -175,9 +186,15 @@ describe("parseReference", () => {
   it.each([
     ["op://V/I/f", { vault: "V", item: "I", section: undefined, field: "f", attribute: undefined, sshFormat: undefined }],
     ["op://V/I/S/f", { vault: "V", item: "I", section: "S", field: "f", attribute: undefined, sshFormat: undefined }],
-    ["op://My Vault/My Item/one-time code?attribute=otp", { vault: "My Vault", item: "My Item", section: undefined, field: "one-time code", attribute: "otp", sshFormat: undefined }],
+    [
+      "op://My Vault/My Item/one-time code?attribute=otp",
+      { vault: "My Vault", item: "My Item", section: undefined, field: "one-time code", attribute: "otp", sshFormat: undefined },
+    ],
     ["op://V/I/S/f?attribute=totp", { vault: "V", item: "I", section: "S", field: "f", attribute: "totp", sshFormat: undefined }],
-    ["op://V/SSH/private key?ssh-format=openssh", { vault: "V", item: "SSH", section: undefined, field: "private key", attribute: undefined, sshFormat: "openssh" }],
+    [
+      "op://V/SSH/private key?ssh-format=openssh",
+      { vault: "V", item: "SSH", section: undefined, field: "private key", attribute: undefined, sshFormat: "openssh" },
+    ],
   ])("splits %j", (raw, expected) => {
     expect(parseReference(raw)).toEqual({ raw, ...expected });
   });

@@ -13,12 +13,13 @@ describe("resolveReferences", () => {
       name: "fake",
       // What a hostile or broken Connect server can put in an item's JSON "value".
       resolveAll: () =>
-        Promise.resolve(new Map<string, string>([
-          ["op://V/I/number", 424242 as unknown as string],
-          ["op://V/I/list", ["list-secret-a", "list-secret-b"] as unknown as string],
-          ["op://V/I/ok", "fine"],
-        ]),
-      ),
+        Promise.resolve(
+          new Map<string, string>([
+            ["op://V/I/number", 424242 as unknown as string],
+            ["op://V/I/list", ["list-secret-a", "list-secret-b"] as unknown as string],
+            ["op://V/I/ok", "fine"],
+          ]),
+        ),
     };
     const error = await resolveReferences(source, refs, { deadlineSeconds: 5, log: silentLogger }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(HomelabError);

@@ -90,27 +90,30 @@ describe("withRetry", () => {
     [ExitCode.cantCreate, (m: string) => new HomelabError(ExitCode.cantCreate, m)],
     [ExitCode.noPerm, permissionError],
     [ExitCode.config, configError],
-  ] as Array<[ExitCodeValue, (m: string) => HomelabError]>)("fails at once on a permanent %i error, after exactly 1 attempt", async (code, make) => {
-    const { lines, log } = capture();
-    let calls = 0;
-    const thrown = make("permanent problem");
-    const started = performance.now();
-    const error = await rejectionOf(
-      withRetry(
-        "backend",
-        () => {
-          calls++;
-          throw thrown;
-        },
-        { signal: never(), log, retries: 5, minTimeoutMs: 1000 },
-      ),
-    );
-    expect(calls).toBe(1);
-    expect(error).toBe(thrown);
-    expect(error.exitCode).toBe(code);
-    expect(performance.now() - started).toBeLessThan(500);
-    expect(lines.filter((l) => l.includes("retrying"))).toEqual([]);
-  });
+  ] as Array<[ExitCodeValue, (m: string) => HomelabError]>)(
+    "fails at once on a permanent %i error, after exactly 1 attempt",
+    async (code, make) => {
+      const { lines, log } = capture();
+      let calls = 0;
+      const thrown = make("permanent problem");
+      const started = performance.now();
+      const error = await rejectionOf(
+        withRetry(
+          "backend",
+          () => {
+            calls++;
+            throw thrown;
+          },
+          { signal: never(), log, retries: 5, minTimeoutMs: 1000 },
+        ),
+      );
+      expect(calls).toBe(1);
+      expect(error).toBe(thrown);
+      expect(error.exitCode).toBe(code);
+      expect(performance.now() - started).toBeLessThan(500);
+      expect(lines.filter((l) => l.includes("retrying"))).toEqual([]);
+    },
+  );
 
   it("does not retry errors that are not HomelabErrors (bugs)", async () => {
     let calls = 0;
@@ -331,4 +334,3 @@ describe("sleep", () => {
     expect(error.message).toBe("stop");
   });
 });
-

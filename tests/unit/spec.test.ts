@@ -157,14 +157,19 @@ describe("spec: invalid JSON names the line", () => {
   });
 
   it("refuses absurdly deep nesting as bad data (65), not a stack overflow (70)", () => {
-    for (const [open, close] of [["[", "]"], ['{"a":', "}"]] as const) {
+    for (const [open, close] of [
+      ["[", "]"],
+      ['{"a":', "}"],
+    ] as const) {
       const text = `{\n  "version": 1,\n  "files": ${open.repeat(20_000)}1${close.repeat(20_000)}\n}`;
       const error = errorOf(text);
       expect(error.exitCode).toBe(65);
       expect(error.message).toMatch(/^spec\.json:3: invalid JSON: nested more than 64 levels deep$/);
     }
     // Real specs are four levels deep; 64 is plenty.
-    expect(() => parseSpec(`{"version": 1, "name": "x", "outputDir": "/run/x", "files": {"f": {"ref": "op://V/I/f"}}, "templates": {}}`, "s")).not.toThrow();
+    expect(() =>
+      parseSpec(`{"version": 1, "name": "x", "outputDir": "/run/x", "files": {"f": {"ref": "op://V/I/f"}}, "templates": {}}`, "s"),
+    ).not.toThrow();
   });
 
   it("uses the file name it was given", () => {
@@ -187,7 +192,12 @@ describe("spec: files", () => {
     expectError(text, lineOf(text, `"mode"`), "files.pw.mode", /octal mode string/);
   });
 
-  it.each([["number 384", "384"], ["number 0", "0"], ["null", "null"], ["true", "true"]])("refuses a non-string mode (%s)", (_what, mode) => {
+  it.each([
+    ["number 384", "384"],
+    ["number 0", "0"],
+    ["null", "null"],
+    ["true", "true"],
+  ])("refuses a non-string mode (%s)", (_what, mode) => {
     const text = specText([fileEntry("pw", `{\n      "ref": "op://V/I/f",\n      "mode": ${mode}\n    }`)]);
     expectError(text, lineOf(text, `"mode"`), "files.pw.mode", /octal mode string/);
   });
@@ -291,14 +301,17 @@ describe("spec: owner, group, source", () => {
 });
 
 describe("spec: envFiles", () => {
-  const envEntry = (vars: string, extra = "") => `"envFiles": {\n    "app.env": {${extra}\n      "vars": {\n        ${vars}\n      }\n    }\n  }`;
+  const envEntry = (vars: string, extra = "") =>
+    `"envFiles": {\n    "app.env": {${extra}\n      "vars": {\n        ${vars}\n      }\n    }\n  }`;
 
   it.each(["1BAD", "BAD-NAME", "A B", "", "É", "A.B", "A=B"])("refuses the variable name %j on its line", (key) => {
     const text = specText([envEntry(`${JSON.stringify(key)}: "op://V/I/f"`)]);
     const error = errorOf(text);
     expect(error.exitCode).toBe(65);
     const escaped = key.replace(/~/g, "~0").replace(/\//g, "~1");
-    expect(error.message).toBe(`spec.json:${lineOf(text, "op://V/I/f")}: envFiles.app.env.vars.${escaped}: "${key}" is not a valid variable name`);
+    expect(error.message).toBe(
+      `spec.json:${lineOf(text, "op://V/I/f")}: envFiles.app.env.vars.${escaped}: "${key}" is not a valid variable name`,
+    );
   });
 
   it.each([
@@ -321,7 +334,10 @@ describe("spec: envFiles", () => {
   });
 
   it("keeps variables in spec order", () => {
-    const spec = parseSpec(specText([envEntry(`"Z": "op://V/I/z",\n        "_a": "op://V/I/a",\n        "M1": "op://V/S/I/m"`)]), "spec.json");
+    const spec = parseSpec(
+      specText([envEntry(`"Z": "op://V/I/z",\n        "_a": "op://V/I/a",\n        "M1": "op://V/S/I/m"`)]),
+      "spec.json",
+    );
     expect(spec.envFiles[0]!.vars.map(([k, r]) => [k, r.raw])).toEqual([
       ["Z", "op://V/I/z"],
       ["_a", "op://V/I/a"],
@@ -350,7 +366,9 @@ describe("spec: templates", () => {
   // as in the Nix module; {{ … }} that is not a reference stays literal text.
   it("keeps {{ … }} that is not a reference as text, and refuses a template with no reference", () => {
     const spec = parseSpec(specText([`"templates": { "b": { "content": "{{ not op }} {{ op://V/I/f }}" } }`]), "spec.json");
-    expect(spec.templates.map((t) => t.parts)).toEqual([[{ text: "{{ not op }} " }, { ref: expect.objectContaining({ raw: "op://V/I/f" }) as unknown }]]);
+    expect(spec.templates.map((t) => t.parts)).toEqual([
+      [{ text: "{{ not op }} " }, { ref: expect.objectContaining({ raw: "op://V/I/f" }) as unknown }],
+    ]);
     for (const content of ["", "{{ not op }}"]) {
       const text = specText([`"templates": {\n    "t": {\n      "content": ${JSON.stringify(content)}\n    }\n  }`]);
       expectError(text, lineOf(text, `"content"`), "templates.t.content", /contains no \{\{ op:\/\/vault\/item\/field \}\} reference/);
@@ -360,9 +378,19 @@ describe("spec: templates", () => {
 
 describe("spec: duplicate output names", () => {
   it.each([
-    ["files and envFiles", `"files": { "x": { "ref": "op://V/I/f" } }`, `"envFiles": {\n    "x": { "vars": { "K": "op://V/I/f" } }\n  }`, "envFiles.x"],
+    [
+      "files and envFiles",
+      `"files": { "x": { "ref": "op://V/I/f" } }`,
+      `"envFiles": {\n    "x": { "vars": { "K": "op://V/I/f" } }\n  }`,
+      "envFiles.x",
+    ],
     ["files and templates", `"files": { "x": { "ref": "op://V/I/f" } }`, `"templates": {\n    "x": { "content": "c" }\n  }`, "templates.x"],
-    ["envFiles and templates", `"envFiles": { "x": { "vars": { "K": "op://V/I/f" } } }`, `"templates": {\n    "x": { "content": "c" }\n  }`, "templates.x"],
+    [
+      "envFiles and templates",
+      `"envFiles": { "x": { "vars": { "K": "op://V/I/f" } } }`,
+      `"templates": {\n    "x": { "content": "c" }\n  }`,
+      "templates.x",
+    ],
   ])("refuses the same name in %s, naming both places", (_what, first, second, field) => {
     const text = specText([first, second]);
     const firstField = first.startsWith(`"files"`) ? "files.x" : "envFiles.x";
@@ -416,11 +444,27 @@ describe("spec: a valid spec", () => {
         { name: "rpc-password", ref: password, mode: 0o400 },
         {
           name: "otp",
-          ref: ref("op://Homelab/Transmission/Login/one-time code?attribute=totp", "Homelab", "Transmission", "Login", "one-time code", "totp"),
+          ref: ref(
+            "op://Homelab/Transmission/Login/one-time code?attribute=totp",
+            "Homelab",
+            "Transmission",
+            "Login",
+            "one-time code",
+            "totp",
+          ),
           mode: 0o400,
         },
       ],
-      envFiles: [{ name: "transmission.env", mode: 0o440, vars: [["RPC_PASSWORD", password], ["USER", username]] }],
+      envFiles: [
+        {
+          name: "transmission.env",
+          mode: 0o440,
+          vars: [
+            ["RPC_PASSWORD", password],
+            ["USER", username],
+          ],
+        },
+      ],
       templates: [
         {
           name: "settings.json",
@@ -446,7 +490,11 @@ describe("spec: a valid spec", () => {
       `"files": { "a": { "ref": "op://V/I/f" }, "b": { "ref": "op://V/I/f?attribute=otp" }, "c": { "ref": "op://V/I/f" } }`,
       `"templates": { "t": { "content": "{{ op://V/I/f }}{{ op://V/I/f?attribute=totp }}{{op://V/I/f}}" } }`,
     ]);
-    expect(specReferences(parseSpec(text, "spec.json")).map((r) => r.raw)).toEqual(["op://V/I/f", "op://V/I/f?attribute=otp", "op://V/I/f?attribute=totp"]);
+    expect(specReferences(parseSpec(text, "spec.json")).map((r) => r.raw)).toEqual([
+      "op://V/I/f",
+      "op://V/I/f?attribute=otp",
+      "op://V/I/f?attribute=totp",
+    ]);
   });
 });
 
@@ -455,12 +503,18 @@ describe("loadSpec", () => {
     const dir = await makeTempDir();
     const path = join(dir, "bad.json");
     await writeFile(path, `{\n  "version": 1,\n  "name": "x",\n  "outputDir": "relative"\n}\n`);
-    await expect(loadSpec(path)).rejects.toMatchObject({ exitCode: 65, message: `${path}:4: outputDir: must be an absolute directory path without ".." (not "/")` });
+    await expect(loadSpec(path)).rejects.toMatchObject({
+      exitCode: 65,
+      message: `${path}:4: outputDir: must be an absolute directory path without ".." (not "/")`,
+    });
   });
 
   it("refuses a missing or unreadable spec file as a configuration error (78)", async () => {
     const dir = await makeTempDir();
-    await expect(loadSpec(join(dir, "nope.json"))).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("ENOENT") as unknown });
+    await expect(loadSpec(join(dir, "nope.json"))).rejects.toMatchObject({
+      exitCode: 78,
+      message: expect.stringContaining("ENOENT") as unknown,
+    });
     await expect(loadSpec(dir)).rejects.toMatchObject({ exitCode: 78, message: expect.stringContaining("EISDIR") as unknown });
     if (process.geteuid?.() !== 0) {
       const locked = join(dir, "locked.json");

@@ -18,7 +18,12 @@ describe("user --cleanup with an empty --tags", () => {
     mapfile = join(dir, "mapfile");
     await writeFile(
       mapfile,
-      [`${me} op://V/I/a ${join(dir, "out", "tagged-a")} a`, `${me} op://V/I/b ${join(dir, "out", "tagged-b")} b`, `${me} op://V/I/c ${join(dir, "out", "untagged")}`, ""].join("\n"),
+      [
+        `${me} op://V/I/a ${join(dir, "out", "tagged-a")} a`,
+        `${me} op://V/I/b ${join(dir, "out", "tagged-b")} b`,
+        `${me} op://V/I/c ${join(dir, "out", "untagged")}`,
+        "",
+      ].join("\n"),
       { mode: 0o644 },
     );
     await mkdir(join(dir, "out"), { mode: 0o700 });

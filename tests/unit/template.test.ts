@@ -121,8 +121,14 @@ describe("templates through the CLI (file source)", () => {
     const vault = await writeVault(dir, {
       "Home Lab": { "Web App": { fields: { password: 'p"w$d`\\', user: "admin" }, sections: { DB: { url: "postgres://db/x?a=1&b=2" } } } },
     });
-    const content = "user={{op://Home Lab/Web App/user}}\npass={{ op://Home Lab/Web App/password }}\r\n{{ op://Home Lab/Web App/DB/url }}{{ op://Home Lab/Web App/user }}\n{{ not.a.ref }}";
-    const spec = await writeSpec(dir, { version: 1, name: "t", outputDir: join(dir, "out"), templates: { "app.conf": { content, mode: "0640" } } });
+    const content =
+      "user={{op://Home Lab/Web App/user}}\npass={{ op://Home Lab/Web App/password }}\r\n{{ op://Home Lab/Web App/DB/url }}{{ op://Home Lab/Web App/user }}\n{{ not.a.ref }}";
+    const spec = await writeSpec(dir, {
+      version: 1,
+      name: "t",
+      outputDir: join(dir, "out"),
+      templates: { "app.conf": { content, mode: "0640" } },
+    });
     const result = await runCli(["fetch", "--spec", spec, "--source", `file:${vault}`]);
     expect(result.stderr).not.toContain('p"w$d');
     expect(result.exitCode).toBe(0);

@@ -18,7 +18,10 @@ describe("a FIFO as the token", () => {
     // Nobody ever opens these for writing: a blocking open(2) would wait forever.
     execFileSync("mkfifo", ["-m", "0600", join(dir, "token-fifo"), join(credentials, "op-token")]);
     spec = join(dir, "spec.json");
-    await writeFile(spec, JSON.stringify({ version: 1, name: "fifo", outputDir: join(dir, "out"), files: { secret: { ref: "op://V/I/f" } } }));
+    await writeFile(
+      spec,
+      JSON.stringify({ version: 1, name: "fifo", outputDir: join(dir, "out"), files: { secret: { ref: "op://V/I/f" } } }),
+    );
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
@@ -30,7 +33,10 @@ describe("a FIFO as the token", () => {
   });
 
   it("as $CREDENTIALS_DIRECTORY/op-token: refused at once (78)", async () => {
-    const result = await runCli(["fetch", "--spec", spec, "--deadline", "3"], { timeout: 20_000, env: { CREDENTIALS_DIRECTORY: credentials } });
+    const result = await runCli(["fetch", "--spec", spec, "--deadline", "3"], {
+      timeout: 20_000,
+      env: { CREDENTIALS_DIRECTORY: credentials },
+    });
     expect(result.stderr).toContain(`token ${join(credentials, "op-token")} is not a regular file`);
     expect(result.exitCode).toBe(78);
   });
@@ -40,7 +46,9 @@ describe("a FIFO as the token", () => {
     const asSpec = await runCli(["fetch", "--spec", join(dir, "spec-fifo"), "--deadline", "3"], { timeout: 20_000 });
     expect(asSpec.stderr).toContain(`spec ${join(dir, "spec-fifo")} is not a regular file`);
     expect(asSpec.exitCode).toBe(78);
-    const asVault = await runCli(["fetch", "--spec", spec, "--source", `file:${join(dir, "vault-fifo")}`, "--deadline", "3"], { timeout: 20_000 });
+    const asVault = await runCli(["fetch", "--spec", spec, "--source", `file:${join(dir, "vault-fifo")}`, "--deadline", "3"], {
+      timeout: 20_000,
+    });
     expect(asVault.stderr).toContain(`vault file ${join(dir, "vault-fifo")} is not a regular file`);
     expect(asVault.exitCode).toBe(78);
   });

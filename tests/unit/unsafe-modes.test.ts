@@ -19,13 +19,35 @@ describe("unsafe modes through the CLI", () => {
 
   const spec = async (name: string, extra: Record<string, unknown>) => {
     const file = join(dir, `${name}.json`);
-    await writeFile(file, JSON.stringify({ version: 1, name, outputDir: join(dir, name), source: { type: "file", path: vault }, files: { secret: { ref: "op://V/I/f" } }, ...extra }, null, 2));
+    await writeFile(
+      file,
+      JSON.stringify(
+        {
+          version: 1,
+          name,
+          outputDir: join(dir, name),
+          source: { type: "file", path: vault },
+          files: { secret: { ref: "op://V/I/f" } },
+          ...extra,
+        },
+        null,
+        2,
+      ),
+    );
     return file;
   };
 
   it.each([
-    ["file mode 0666", { files: { secret: { ref: "op://V/I/f", mode: "0666" } } }, /files\.secret\.mode: "0666" lets others access a secret/],
-    ["file mode 0460", { files: { secret: { ref: "op://V/I/f", mode: "0460" } } }, /files\.secret\.mode: "0460" lets the group write a secret/],
+    [
+      "file mode 0666",
+      { files: { secret: { ref: "op://V/I/f", mode: "0666" } } },
+      /files\.secret\.mode: "0666" lets others access a secret/,
+    ],
+    [
+      "file mode 0460",
+      { files: { secret: { ref: "op://V/I/f", mode: "0460" } } },
+      /files\.secret\.mode: "0460" lets the group write a secret/,
+    ],
     ["dirMode 0755", { dirMode: "0755" }, /dirMode: "0755" lets others access/],
   ])("check and fetch refuse %s (65) and fetch writes nothing", async (name, extra, why) => {
     const file = await spec(name.replace(/\W/g, "-"), extra);
@@ -78,7 +100,13 @@ describe("unsafe modes through the CLI", () => {
 
   it("check warns about a plain-http Connect host off this host, not about loopback or https", async () => {
     const warnings: string[] = [];
-    for (const host of ["http://connect.example.org:8080", "http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080", "https://connect.example.org"]) {
+    for (const host of [
+      "http://connect.example.org:8080",
+      "http://127.0.0.1:8080",
+      "http://localhost:8080",
+      "http://[::1]:8080",
+      "https://connect.example.org",
+    ]) {
       const file = await spec("connect-host", { source: { type: "connect", host } });
       const result = await runCli(["check", "--spec", file]);
       expect(result.exitCode, result.stderr).toBe(0);

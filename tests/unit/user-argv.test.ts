@@ -4,12 +4,27 @@ import { normalizeUserArgv } from "../../helper/src/commands/user.js";
 
 describe("argv normalisation (op-secret-manager takes -flag and --flag)", () => {
   it.each([
-    [["-map-file-path", "/x"], ["--map-file-path", "/x"]],
-    [["-tags=a,b", "-untagged"], ["--tags=a,b", "--untagged"]],
-    [["-v", "-cleanup"], ["-v", "--cleanup"]],
-    [["--serialize", "-version"], ["--serialize", "--version"]],
+    [
+      ["-map-file-path", "/x"],
+      ["--map-file-path", "/x"],
+    ],
+    [
+      ["-tags=a,b", "-untagged"],
+      ["--tags=a,b", "--untagged"],
+    ],
+    [
+      ["-v", "-cleanup"],
+      ["-v", "--cleanup"],
+    ],
+    [
+      ["--serialize", "-version"],
+      ["--serialize", "--version"],
+    ],
     [["-unknown-flag"], ["-unknown-flag"]],
-    [["--", "-cleanup"], ["--", "-cleanup"]],
+    [
+      ["--", "-cleanup"],
+      ["--", "-cleanup"],
+    ],
   ])("%j", (input, want) => {
     expect(normalizeUserArgv(input)).toEqual(want);
   });

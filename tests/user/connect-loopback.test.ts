@@ -33,7 +33,21 @@ describeAsRoot("user mode: the Connect server's owner on loopback", () => {
   async function startAs(user: Account) {
     const child: ResultPromise = execa(
       "setpriv",
-      ["--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups", "--", process.execPath, fakeConnect, "--vault", join(host.dir, "fake", "vault.json"), "--token-file", join(host.dir, "fake", "token"), "--log-requests"],
+      [
+        "--reuid",
+        String(user.uid),
+        "--regid",
+        String(user.gid),
+        "--clear-groups",
+        "--",
+        process.execPath,
+        fakeConnect,
+        "--vault",
+        join(host.dir, "fake", "vault.json"),
+        "--token-file",
+        join(host.dir, "fake", "token"),
+        "--log-requests",
+      ],
       { reject: false, buffer: false, stdin: "ignore" },
     );
     const seen: string[] = [];
@@ -62,7 +76,11 @@ describeAsRoot("user mode: the Connect server's owner on loopback", () => {
     try {
       host.writeConfig({ source: { type: "connect", host: server.url } });
       const result = await host.run(u0, []);
-      expect(result.stderr).toMatch(new RegExp(`refusing to send the Connect token to 127\\.0\\.0\\.1:\\d+: the server there runs as uid ${u1.uid}, not root or this process's uid ${host.svc.uid}`));
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `refusing to send the Connect token to 127\\.0\\.0\\.1:\\d+: the server there runs as uid ${u1.uid}, not root or this process's uid ${host.svc.uid}`,
+        ),
+      );
       expect(result.exitCode).toBe(77);
       expect(server.seen).toEqual([]);
     } finally {

@@ -18,7 +18,12 @@ describeAsRoot("doctor: the Connect host", () => {
     await host?.destroy();
   });
 
-  const doctor = () => execa(process.execPath, [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", host.wrapper, "--service-user", host.svc.name], { reject: false });
+  const doctor = () =>
+    execa(
+      process.execPath,
+      [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", host.wrapper, "--service-user", host.svc.name],
+      { reject: false },
+    );
   const connectLine = (stdout: string) => stdout.split("\n").find((line) => line.includes("connect host:"));
 
   /** A listener on a free loopback port, opened by `user` (root when undefined), until stopped. */
@@ -28,9 +33,12 @@ describeAsRoot("doctor: the Connect host", () => {
       await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
       return { port: (server.address() as { port: number }).port, stop: () => new Promise((resolve) => server.close(() => resolve())) };
     }
-    const script = "const s=require('net').createServer().listen(0,'127.0.0.1',()=>console.log(s.address().port));process.on('SIGTERM',()=>process.exit(0))";
+    const script =
+      "const s=require('net').createServer().listen(0,'127.0.0.1',()=>console.log(s.address().port));process.on('SIGTERM',()=>process.exit(0))";
     const child = host.runAs(user, process.execPath, ["-e", script]);
-    const port = await new Promise<number>((resolve) => child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+    const port = await new Promise<number>((resolve) =>
+      child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim()))),
+    );
     return {
       port,
       stop: async () => {
@@ -45,7 +53,11 @@ describeAsRoot("doctor: the Connect host", () => {
     try {
       host.writeConfig({ source: { type: "connect", host: `http://127.0.0.1:${squatter.port}` } });
       const r = await doctor();
-      expect(connectLine(r.stdout)).toMatch(new RegExp(`^UNSAFE  connect host: http://127\\.0\\.0\\.1:${squatter.port}: the server listening there runs as uid ${u0.uid}, not root, ${host.svc.name}`));
+      expect(connectLine(r.stdout)).toMatch(
+        new RegExp(
+          `^UNSAFE  connect host: http://127\\.0\\.0\\.1:${squatter.port}: the server listening there runs as uid ${u0.uid}, not root, ${host.svc.name}`,
+        ),
+      );
       expect(r.exitCode).toBe(78);
       host.writeConfig({ source: { type: "connect", host: `http://127.0.0.1:${squatter.port}`, listenerUser: u0.name } });
       expect(connectLine((await doctor()).stdout)).toMatch(/^ok {6}connect host: .*server run by uid/);

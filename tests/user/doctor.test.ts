@@ -15,7 +15,11 @@ describeAsRoot("homelab-secrets doctor", () => {
     await host?.destroy();
   });
   const doctor = () =>
-    execa(process.execPath, [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", host.wrapper, "--service-user", host.svc.name], { reject: false });
+    execa(
+      process.execPath,
+      [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", host.wrapper, "--service-user", host.svc.name],
+      { reject: false },
+    );
   const restore = () => {
     chmodSync(join(host.configDir, "token"), 0o600);
     chownSync(join(host.configDir, "token"), host.svc.uid, host.svc.gid);
@@ -62,19 +66,50 @@ describeAsRoot("homelab-secrets doctor", () => {
     ["token owned by root", () => chownSync(join(host.configDir, "token"), 0, 0), /UNSAFE {2}token: .*not owned by/],
     ["mapfile group-writable", () => host.writeMapfile("", { mode: 0o660 }), /UNSAFE {2}mapfile: .*writable by group or others/],
     ["mapfile world-readable", () => host.writeMapfile("", { mode: 0o644 }), /UNSAFE {2}mapfile: .*readable by others/],
-    ["mapfile owned by the service account", () => host.writeMapfile("", { owner: host.svc.uid }), /UNSAFE {2}mapfile: .*not owned by root/],
+    [
+      "mapfile owned by the service account",
+      () => host.writeMapfile("", { owner: host.svc.uid }),
+      /UNSAFE {2}mapfile: .*not owned by root/,
+    ],
     ["mapfile in root's group", () => host.writeMapfile("", { group: 0 }), /UNSAFE {2}mapfile: .*group is not/],
-    ["config.json writable by others", () => chmodSync(join(host.configDir, "config.json"), 0o666), /UNSAFE {2}config\.json: .*writable by group or others/],
+    [
+      "config.json writable by others",
+      () => chmodSync(join(host.configDir, "config.json"), 0o666),
+      /UNSAFE {2}config\.json: .*writable by group or others/,
+    ],
     ["config.json invalid", () => writeFileSync(join(host.configDir, "config.json"), "{"), /UNSAFE {2}config\.json: .*not valid JSON/],
     ["wrapper without SUID", () => chmodSync(host.wrapper, 0o2755), /UNSAFE {2}wrapper: .*not set-user-ID/],
     ["wrapper without SGID", () => chmodSync(host.wrapper, 0o4755), /UNSAFE {2}wrapper: .*not set-group-ID/],
     ["wrapper world-writable", () => chmodSync(host.wrapper, 0o6757), /UNSAFE {2}wrapper: .*writable by group or others/],
-    ["wrapper SUID root", () => { chownSync(host.wrapper, 0, 0); chmodSync(host.wrapper, 0o6755); }, /UNSAFE {2}wrapper: .*set-user-ID root/],
+    [
+      "wrapper SUID root",
+      () => {
+        chownSync(host.wrapper, 0, 0);
+        chmodSync(host.wrapper, 0o6755);
+      },
+      /UNSAFE {2}wrapper: .*set-user-ID root/,
+    ],
     ["file-source vault readable by others", () => chmodSync(host.vaultFile, 0o644), /UNSAFE {2}vault: .*readable by others/],
-    ["file-source vault owned by a user", () => chownSync(host.vaultFile, host.users[0]!.uid, host.users[0]!.gid), /UNSAFE {2}vault: .*not owned by root or/],
-    ["config directory group-writable", () => chmodSync(host.configDir, 0o775), /UNSAFE {2}config directory: .*writable by group or others/],
-    ["rate-limit state owned by root", () => chownSync(host.stateDir, 0, 0), /UNSAFE {2}rate-limit state: .*not owned by the service account/],
-    ["rate-limit state group-readable", () => chmodSync(host.stateDir, 0o750), /UNSAFE {2}rate-limit state: .*accessible to group or others/],
+    [
+      "file-source vault owned by a user",
+      () => chownSync(host.vaultFile, host.users[0]!.uid, host.users[0]!.gid),
+      /UNSAFE {2}vault: .*not owned by root or/,
+    ],
+    [
+      "config directory group-writable",
+      () => chmodSync(host.configDir, 0o775),
+      /UNSAFE {2}config directory: .*writable by group or others/,
+    ],
+    [
+      "rate-limit state owned by root",
+      () => chownSync(host.stateDir, 0, 0),
+      /UNSAFE {2}rate-limit state: .*not owned by the service account/,
+    ],
+    [
+      "rate-limit state group-readable",
+      () => chmodSync(host.stateDir, 0o750),
+      /UNSAFE {2}rate-limit state: .*accessible to group or others/,
+    ],
     [
       "rate-limit state missing with a token source",
       () => {

@@ -4,14 +4,39 @@
  * against a tree someone other than root can change. Real users and a real service account.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
 import { startFakeConnect } from "../connect/fake-connect.mjs";
-import { cliPath, createHost, describeAsRoot, listTree, nodePath, processesOf, repoRoot, type Account, type Host, type RunPromise, waitFor } from "./harness.js";
+import {
+  cliPath,
+  createHost,
+  describeAsRoot,
+  listTree,
+  nodePath,
+  processesOf,
+  repoRoot,
+  type Account,
+  type Host,
+  type RunPromise,
+  waitFor,
+} from "./harness.js";
 
 const vault = { vaults: { V: { items: { A: { fields: { one: "alpha-1" } } } } } };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -89,7 +114,9 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
       attack = undefined;
       const killedAt = performance.now();
       const left = await waitFor(() => (svcProcesses().length === 0 ? true : undefined), 3000);
-      console.info(`prlimit --nproc=2: service-account processes gone ${Math.round(performance.now() - killedAt)} ms after the caller was killed`);
+      console.info(
+        `prlimit --nproc=2: service-account processes gone ${Math.round(performance.now() - killedAt)} ms after the caller was killed`,
+      );
       expect(left, `service-account processes left behind: ${svcProcesses().join(",")}`).toBe(true);
       expect(outcome, "the run ended by itself").toBeDefined();
       expect(r.exitCode).toBe(78);
@@ -100,7 +127,9 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
 
     it("soft limits the caller lowered are raised to the hard ones", async () => {
       useFake();
-      const r = await host.runAs(attacker, "prlimit", ["--nproc=2:", "--nofile=5:", "--stack=16384:", "--", host.wrapper], { timeoutMs: 20_000 });
+      const r = await host.runAs(attacker, "prlimit", ["--nproc=2:", "--nofile=5:", "--stack=16384:", "--", host.wrapper], {
+        timeoutMs: 20_000,
+      });
       expect(r.exitCode, r.stderr).toBe(0);
       expect(listTree(host.secretsDir(attacker))).toEqual(["one.txt"]);
     });
@@ -129,10 +158,15 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
     // The attacker's fetcher holds the lock and waits on the backend.
     expect(await waitFor(() => (sockets.size > 0 ? true : undefined), 15_000)).toBe(true);
     useFake(); // the attacker's fetcher keeps its open config
-    const fetcher = svcProcesses().filter((pid) => new RegExp(`^PPid:\\s+${attack!.pid}$`, "m").test(readFileSync(`/proc/${pid}/status`, "utf8")));
+    const fetcher = svcProcesses().filter((pid) =>
+      new RegExp(`^PPid:\\s+${attack!.pid}$`, "m").test(readFileSync(`/proc/${pid}/status`, "utf8")),
+    );
     expect(fetcher.length).toBe(1);
     const inode = statSync(join(host.configDir, "mapfile")).ino;
-    const holds = () => readFileSync("/proc/locks", "utf8").split("\n").some((l) => new RegExp(`FLOCK .* ${fetcher[0]} [0-9a-f]+:[0-9a-f]+:${inode} `).test(l));
+    const holds = () =>
+      readFileSync("/proc/locks", "utf8")
+        .split("\n")
+        .some((l) => new RegExp(`FLOCK .* ${fetcher[0]} [0-9a-f]+:[0-9a-f]+:${inode} `).test(l));
     expect(await waitFor(() => (holds() ? true : undefined), 15_000), "the attacker's fetcher holds the lock").toBe(true);
     const group = join(root, `hs-freeze-${attacker.name}`);
     mkdirSync(group);
@@ -140,12 +174,16 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
       // What `systemd-run --user --scope` + `systemctl --user freeze` do to the caller's scope.
       for (const pid of [attack.pid!, ...fetcher]) writeFileSync(join(group, "cgroup.procs"), String(pid));
       writeFileSync(join(group, "cgroup.freeze"), "1");
-      expect(await waitFor(() => (/^frozen 1$/m.test(readFileSync(join(group, "cgroup.events"), "utf8")) ? true : undefined), 5000)).toBe(true);
+      expect(await waitFor(() => (/^frozen 1$/m.test(readFileSync(join(group, "cgroup.events"), "utf8")) ? true : undefined), 5000)).toBe(
+        true,
+      );
       const started = performance.now();
       await victimGetsItsTurn();
       console.info(`frozen lock holder: the next --serialize run finished ${Math.round(performance.now() - started)} ms after the freeze`);
       // Dead: gone, or a zombie its frozen parent (the writer) has not reaped yet.
-      const state = existsSync(`/proc/${fetcher[0]}`) ? /^State:\s+(\S)/m.exec(readFileSync(`/proc/${fetcher[0]}/status`, "utf8"))?.[1] : "gone";
+      const state = existsSync(`/proc/${fetcher[0]}`)
+        ? /^State:\s+(\S)/m.exec(readFileSync(`/proc/${fetcher[0]}/status`, "utf8"))?.[1]
+        : "gone";
       expect(state).toMatch(/^(gone|Z)$/);
       // Thawed, the attacker's run finds its fetcher dead: it writes nothing, and the run
       // that took over is untouched.
@@ -188,7 +226,9 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
     execFileSync("rm", ["-rf", host.secretsDir(attacker)]);
     const refused = await host.run(attacker, []);
     expect(refused.exitCode, refused.stderr).toBe(75);
-    expect(refused.stderr).toMatch(/rate limit: 2 fetches in the last 3600 s \(at most 2, config\.json userRateLimit\); try again in \d+ s; nothing written/);
+    expect(refused.stderr).toMatch(
+      /rate limit: 2 fetches in the last 3600 s \(at most 2, config\.json userRateLimit\); try again in \d+ s; nothing written/,
+    );
     expect(listTree(host.secretsDir(attacker))).toEqual([]);
     // Another user has their own budget.
     const other = await host.run(victim, []);
@@ -238,13 +278,23 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
       return join(dir, "helper", "dist", "cli.js");
     };
     const install = (name: string, options: { cli?: string; node?: string }) => {
-      const wrapper = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", name), stateDir: host.stateDir, node: nodePath(), ...options });
+      const wrapper = buildWrapper({
+        configDir: host.configDir,
+        out: join(host.dir, "bin", name),
+        stateDir: host.stateDir,
+        node: nodePath(),
+        ...options,
+      });
       chownSync(wrapper, host.svc.uid, host.svc.gid);
       chmodSync(wrapper, 0o6755);
       return wrapper;
     };
     const doctor = (wrapper: string) =>
-      execa(process.execPath, [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", wrapper, "--service-user", host.svc.name], { reject: false });
+      execa(
+        process.execPath,
+        [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", wrapper, "--service-user", host.svc.name],
+        { reject: false },
+      );
 
     it("a checkout owned by an ordinary user: their edited cli.js never runs as the service account (78, one line; doctor UNSAFE)", async () => {
       useFake();
@@ -252,7 +302,14 @@ describeAsRoot("the wrapper against a hostile caller's process state", () => {
       // The owner's edit: runs as whoever starts the CLI.
       const original = readFileSync(cli, "utf8");
       const [shebang, ...rest] = original.split("\n");
-      writeFileSync(cli, [shebang, `import { writeFileSync as hsw } from "node:fs"; try { hsw(${JSON.stringify(markers)} + "/pwned-" + process.getuid(), ""); } catch {}`, ...rest].join("\n"));
+      writeFileSync(
+        cli,
+        [
+          shebang,
+          `import { writeFileSync as hsw } from "node:fs"; try { hsw(${JSON.stringify(markers)} + "/pwned-" + process.getuid(), ""); } catch {}`,
+          ...rest,
+        ].join("\n"),
+      );
       const wrapper = install("user-tree-wrapper", { cli });
       const r = await host.runAs(victim, wrapper, [], { timeoutMs: 20_000 });
       expect(readdirSync(markers)).toEqual([]);

@@ -9,7 +9,22 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type Result, type ResultPromise } from "execa";
@@ -200,7 +215,9 @@ export async function createHost(options: HostOptions): Promise<Host> {
   try {
     chmodSync(dir, 0o755);
     const add = (name: string, system: boolean): Account => {
-      execFileSync("useradd", [...(system ? ["-r"] : []), "-M", "-U", "-s", system ? "/usr/sbin/nologin" : "/bin/sh", name], { stdio: "pipe" });
+      execFileSync("useradd", [...(system ? ["-r"] : []), "-M", "-U", "-s", system ? "/usr/sbin/nologin" : "/bin/sh", name], {
+        stdio: "pipe",
+      });
       created.push(name);
       return { name, uid: idOf("-u", name), gid: idOf("-g", name) };
     };

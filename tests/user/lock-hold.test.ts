@@ -10,7 +10,17 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { startFakeConnect } from "../connect/fake-connect.mjs";
-import { cliPath, createHost, describeAsRoot, listTree, processesOf, type Account, type Host, type RunPromise, waitFor } from "./harness.js";
+import {
+  cliPath,
+  createHost,
+  describeAsRoot,
+  listTree,
+  processesOf,
+  type Account,
+  type Host,
+  type RunPromise,
+  waitFor,
+} from "./harness.js";
 
 const vault = { vaults: { V: { items: { A: { fields: { one: "alpha-1" } } } } } };
 
@@ -45,7 +55,8 @@ describeAsRoot("the --serialize lock cannot be frozen by a caller", () => {
     // The attacker's processes, and a fetcher (service account) left frozen by an attack.
     attack?.kill("SIGKILL");
     for (const pid of processesOf(new Set([attacker.uid]))) killQuietly(pid);
-    for (const pid of processesOf(new Set([host.svc.uid]))) if (readCmdline(pid).includes(cliPath()) || readCmdline(pid).includes(host.wrapper)) killQuietly(pid);
+    for (const pid of processesOf(new Set([host.svc.uid])))
+      if (readCmdline(pid).includes(cliPath()) || readCmdline(pid).includes(host.wrapper)) killQuietly(pid);
     await attack;
     attack = undefined;
     for (const s of sockets) s.destroy();

@@ -59,7 +59,10 @@ describeAsRoot("user mode: a target that cannot be replaced", () => {
     }
     const first = join(mine, "first");
     const second = join(locked, "second");
-    for (const [path, text] of [[first, "old-1"], [second, "old-2"]] as const) {
+    for (const [path, text] of [
+      [first, "old-1"],
+      [second, "old-2"],
+    ] as const) {
       writeFileSync(path, text, { mode: 0o600 });
       chownSync(path, u0.uid, u0.gid);
     }

@@ -3,12 +3,36 @@
  * two ordinary users, and the attacks that must fail.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cliPath, createHost, describeAsRoot, listTree, modeOf, nodePath, processesOf, type Account, type Host, waitFor } from "./harness.js";
+import {
+  cliPath,
+  createHost,
+  describeAsRoot,
+  listTree,
+  modeOf,
+  nodePath,
+  processesOf,
+  type Account,
+  type Host,
+  waitFor,
+} from "./harness.js";
 
 const vault = {
   vaults: {
@@ -151,7 +175,13 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
   it("also works installed SUID root with -DHS_SERVICE_USER (the fetcher still runs as the service account)", async () => {
     reset();
     const { buildWrapper } = await import("../../helper/scripts/build-wrapper.mjs");
-    const rootWrapper: string = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", "root-wrapper"), cli: cliPath(), node: nodePath(), serviceUser: host.svc.name });
+    const rootWrapper: string = buildWrapper({
+      configDir: host.configDir,
+      out: join(host.dir, "bin", "root-wrapper"),
+      cli: cliPath(),
+      node: nodePath(),
+      serviceUser: host.svc.name,
+    });
     try {
       chownSync(rootWrapper, 0, 0);
       chmodSync(rootWrapper, 0o4755);
@@ -162,7 +192,12 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
       // With root's rights available the fetcher sheds the caller's supplementary groups too.
       expect(String(r.stderr)).toContain(`fetcher: running as uid ${host.svc.uid} gid ${host.svc.gid} groups [${host.svc.gid}]`); // only the egid, which node's getgroups() appends
       // Built without a service account, a SUID-root install refuses to run.
-      const bare: string = buildWrapper({ configDir: host.configDir, out: join(host.dir, "bin", "bare-root-wrapper"), cli: cliPath(), node: nodePath() });
+      const bare: string = buildWrapper({
+        configDir: host.configDir,
+        out: join(host.dir, "bin", "bare-root-wrapper"),
+        cli: cliPath(),
+        node: nodePath(),
+      });
       chownSync(bare, 0, 0);
       chmodSync(bare, 0o4755);
       const refused = await host.runAs(u0, bare, []);
@@ -201,7 +236,10 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
       mkdirSync(markers, { mode: 0o1777 });
       chmodSync(markers, 0o1777);
       const inject = join(host.dir, "inject.cjs");
-      writeFileSync(inject, `require("fs").writeFileSync(${JSON.stringify(markers)} + "/node-options-" + process.getuid() + "-" + process.pid, "");\n`);
+      writeFileSync(
+        inject,
+        `require("fs").writeFileSync(${JSON.stringify(markers)} + "/node-options-" + process.getuid() + "-" + process.pid, "");\n`,
+      );
       chmodSync(inject, 0o644);
       const so = join(host.dir, "inject.so");
       const c = join(host.dir, "inject.c");
@@ -271,9 +309,26 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
         expect(/^CapEff:\s+(.*)$/m.exec(status)![1]).toBe("0000000000000000");
         expect(/^CapPrm:\s+(.*)$/m.exec(status)![1]).toBe("0000000000000000");
         // Its environment is the wrapper's fixed one: none of the caller's variables.
-        const env = readFileSync(`/proc/${fetcher}/environ`, "utf8").split("\0").filter(Boolean).map((kv) => kv.split("=")[0]);
+        const env = readFileSync(`/proc/${fetcher}/environ`, "utf8")
+          .split("\0")
+          .filter(Boolean)
+          .map((kv) => kv.split("=")[0]);
         expect(env.sort()).toEqual(
-          ["HS_CALLER_GID", "HS_CALLER_UID", "HS_CALLER_USER", "HS_CONFIG_FD", "HS_FETCHER_LIMIT_S", "HS_MAPFILE_FD", "HS_MAPFILE_PATH", "HS_OUT_FD", "HS_ROLE", "HS_STATE_DIR", "HS_TOKEN_FD", "HS_WRAPPER", "HS_WRITER_PID"].sort(),
+          [
+            "HS_CALLER_GID",
+            "HS_CALLER_UID",
+            "HS_CALLER_USER",
+            "HS_CONFIG_FD",
+            "HS_FETCHER_LIMIT_S",
+            "HS_MAPFILE_FD",
+            "HS_MAPFILE_PATH",
+            "HS_OUT_FD",
+            "HS_ROLE",
+            "HS_STATE_DIR",
+            "HS_TOKEN_FD",
+            "HS_WRAPPER",
+            "HS_WRITER_PID",
+          ].sort(),
         );
         // The fetcher read the token from its fd 4 and closed it; the writer never had it.
         expect(fdTargets(fetcher!)).not.toContain(`${host.configDir}/token`);
@@ -361,16 +416,19 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
       rmSync(host.secretsDir(u0));
     });
 
-    it.each([["../escape.txt"], ["nested/../../escape.txt"], [`/run/user/UID/secrets/../escape.txt`]])("`..` in a path (%s) is refused", async (path) => {
-      reset();
-      host.writeMapfile(`${baseMapfile}\n${u0.name} op://V/A/one ${path.replace("UID", String(u0.uid))}\n`);
-      const r = await host.run(u0, []);
-      expect(r.exitCode).toBe(65);
-      expect(r.stderr).toContain(`${host.configDir}/mapfile:7: path`);
-      expect(r.stderr).toContain('contains ".."');
-      expect(existsSync(`/run/user/${u0.uid}/escape.txt`)).toBe(false);
-      expect(listTree(host.secretsDir(u0))).toEqual([]);
-    });
+    it.each([["../escape.txt"], ["nested/../../escape.txt"], [`/run/user/UID/secrets/../escape.txt`]])(
+      "`..` in a path (%s) is refused",
+      async (path) => {
+        reset();
+        host.writeMapfile(`${baseMapfile}\n${u0.name} op://V/A/one ${path.replace("UID", String(u0.uid))}\n`);
+        const r = await host.run(u0, []);
+        expect(r.exitCode).toBe(65);
+        expect(r.stderr).toContain(`${host.configDir}/mapfile:7: path`);
+        expect(r.stderr).toContain('contains ".."');
+        expect(existsSync(`/run/user/${u0.uid}/escape.txt`)).toBe(false);
+        expect(listTree(host.secretsDir(u0))).toEqual([]);
+      },
+    );
 
     it.each<[string, { mode?: number; owner?: number }]>([
       ["group-writable (0660)", { mode: 0o660 }],
@@ -428,7 +486,14 @@ describeAsRoot("per-user secrets through the SUID wrapper", () => {
       writeFileSync(join(home, "conf", "config.json"), JSON.stringify({ source: { type: "file", path: join(home, "vault.json") } }));
       writeFileSync(join(home, "map"), `${u0.name} op://Mine/I/f mine.txt\n`);
       execFileSync("chown", ["-R", `${u0.uid}:${u0.gid}`, home]);
-      const r = await host.runAs(u0, process.execPath, [cliPath(), "user", "-map-file-path", join(home, "map"), "--config-dir", join(home, "conf")]);
+      const r = await host.runAs(u0, process.execPath, [
+        cliPath(),
+        "user",
+        "-map-file-path",
+        join(home, "map"),
+        "--config-dir",
+        join(home, "conf"),
+      ]);
       expect(r.exitCode, r.stderr).toBe(0);
       expect(readFileSync(join(host.secretsDir(u0), "mine.txt"), "utf8")).toBe("my-own");
       expect(statSync(join(host.secretsDir(u0), "mine.txt")).uid).toBe(u0.uid);

@@ -5,7 +5,8 @@ import { resolveReferences } from "../resolve.js";
 import type { Source } from "../sources/source.js";
 
 /** Not-found and bad-data errors are about particular references, not the backend. */
-const isSpecific = (error: unknown): boolean => error instanceof HomelabError && (error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.dataErr);
+const isSpecific = (error: unknown): boolean =>
+  error instanceof HomelabError && (error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.dataErr);
 
 export interface BatcherOptions {
   /** Builds the backend client; called again after a transient failure. */
@@ -103,7 +104,9 @@ export class Batcher {
       if (!isSpecific(error)) {
         for (const w of batch.waiters) w.reject(error);
       } else if (extra.length > 0) {
-        this.options.log.info(`batch failed (${(error as Error).message}); again with only what the ${batch.waiters.length} request(s) need`);
+        this.options.log.info(
+          `batch failed (${(error as Error).message}); again with only what the ${batch.waiters.length} request(s) need`,
+        );
         await this.settle(batch.waiters, own);
       } else {
         await this.eachAlone(batch.waiters, error);
@@ -156,7 +159,8 @@ export class Batcher {
     } catch (error) {
       // Whatever state the client is in after a failure that is not about one reference (the
       // backend unreachable, a token rejected or not readable yet), the next batch builds a new one.
-      if (!(error instanceof HomelabError) || (error.exitCode !== ExitCode.notFound && error.exitCode !== ExitCode.dataErr)) this.source = undefined;
+      if (!(error instanceof HomelabError) || (error.exitCode !== ExitCode.notFound && error.exitCode !== ExitCode.dataErr))
+        this.source = undefined;
       throw error;
     }
   }

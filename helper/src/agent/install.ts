@@ -25,12 +25,20 @@ export async function runInstall(options: InstallOptions): Promise<string[]> {
   const { log } = options;
   const spec = await loadSpec(options.specFile);
   const directory = (options.env ?? process.env)["CREDENTIALS_DIRECTORY"];
-  if (!directory) throw configError(`${spec.name}: $CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential=<output>:<agent socket> for every output`);
+  if (!directory)
+    throw configError(
+      `${spec.name}: $CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential=<output>:<agent socket> for every output`,
+    );
   const owner = specOwner(spec);
   const modes = new Map([...spec.files, ...spec.envFiles, ...spec.templates].map((o) => [o.name, o.mode]));
   const files = [];
   for (const name of specOutputNames(spec)) {
-    files.push({ path: join(spec.outputDir, name), content: await readCredential(directory, name, spec.name), mode: modes.get(name)!, owner });
+    files.push({
+      path: join(spec.outputDir, name),
+      content: await readCredential(directory, name, spec.name),
+      mode: modes.get(name)!,
+      owner,
+    });
   }
   await writeFilesAtomically(files, { createDirs: outputDirectorySettings(spec, owner, options.env), log });
   await removeFiles(await staleTempFiles(spec.outputDir, new Set(specOutputNames(spec))), log);
@@ -52,9 +60,13 @@ async function readCredential(directory: string, name: string, specName: string)
     }
   } catch (error) {
     if (error instanceof Error && error.name === "HomelabError") throw error;
-    throw tempFailError(`${specName}: credential ${name} was not loaded (${(error as NodeJS.ErrnoException).code ?? "error"}); is it in LoadCredential= and in the agent's policy?`);
+    throw tempFailError(
+      `${specName}: credential ${name} was not loaded (${(error as NodeJS.ErrnoException).code ?? "error"}); is it in LoadCredential= and in the agent's policy?`,
+    );
   }
-  if (content.length === 0) throw tempFailError(`${specName}: credential ${name} is empty: the agent could not serve it (see journalctl -u homelab-secrets-agent)`);
-  if (content.length >= credentialSizeMax) throw tempFailError(`${specName}: credential ${name} is ${content.length} bytes, more than the agent serves`);
+  if (content.length === 0)
+    throw tempFailError(`${specName}: credential ${name} is empty: the agent could not serve it (see journalctl -u homelab-secrets-agent)`);
+  if (content.length >= credentialSizeMax)
+    throw tempFailError(`${specName}: credential ${name} is ${content.length} bytes, more than the agent serves`);
   return content;
 }

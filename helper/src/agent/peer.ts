@@ -73,7 +73,9 @@ export interface PeerFacts {
   readonly cgroup: string;
 }
 
-export type PeerVerdict = ({ readonly ok: true } & PeerAddress) | { readonly ok: false; readonly reason: string; readonly unit?: string; readonly credential?: string };
+export type PeerVerdict =
+  | ({ readonly ok: true } & PeerAddress)
+  | { readonly ok: false; readonly reason: string; readonly unit?: string; readonly credential?: string };
 
 /** Only root, asking from inside the cgroup of the unit its address names. */
 export function checkPeer(facts: PeerFacts): PeerVerdict {
@@ -83,7 +85,11 @@ export function checkPeer(facts: PeerFacts): PeerVerdict {
   if (facts.uid !== 0) return { ok: false, reason: `the peer (pid ${facts.pid}) is uid ${facts.uid}, not root`, ...named };
   const actual = unitOfCgroup(facts.cgroup);
   if (actual !== parsed.unit) {
-    return { ok: false, reason: `the peer (pid ${facts.pid}) is in ${actual ? `unit ${actual}` : "no unit's cgroup"}, not ${parsed.unit}`, ...named };
+    return {
+      ok: false,
+      reason: `the peer (pid ${facts.pid}) is in ${actual ? `unit ${actual}` : "no unit's cgroup"}, not ${parsed.unit}`,
+      ...named,
+    };
   }
   return { ok: true, ...named };
 }

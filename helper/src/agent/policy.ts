@@ -59,14 +59,16 @@ export function parsePolicy(text: string, file: string): Policy {
     return value as Record<string, unknown>;
   };
   const onlyKeys = (value: Record<string, unknown>, pointer: string, allowed: readonly string[]) => {
-    for (const key of Object.keys(value)) if (!allowed.includes(key)) fail(`${pointer}/${escape(key)}`, `unknown key (allowed: ${allowed.join(", ")})`);
+    for (const key of Object.keys(value))
+      if (!allowed.includes(key)) fail(`${pointer}/${escape(key)}`, `unknown key (allowed: ${allowed.join(", ")})`);
   };
   const string = (value: unknown, pointer: string): string => (typeof value === "string" ? value : fail(pointer, "must be a string"));
 
   const root = object(json.value, "");
   onlyKeys(root, "", ["version", "source", "units"]);
   if (root["version"] !== 1) fail("/version", "must be 1 (this agent reads policy version 1)");
-  const source = root["source"] === undefined ? undefined : parseSource(object(root["source"], "/source"), (p, why) => fail(`/source${p}`, why));
+  const source =
+    root["source"] === undefined ? undefined : parseSource(object(root["source"], "/source"), (p, why) => fail(`/source${p}`, why));
   const units = new Map<string, Map<string, Credential>>();
   for (const [unit, body] of Object.entries(object(root["units"] ?? {}, "/units"))) {
     const pointer = `/units/${escape(unit)}`;
@@ -78,7 +80,19 @@ export function parsePolicy(text: string, file: string): Policy {
       const p = `${pointer}/${kind}/${escape(id)}`;
       if (!isCredentialId(id)) fail(p, `"${id}" is not a valid credential ID (printable ASCII, no ":" or "/")`);
       if (credentials.has(id)) fail(p, `credential "${id}" is already defined for ${unit}`);
-      const spec: Spec = { file, name: unit, outputDir: "/", owner: undefined, group: undefined, dirMode: undefined, source: undefined, files: [], envFiles: [], templates: [], ...make(p) };
+      const spec: Spec = {
+        file,
+        name: unit,
+        outputDir: "/",
+        owner: undefined,
+        group: undefined,
+        dirMode: undefined,
+        source: undefined,
+        files: [],
+        envFiles: [],
+        templates: [],
+        ...make(p),
+      };
       credentials.set(id, { unit, id, spec, refs: specReferences(spec) });
     };
     for (const [id, v] of Object.entries(object(entry["files"] ?? {}, `${pointer}/files`))) {
@@ -121,10 +135,15 @@ function parseSource(source: Record<string, unknown>, fail: (pointer: string, wh
     if (typeof value !== "string" || value.length === 0) return fail(`/${key}`, "must be a non-empty string");
     return value;
   };
-  const allowed: Record<string, string[]> = { file: ["type", "path"], onepassword: ["type", "tokenCredential", "tokenFile"], connect: ["type", "host", "tokenCredential", "tokenFile", "listenerUser"] };
+  const allowed: Record<string, string[]> = {
+    file: ["type", "path"],
+    onepassword: ["type", "tokenCredential", "tokenFile"],
+    connect: ["type", "host", "tokenCredential", "tokenFile", "listenerUser"],
+  };
   const type = source["type"];
   if (typeof type !== "string" || !allowed[type]) return fail("/type", 'must be "onepassword", "connect" or "file"');
-  for (const key of Object.keys(source)) if (!allowed[type].includes(key)) fail(`/${escape(key)}`, `unknown key (allowed: ${allowed[type].join(", ")})`);
+  for (const key of Object.keys(source))
+    if (!allowed[type].includes(key)) fail(`/${escape(key)}`, `unknown key (allowed: ${allowed[type].join(", ")})`);
   if (type === "file") {
     const path = text("path", true)!;
     if (!path.startsWith("/")) fail("/path", "must be an absolute path");
@@ -160,8 +179,10 @@ export function renderCredential(credential: Credential, values: ReadonlyMap<str
   const [output] = renderOutputs(credential.spec, values);
   const content = output!.content;
   const what = `${credential.unit}: credential ${credential.id}`;
-  if (content.length === 0) throw dataError(`${what} renders to 0 bytes; an empty credential cannot be told from a failed one, so it is refused`);
-  if (content.length >= credentialSizeMax) throw dataError(`${what} renders to ${content.length} bytes; systemd takes credentials under ${credentialSizeMax} bytes`);
+  if (content.length === 0)
+    throw dataError(`${what} renders to 0 bytes; an empty credential cannot be told from a failed one, so it is refused`);
+  if (content.length >= credentialSizeMax)
+    throw dataError(`${what} renders to ${content.length} bytes; systemd takes credentials under ${credentialSizeMax} bytes`);
   return content;
 }
 

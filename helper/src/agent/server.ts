@@ -25,7 +25,9 @@ export async function answer(request: Request, policy: Policy, batcher: Batcher,
   }
   const credential = lookupCredential(policy, verdict.unit, verdict.credential);
   if (!credential) {
-    log.error(`${asked}: refused: the agent policy ${policy.units.has(verdict.unit) ? `gives ${verdict.unit} no credential of that name` : `has no entry for ${verdict.unit}`}`);
+    log.error(
+      `${asked}: refused: the agent policy ${policy.units.has(verdict.unit) ? `gives ${verdict.unit} no credential of that name` : `has no entry for ${verdict.unit}`}`,
+    );
     return { id: request.id, data: undefined };
   }
   try {
@@ -35,7 +37,9 @@ export async function answer(request: Request, policy: Policy, batcher: Batcher,
     return { id: request.id, data };
   } catch (error) {
     // The exit class `fetch` would have ended with: 75 retry later, 69 not found, 77 auth, …
-    log.error(`${asked}: not served (${exitCodeOf(error)}), the unit will not start: ${error instanceof Error ? error.message : String(error)}`);
+    log.error(
+      `${asked}: not served (${exitCodeOf(error)}), the unit will not start: ${error instanceof Error ? error.message : String(error)}`,
+    );
     return { id: request.id, data: undefined };
   }
 }

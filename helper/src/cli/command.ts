@@ -20,7 +20,10 @@ export interface CliCommand<A extends object> {
 /** Run `command` with parsed flags and exit. */
 export function runCommand<A extends object>(command: CliCommand<A>, argv: A): Promise<never> {
   const verbose = "verbose" in argv && argv.verbose === true;
-  return runAndExit({ verbose, ...command.runOptions?.(argv) }, async (log, signal) => (await command.run(argv, log, signal)) ?? ExitCode.ok);
+  return runAndExit(
+    { verbose, ...command.runOptions?.(argv) },
+    async (log, signal) => (await command.run(argv, log, signal)) ?? ExitCode.ok,
+  );
 }
 
 /** What adds one command to the yargs CLI. */
@@ -28,7 +31,8 @@ export type Registration = (y: Argv) => Argv;
 
 /** Add `command` to a yargs CLI. */
 export function register<A extends object>(command: CliCommand<A>): Registration {
-  return (y) => y.command(command.command, command.describe, command.options, (argv) =>
+  return (y) =>
+    y.command(command.command, command.describe, command.options, (argv) =>
       // yargs adds camelCase aliases, `_` and `$0` to the flags the command declared.
       runCommand(command, argv as unknown as A),
     );

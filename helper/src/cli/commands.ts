@@ -9,7 +9,17 @@ import type { DoctorArgs } from "../commands/doctor.js";
 import type { UserArgs } from "../commands/user.js";
 import { defaultConfigDir, nixosWrapperPath } from "../host-paths.js";
 import { register, type CliCommand, type Registration } from "./command.js";
-import { commonOptions, deadlineOption, fetchOptions, overridesOf, parseDeadline, parseMode, verboseOption, type CommonArgs, type FetchArgs } from "./options.js";
+import {
+  commonOptions,
+  deadlineOption,
+  fetchOptions,
+  overridesOf,
+  parseDeadline,
+  parseMode,
+  verboseOption,
+  type CommonArgs,
+  type FetchArgs,
+} from "./options.js";
 
 function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
   const options: Record<string, Options> = { ...commonOptions, deadline: { ...deadlineOption, coerce: parseDeadline } };
@@ -46,7 +56,15 @@ const readCommand: CliCommand<ReadArgs> = {
       .option("mode", { type: "string", default: "0600", describe: "Mode of --out" }),
   run: async (argv, log, signal) => {
     const { runRead } = await import("../commands/read.js");
-    await runRead({ ref: argv.ref, out: argv.out, mode: parseMode(argv.mode), overrides: overridesOf(argv), deadlineSeconds: argv.deadline, log, signal });
+    await runRead({
+      ref: argv.ref,
+      out: argv.out,
+      mode: parseMode(argv.mode),
+      overrides: overridesOf(argv),
+      deadlineSeconds: argv.deadline,
+      log,
+      signal,
+    });
   },
 };
 
@@ -54,7 +72,10 @@ type CheckArgs = CommonArgs & { spec?: string; mapfile?: string };
 const checkCommand: CliCommand<CheckArgs> = {
   command: "check",
   describe: "Validate a spec offline (used at Nix build time)",
-  options: (y) => withCommon(y).option("spec", { type: "string", describe: "Spec file to check" }).option("mapfile", { type: "string", describe: "Mapfile to check" }),
+  options: (y) =>
+    withCommon(y)
+      .option("spec", { type: "string", describe: "Spec file to check" })
+      .option("mapfile", { type: "string", describe: "Mapfile to check" }),
   run: async (argv, log) => {
     if (!argv.spec && !argv.mapfile) throw usageError("check needs --spec FILE or --mapfile FILE");
     const { checkSpec, checkMapfile } = await import("../commands/check.js");
@@ -68,7 +89,9 @@ const cleanupCommand: CliCommand<CleanupArgs> = {
   command: "cleanup",
   describe: "Remove what fetch wrote for a spec",
   options: (y) =>
-    withCommon(y).option("spec", { type: "string", demandOption: true }).option("output-dir", { type: "string", describe: "Clean this directory instead of the spec's outputDir" }),
+    withCommon(y)
+      .option("spec", { type: "string", demandOption: true })
+      .option("output-dir", { type: "string", describe: "Clean this directory instead of the spec's outputDir" }),
   run: async (argv, log) => {
     const { runCleanup } = await import("../commands/cleanup.js");
     await runCleanup({ specFile: argv.spec, ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}), log });
@@ -81,8 +104,16 @@ const agentCommand: CliCommand<AgentArgs> = {
   describe: "Serve systemd LoadCredential= requests from the agent's front end (see homelab-secrets-agent)",
   options: (y) =>
     withCommon(y)
-      .option("policy", { type: "string", demandOption: true, describe: "Agent policy file (JSON, version 1): unit → credential ID → what to render" })
-      .option("ttl", { type: "number", default: 300, describe: "Serve values from memory for this many seconds (0: always ask the backend)" })
+      .option("policy", {
+        type: "string",
+        demandOption: true,
+        describe: "Agent policy file (JSON, version 1): unit → credential ID → what to render",
+      })
+      .option("ttl", {
+        type: "number",
+        default: 300,
+        describe: "Serve values from memory for this many seconds (0: always ask the backend)",
+      })
       .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
       .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" }),
   run: async (argv, log, signal) => {
@@ -91,7 +122,15 @@ const agentCommand: CliCommand<AgentArgs> = {
       process.stdout.write(`${await checkPolicy(argv.policy)}\n`);
       return;
     }
-    await runAgent({ policyFile: argv.policy, overrides: overridesOf(argv), ttlSeconds: argv.ttl, deadlineSeconds: argv.deadline, fd: argv.fd, log, signal });
+    await runAgent({
+      policyFile: argv.policy,
+      overrides: overridesOf(argv),
+      ttlSeconds: argv.ttl,
+      deadlineSeconds: argv.deadline,
+      fd: argv.fd,
+      log,
+      signal,
+    });
   },
 };
 
@@ -99,7 +138,8 @@ type InstallArgs = CommonArgs & { spec: string };
 const installCommand: CliCommand<InstallArgs> = {
   command: "install",
   describe: "Write a spec's outputs from the credentials systemd loaded from the agent ($CREDENTIALS_DIRECTORY)",
-  options: (y) => withCommon(y).option("spec", { type: "string", demandOption: true, describe: "Spec file: its outputs are the credential IDs" }),
+  options: (y) =>
+    withCommon(y).option("spec", { type: "string", demandOption: true, describe: "Spec file: its outputs are the credential IDs" }),
   run: async (argv, log) => {
     const { runInstall } = await import("../agent/install.js");
     await runInstall({ specFile: argv.spec, log });
@@ -125,7 +165,10 @@ const userCommand: CliCommand<UserArgs> = {
   // would hold the --serialize lock.
   runOptions: () => {
     const role = process.env["HS_WRAPPER"] === "1" ? process.env["HS_ROLE"] : undefined;
-    return { ...(role === "fetcher" || role === "writer" ? { prefix: `homelab-secrets user (${role})` } : {}), stopMessage: "nothing written" };
+    return {
+      ...(role === "fetcher" || role === "writer" ? { prefix: `homelab-secrets user (${role})` } : {}),
+      stopMessage: "nothing written",
+    };
   },
   run: async (argv, log, signal) => {
     const { runUser } = await import("../commands/user.js");
@@ -140,7 +183,11 @@ const doctorCommand: CliCommand<DoctorArgs> = {
     y
       .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory" })
       .option("wrapper", { type: "string", describe: `The SUID wrapper to check (default ${nixosWrapperPath} when present)` })
-      .option("service-user", { type: "string", default: "homelab-secrets", describe: "The service account the wrapper runs the fetch as" }),
+      .option("service-user", {
+        type: "string",
+        default: "homelab-secrets",
+        describe: "The service account the wrapper runs the fetch as",
+      }),
   run: async (argv) => {
     const { runDoctor, formatFindings } = await import("../commands/doctor.js");
     const findings = runDoctor({ configDir: argv["config-dir"], wrapper: argv.wrapper, serviceUser: argv["service-user"] });

@@ -24,7 +24,11 @@ export type FetchArgs = CommonArgs & { spec: string; "output-dir"?: string };
 export const defaultDeadlineSeconds = 45;
 
 /** --deadline's definition (help text and default), shared by every command that resolves. */
-export const deadlineOption = { type: "number", default: defaultDeadlineSeconds, describe: "Give up after this many seconds in total" } as const;
+export const deadlineOption = {
+  type: "number",
+  default: defaultDeadlineSeconds,
+  describe: "Give up after this many seconds in total",
+} as const;
 
 /** --verbose's definition, shared by every command that logs. */
 export const verboseOption = { type: "boolean", alias: "v", default: false, describe: "Log more detail (never secret values)" } as const;
@@ -48,7 +52,12 @@ export const fetchOptions = {
 
 /** The source flags as the sources module takes them. */
 export function overridesOf(argv: CommonArgs): SourceOverrides {
-  return { source: argv.source, connectHost: argv["connect-host"], tokenCredential: argv["token-credential"], tokenFile: argv["token-file"] };
+  return {
+    source: argv.source,
+    connectHost: argv["connect-host"],
+    tokenCredential: argv["token-credential"],
+    tokenFile: argv["token-file"],
+  };
 }
 
 /** NaN, 0, negative or huge (> 2^31 ms overflows setTimeout) deadlines would abort at once. */

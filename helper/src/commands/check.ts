@@ -16,13 +16,14 @@ export async function checkSpec(specFile: string, log?: Logger): Promise<string>
     const url = new URL(spec.source.host);
     const name = url.hostname.replace(/^\[|\]$/g, "");
     if (url.protocol === "http:" && name !== "localhost" && !isLoopbackAddress(name)) {
-      log.warn(`${specFile}: source.host ${spec.source.host} is plain http to another host: the token and every value would cross the network unencrypted; use https`);
+      log.warn(
+        `${specFile}: source.host ${spec.source.host} is plain http to another host: the token and every value would cross the network unencrypted; use https`,
+      );
     }
   }
   const outputs = spec.files.length + spec.envFiles.length + spec.templates.length;
   return `${specFile}: ok (${spec.name}: ${outputs} output(s), ${specReferences(spec).length} reference(s), source ${spec.source?.type ?? "onepassword"})`;
 }
-
 
 /**
  * Offline validation of a per-user mapfile: every problem as FILE:LINE, exit 65. A mapfile
@@ -36,7 +37,8 @@ export async function checkMapfile(file: string, log?: Logger): Promise<string> 
   if (!stats.isFile()) throw configError(`mapfile ${file} is not a regular file`);
   const mode = (stats.mode & 0o777).toString(8).padStart(4, "0");
   if ((stats.mode & 0o022) !== 0) throw configError(`mapfile ${file} is writable by group or others (mode ${mode}); chmod go-w it`);
-  if ((stats.mode & 0o004) !== 0) log?.warn(`mapfile ${file} is readable by others (mode ${mode}): it shows every user which secrets everyone gets; consider 0640`);
+  if ((stats.mode & 0o004) !== 0)
+    log?.warn(`mapfile ${file} is readable by others (mode ${mode}): it shows every user which secrets everyone gets; consider 0640`);
   const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
     throw configError(`cannot read mapfile ${file}: ${error.code ?? "error"}`);
   });

@@ -13,7 +13,10 @@ export async function runCleanup(options: { specFile: string; outputDir?: string
     return 0;
   }
   const names = specOutputNames(spec);
-  const removed = await removeFiles([...names.map((n) => join(outputDir, n)), ...(await staleTempFiles(outputDir, new Set(names)))], options.log);
+  const removed = await removeFiles(
+    [...names.map((n) => join(outputDir, n)), ...(await staleTempFiles(outputDir, new Set(names)))],
+    options.log,
+  );
   const dirRemoved = await removeDirectoryIfEmpty(outputDir);
   options.log.info(`${spec.name}: removed ${removed} file(s)${dirRemoved ? ` and ${outputDir}` : ""}`);
   return removed;

@@ -24,7 +24,12 @@ export async function runDemo(options: { log: Logger; outputDir?: string | undef
     outputDir,
     log: options.log,
   });
-  const lines = [`homelab-secrets demo: ${specFile}`, `  source: file:${vault}`, `  wrote ${result.written.length} file(s) from ${result.references} reference(s):`, ""];
+  const lines = [
+    `homelab-secrets demo: ${specFile}`,
+    `  source: file:${vault}`,
+    `  wrote ${result.written.length} file(s) from ${result.references} reference(s):`,
+    "",
+  ];
   const dir = await lstat(result.outputDir);
   lines.push(`${modeString(dir.mode)} ${dir.uid}:${dir.gid} ${result.outputDir}/`);
   for (const path of result.written) {

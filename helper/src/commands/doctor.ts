@@ -64,34 +64,49 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
   const dir = options.configDir;
   const dirStats = stat("config directory", dir);
   if (dirStats) {
-    report("config directory", dir, dirStats, problems([
-      [!dirStats.isDirectory(), "not a directory"],
-      [dirStats.uid !== 0, "not owned by root"],
-      [writableByOthers(dirStats), "writable by group or others"],
-    ]));
+    report(
+      "config directory",
+      dir,
+      dirStats,
+      problems([
+        [!dirStats.isDirectory(), "not a directory"],
+        [dirStats.uid !== 0, "not owned by root"],
+        [writableByOthers(dirStats), "writable by group or others"],
+      ]),
+    );
   }
 
   const tokenPath = join(dir, "token");
   const token = stat("token", tokenPath);
   if (token) {
-    report("token", tokenPath, token, problems([
-      [!token.isFile(), "not a regular file"],
-      [svcUid !== undefined && token.uid !== svcUid, `not owned by ${options.serviceUser}`],
-      [accessibleToOthers(token), "accessible to group or others (want 0600)"],
-    ]));
+    report(
+      "token",
+      tokenPath,
+      token,
+      problems([
+        [!token.isFile(), "not a regular file"],
+        [svcUid !== undefined && token.uid !== svcUid, `not owned by ${options.serviceUser}`],
+        [accessibleToOthers(token), "accessible to group or others (want 0600)"],
+      ]),
+    );
   }
 
   const mapfilePath = join(dir, "mapfile");
   const mapfile = stat("mapfile", mapfilePath);
   if (mapfile) {
-    report("mapfile", mapfilePath, mapfile, problems([
-      [!mapfile.isFile(), "not a regular file"],
-      [mapfile.uid !== 0, "not owned by root"],
-      [svcGid !== undefined && mapfile.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
-      [writableByOthers(mapfile), "writable by group or others"],
-      [(mapfile.mode & 0o040) === 0, "not readable by the service group (want 0640)"],
-      [(mapfile.mode & 0o007) !== 0, "readable by others: every user could see every mapping (want 0640)"],
-    ]));
+    report(
+      "mapfile",
+      mapfilePath,
+      mapfile,
+      problems([
+        [!mapfile.isFile(), "not a regular file"],
+        [mapfile.uid !== 0, "not owned by root"],
+        [svcGid !== undefined && mapfile.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
+        [writableByOthers(mapfile), "writable by group or others"],
+        [(mapfile.mode & 0o040) === 0, "not readable by the service group (want 0640)"],
+        [(mapfile.mode & 0o007) !== 0, "readable by others: every user could see every mapping (want 0640)"],
+      ]),
+    );
   }
 
   const configPath = join(dir, "config.json");
@@ -120,13 +135,21 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     // A file-source vault holds values: only root and the service account may read it.
     const vault = vaultPath === undefined ? undefined : stat("vault", vaultPath);
     if (vault && vaultPath !== undefined) {
-      report("vault", vaultPath, vault, problems([
-        [!vault.isFile(), "not a regular file"],
-        [vault.uid !== 0 && vault.uid !== svcUid, `not owned by root or ${options.serviceUser}`],
-        [writableByOthers(vault), "writable by group or others"],
-        [(vault.mode & 0o004) !== 0, "readable by others: every user could read every value (want 0640 root:<service group> or 0600)"],
-        [(vault.mode & 0o040) !== 0 && svcGid !== undefined && vault.gid !== svcGid && vault.uid !== svcUid, "readable by a group other than the service account's"],
-      ]));
+      report(
+        "vault",
+        vaultPath,
+        vault,
+        problems([
+          [!vault.isFile(), "not a regular file"],
+          [vault.uid !== 0 && vault.uid !== svcUid, `not owned by root or ${options.serviceUser}`],
+          [writableByOthers(vault), "writable by group or others"],
+          [(vault.mode & 0o004) !== 0, "readable by others: every user could read every value (want 0640 root:<service group> or 0600)"],
+          [
+            (vault.mode & 0o040) !== 0 && svcGid !== undefined && vault.gid !== svcGid && vault.uid !== svcUid,
+            "readable by a group other than the service account's",
+          ],
+        ]),
+      );
     }
   }
 
@@ -138,15 +161,20 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
   } else {
     const w = stat("wrapper", wrapper);
     if (w) {
-      report("wrapper", wrapper, w, problems([
-        [!w.isFile(), "not a regular file"],
-        [(w.mode & 0o4000) === 0, "not set-user-ID"],
-        [(w.mode & 0o2000) === 0, "not set-group-ID"],
-        [w.uid === 0, "set-user-ID root: install it SUID+SGID to the service account instead"],
-        [svcUid !== undefined && w.uid !== svcUid, `not owned by ${options.serviceUser}`],
-        [svcGid !== undefined && w.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
-        [writableByOthers(w), "writable by group or others"],
-      ]));
+      report(
+        "wrapper",
+        wrapper,
+        w,
+        problems([
+          [!w.isFile(), "not a regular file"],
+          [(w.mode & 0o4000) === 0, "not set-user-ID"],
+          [(w.mode & 0o2000) === 0, "not set-group-ID"],
+          [w.uid === 0, "set-user-ID root: install it SUID+SGID to the service account instead"],
+          [svcUid !== undefined && w.uid !== svcUid, `not owned by ${options.serviceUser}`],
+          [svcGid !== undefined && w.gid !== svcGid, `group is not ${options.serviceUser}'s group`],
+          [writableByOthers(w), "writable by group or others"],
+        ]),
+      );
       checkBuild(wrapper, svcUid, usesToken, ok, unsafe);
     }
   }
@@ -168,7 +196,12 @@ function checkBuild(
   let info: Map<string, string>;
   try {
     const text = execFileSync(wrapper, ["--build-info"], { encoding: "utf8", env: {}, stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 });
-    info = new Map(text.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    info = new Map(
+      text
+        .split("\n")
+        .filter((l) => l.includes("="))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
   } catch (error) {
     unsafe("wrapper build", `${wrapper} --build-info failed: ${(error as Error).message.split("\n")[0]}`);
     return;
@@ -192,7 +225,8 @@ function checkBuild(
     /* absent */
   }
   if (st === undefined) {
-    if (usesToken) unsafe("rate-limit state", `${stateDir} missing: the per-user rate limit is off (create it 0700, owned by the service account)`);
+    if (usesToken)
+      unsafe("rate-limit state", `${stateDir} missing: the per-user rate limit is off (create it 0700, owned by the service account)`);
     else ok("rate-limit state", `${stateDir} absent (not needed: no token quota to protect)`);
     return;
   }

@@ -22,7 +22,19 @@ export interface UserArgs {
 }
 
 /** op-secret-manager's long flags, which it also accepts with one dash. */
-const longFlags = ["verbose", "cleanup", "serialize", "api-key-path", "map-file-path", "tags", "untagged", "version", "help", "deadline", "config-dir"];
+const longFlags = [
+  "verbose",
+  "cleanup",
+  "serialize",
+  "api-key-path",
+  "map-file-path",
+  "tags",
+  "untagged",
+  "version",
+  "help",
+  "deadline",
+  "config-dir",
+];
 
 /**
  * `-map-file-path x` → `--map-file-path x` (Go's flag package takes both). Only the known

@@ -13,13 +13,27 @@ export interface RenderedOutput {
 export function renderOutputs(spec: Spec, values: ReadonlyMap<string, string>): RenderedOutput[] {
   const valueOf = (raw: string) => values.get(raw)!;
   return [
-    ...spec.files.map((file) => ({ name: file.name, mode: file.mode, content: utf8(valueOf(file.ref.raw), `${file.name} (${file.ref.raw})`) })),
+    ...spec.files.map((file) => ({
+      name: file.name,
+      mode: file.mode,
+      content: utf8(valueOf(file.ref.raw), `${file.name} (${file.ref.raw})`),
+    })),
     ...spec.envFiles.map((env) => ({
       name: env.name,
       mode: env.mode,
-      content: Buffer.from(encodeEnvFile(env.vars.map(([key, ref]) => [key, valueOf(ref.raw)] as const), env.name), "utf8"),
+      content: Buffer.from(
+        encodeEnvFile(
+          env.vars.map(([key, ref]) => [key, valueOf(ref.raw)] as const),
+          env.name,
+        ),
+        "utf8",
+      ),
     })),
-    ...spec.templates.map((template) => ({ name: template.name, mode: template.mode, content: utf8(renderTemplate(template.parts, values), template.name) })),
+    ...spec.templates.map((template) => ({
+      name: template.name,
+      mode: template.mode,
+      content: utf8(renderTemplate(template.parts, values), template.name),
+    })),
   ];
 }
 

@@ -21,7 +21,10 @@ export function parseTemplate(content: string, where: string): TemplatePart[] {
   // written out as literal text; refuse it instead.
   for (const part of parts) {
     const broken = "text" in part ? /\{\{[ \t\n\v\f\r]*op:\/\//.exec(part.text) : null;
-    if (broken && "text" in part) throw dataError(`${where}: malformed placeholder "${replaceControl(part.text.slice(broken.index, broken.index + 80), " ")}" (write {{ op://vault/item/field }})`);
+    if (broken && "text" in part)
+      throw dataError(
+        `${where}: malformed placeholder "${replaceControl(part.text.slice(broken.index, broken.index + 80), " ")}" (write {{ op://vault/item/field }})`,
+      );
   }
   return parts;
 }

@@ -71,7 +71,12 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
     listenerPolicy: () => listenerPolicy(options.listenerUid),
   });
 
-  async function resolveBatch(session: Session, refs: readonly SecretReference[], runSignal: AbortSignal, log: Logger): Promise<Map<string, string>> {
+  async function resolveBatch(
+    session: Session,
+    refs: readonly SecretReference[],
+    runSignal: AbortSignal,
+    log: Logger,
+  ): Promise<Map<string, string>> {
     // A bad token fails every request: stop the rest of the batch at once instead of
     // letting slower requests run through their retries.
     const stop = new AbortController();
@@ -104,7 +109,11 @@ export function createConnectSource(options: ConnectSourceOptions): Source {
 function listenerPolicy(listenerUid: number | undefined): ListenerPolicy {
   const euid = process.geteuid?.() ?? 0;
   const allowed = new Set([0, euid, ...(listenerUid === undefined ? [] : [listenerUid])]);
-  const names = ["root", ...(euid !== 0 ? [`this process's uid ${euid}`] : []), ...(listenerUid !== undefined ? [`source.listenerUser (uid ${listenerUid})`] : [])];
+  const names = [
+    "root",
+    ...(euid !== 0 ? [`this process's uid ${euid}`] : []),
+    ...(listenerUid !== undefined ? [`source.listenerUser (uid ${listenerUid})`] : []),
+  ];
   return { allowed, describe: names.join(" or ") };
 }
 

@@ -50,8 +50,14 @@ async function loadVault(path: string, log: Logger): Promise<VaultFile> {
       const stats = await handle.stat();
       if (!stats.isFile()) throw configError(`vault file ${path} is not a regular file`);
       const mode = (stats.mode & 0o777).toString(8).padStart(4, "0");
-      if ((stats.mode & 0o002) !== 0) throw configError(`vault file ${path} is writable by others (mode ${mode}): anyone could choose the values delivered; chmod o-w it`);
-      if ((stats.mode & 0o024) !== 0) log.warn(`vault file ${path} is ${(stats.mode & 0o004) !== 0 ? "readable by others" : "writable by its group"} (mode ${mode}); it holds plain secret values, chmod 600 it`);
+      if ((stats.mode & 0o002) !== 0)
+        throw configError(
+          `vault file ${path} is writable by others (mode ${mode}): anyone could choose the values delivered; chmod o-w it`,
+        );
+      if ((stats.mode & 0o024) !== 0)
+        log.warn(
+          `vault file ${path} is ${(stats.mode & 0o004) !== 0 ? "readable by others" : "writable by its group"} (mode ${mode}); it holds plain secret values, chmod 600 it`,
+        );
       text = await handle.readFile("utf8");
     } finally {
       await handle.close();

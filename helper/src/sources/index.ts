@@ -55,12 +55,13 @@ export async function createSource(config: SourceConfig, options: { log: Logger;
       return createFileSource(config.path);
     case "onepassword": {
       const token = options.token ?? (await loadToken({ file: config.tokenFile, credential: config.tokenCredential ?? "op-token" }));
-      if (!token.startsWith("ops_")) throw configError("the 1Password token is not a service account token (it must start with \"ops_\")");
+      if (!token.startsWith("ops_")) throw configError('the 1Password token is not a service account token (it must start with "ops_")');
       const { createOnePasswordSource } = await import("./onepassword.js");
       return createOnePasswordSource(token);
     }
     case "connect": {
-      const token = options.token ?? (await loadToken({ file: config.tokenFile, credential: config.tokenCredential ?? "op-connect-token" }));
+      const token =
+        options.token ?? (await loadToken({ file: config.tokenFile, credential: config.tokenCredential ?? "op-connect-token" }));
       const { createConnectSource } = await import("./connect.js");
       const listenerUid = config.listenerUser === undefined ? undefined : (await import("../accounts.js")).lookupUid(config.listenerUser);
       return createConnectSource({ host: config.host, token, listenerUid });

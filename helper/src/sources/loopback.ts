@@ -82,10 +82,16 @@ export interface Endpoint {
  * socket listening on the server's port at its address or a wildcard one, and the accepted
  * socket itself when the kernel already lists it.
  */
-export function serverOwners(entries: readonly SocketEntry[], server: Endpoint, client: Endpoint): { listeners: number[]; accepted: number[] } {
+export function serverOwners(
+  entries: readonly SocketEntry[],
+  server: Endpoint,
+  client: Endpoint,
+): { listeners: number[]; accepted: number[] } {
   const address = canonicalAddress(server.address);
   const from = canonicalAddress(client.address);
-  const listeners = entries.filter((e) => e.state === "0A" && e.localPort === server.port && (e.local === address || e.local === "0.0.0.0" || e.local === "::"));
+  const listeners = entries.filter(
+    (e) => e.state === "0A" && e.localPort === server.port && (e.local === address || e.local === "0.0.0.0" || e.local === "::"),
+  );
   const accepted = entries.filter(
     (e) => e.state !== "0A" && e.local === address && e.localPort === server.port && e.remote === from && e.remotePort === client.port,
   );
@@ -117,7 +123,12 @@ export interface ListenerPolicy {
  * Fails closed: no listener found (the socket tables of another network namespace, a
  * DNAT'ed port) is refused as well.
  */
-export async function assertTrustedListener(server: Endpoint, client: Endpoint, policy: ListenerPolicy, entries?: readonly SocketEntry[]): Promise<void> {
+export async function assertTrustedListener(
+  server: Endpoint,
+  client: Endpoint,
+  policy: ListenerPolicy,
+  entries?: readonly SocketEntry[],
+): Promise<void> {
   let table: readonly SocketEntry[];
   try {
     table = entries ?? (await readSocketTables());
@@ -125,11 +136,15 @@ export async function assertTrustedListener(server: Endpoint, client: Endpoint, 
     const code = (error as NodeJS.ErrnoException).code ?? "error";
     // systemd's ProcSubset=pid hides /proc/net: the unit must allow it for a plain-http Connect host.
     const hint = code === "ENOENT" ? "; under systemd, ProcSubset=pid hides it: set ProcSubset=all for this unit, or use https" : "";
-    throw permissionError(`refusing to send the Connect token to ${show(server)}: cannot read /proc/net/tcp to check who listens there (${code})${hint}`);
+    throw permissionError(
+      `refusing to send the Connect token to ${show(server)}: cannot read /proc/net/tcp to check who listens there (${code})${hint}`,
+    );
   }
   const { listeners, accepted } = serverOwners(table, server, client);
   if (listeners.length === 0) {
-    throw permissionError(`refusing to send the Connect token to ${show(server)}: no listening socket for it in this host's socket tables, so who answers cannot be checked`);
+    throw permissionError(
+      `refusing to send the Connect token to ${show(server)}: no listening socket for it in this host's socket tables, so who answers cannot be checked`,
+    );
   }
   const strangers = [...new Set([...listeners, ...accepted])].filter((uid) => !policy.allowed.has(uid));
   if (strangers.length > 0) {
@@ -146,7 +161,10 @@ const show = (e: Endpoint) => (e.address.includes(":") ? `[${e.address}]:${e.por
  * elsewhere than loopback sends the token unencrypted; on loopback, whoever listens on the
  * port now must be root, the service account or `listenerUser`.
  */
-export function connectHostFinding(host: string, trusted: { readonly uids: ReadonlySet<number>; readonly describe: string }): { ok: boolean; detail: string } {
+export function connectHostFinding(
+  host: string,
+  trusted: { readonly uids: ReadonlySet<number>; readonly describe: string },
+): { ok: boolean; detail: string } {
   let url: URL;
   try {
     url = new URL(host);
@@ -157,7 +175,10 @@ export function connectHostFinding(host: string, trusted: { readonly uids: Reado
   const name = url.hostname.replace(/^\[|\]$/g, "");
   const addresses = name === "localhost" ? ["127.0.0.1", "::1"] : [name];
   if (!addresses.every(isLoopbackAddress)) {
-    return { ok: false, detail: `${host}: plain http to a non-loopback host: the token and every value cross the network unencrypted; use https` };
+    return {
+      ok: false,
+      detail: `${host}: plain http to a non-loopback host: the token and every value cross the network unencrypted; use https`,
+    };
   }
   const port = Number(url.port || 80);
   let entries: SocketEntry[];
@@ -166,13 +187,21 @@ export function connectHostFinding(host: string, trusted: { readonly uids: Reado
   } catch (error) {
     return { ok: false, detail: `${host}: cannot read /proc/net/tcp (${(error as NodeJS.ErrnoException).code ?? "error"})` };
   }
-  const owners = [...new Set(addresses.flatMap((address) => serverOwners(entries, { address, port }, { address: "", port: -1 }).listeners))];
+  const owners = [
+    ...new Set(addresses.flatMap((address) => serverOwners(entries, { address, port }, { address: "", port: -1 }).listeners)),
+  ];
   if (owners.length === 0) {
-    return { ok: true, detail: `${host}: nothing listens there now (Connect down?); fetch sends the token only to a server run by ${trusted.describe}` };
+    return {
+      ok: true,
+      detail: `${host}: nothing listens there now (Connect down?); fetch sends the token only to a server run by ${trusted.describe}`,
+    };
   }
   const strangers = owners.filter((uid) => !trusted.uids.has(uid));
   if (strangers.length > 0) {
-    return { ok: false, detail: `${host}: the server listening there runs as uid ${strangers.join(", ")}, not ${trusted.describe}: another local user may have taken Connect's port (fetch refuses it; set source.listenerUser if Connect runs as that account)` };
+    return {
+      ok: false,
+      detail: `${host}: the server listening there runs as uid ${strangers.join(", ")}, not ${trusted.describe}: another local user may have taken Connect's port (fetch refuses it; set source.listenerUser if Connect runs as that account)`,
+    };
   }
   return { ok: true, detail: `${host}: plain http on loopback, server run by uid ${owners.join(", ")}` };
 }

@@ -76,7 +76,11 @@ function collect(
  * The SDK throws plain Errors (and sometimes raw JSON strings); sort them into exit classes
  * by what they say, and keep the token out of any message we pass on.
  */
-export function classifySdkError(error: unknown, token: string, sdk?: { RateLimitExceededError?: unknown; AuthExpiredError?: unknown }): HomelabError {
+export function classifySdkError(
+  error: unknown,
+  token: string,
+  sdk?: { RateLimitExceededError?: unknown; AuthExpiredError?: unknown },
+): HomelabError {
   if (error instanceof HomelabError) return error;
   const raw = error instanceof Error ? error.message : String(error);
   const message = redact(raw, token).slice(0, 300);

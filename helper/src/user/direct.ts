@@ -53,7 +53,11 @@ export async function runDirect(options: DirectOptions): Promise<void> {
   const planned = planEntries(mapfile!, mapfilePath, caller, tagFilter(options.tags, options.untagged), false);
   log.debug(`${planned.length} entr${planned.length === 1 ? "y" : "ies"} for ${caller.user} (uid ${uid}) in ${mapfilePath}`);
   if (options.cleanup) {
-    const removed = await removeUserFiles(planned.map((p) => p.path), uid, log);
+    const removed = await removeUserFiles(
+      planned.map((p) => p.path),
+      uid,
+      log,
+    );
     log.info(`${caller.user}: removed ${removed} of ${planned.length} file(s)`);
     return;
   }
@@ -62,11 +66,19 @@ export async function runDirect(options: DirectOptions): Promise<void> {
   const configText = await readConfigFile(configPath, true, uid === 0 ? "config" : undefined);
   const sourceConfig: SourceConfig = configText === undefined ? { type: "onepassword" } : parseHostConfig(configText, configPath);
   const token =
-    sourceConfig.type === "file" || planned.length === 0 ? undefined : tokenFromText((await readConfigFile(tokenPath, false, "token"))!, tokenPath);
+    sourceConfig.type === "file" || planned.length === 0
+      ? undefined
+      : tokenFromText((await readConfigFile(tokenPath, false, "token"))!, tokenPath);
 
   // root shares the host-wide lock; a user serializes their own runs.
   const lock = options.serialize ? { lock: uid === 0 ? {} : { path: `/run/user/${uid}/homelab-secrets-user.lock` } } : {};
-  const files = await resolvePlanned(planned, sourceConfig, token, { deadlineSeconds: options.deadlineSeconds, log, signal: options.signal, tokenPath, ...lock });
+  const files = await resolvePlanned(planned, sourceConfig, token, {
+    deadlineSeconds: options.deadlineSeconds,
+    log,
+    signal: options.signal,
+    tokenPath,
+    ...lock,
+  });
   await writeUserFiles(files, uid, log);
   log.info(`${caller.user}: wrote ${files.length} file(s)`);
 }
@@ -76,7 +88,11 @@ export async function runDirect(options: DirectOptions): Promise<void> {
  * group/other-writable, op-secret-manager's root rule); "token" (not accessible to
  * group/others). Absent optional files give undefined.
  */
-async function readConfigFile(path: string, optional: boolean, rule: "mapfile" | "config" | "token" | undefined): Promise<string | undefined> {
+async function readConfigFile(
+  path: string,
+  optional: boolean,
+  rule: "mapfile" | "config" | "token" | undefined,
+): Promise<string | undefined> {
   let handle;
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -90,7 +106,9 @@ async function readConfigFile(path: string, optional: boolean, rule: "mapfile" |
     if (!stats.isFile()) throw configError(`${path} is not a regular file`);
     const mode = modeDigits(stats.mode);
     if ((rule === "mapfile" || rule === "config") && !rootControlled(stats)) {
-      throw configError(`unsafe ${path}: root may use only a root-owned file that group and others cannot write (owner uid ${stats.uid}, mode ${mode})`);
+      throw configError(
+        `unsafe ${path}: root may use only a root-owned file that group and others cannot write (owner uid ${stats.uid}, mode ${mode})`,
+      );
     }
     if (rule === "token" && accessibleToOthers(stats)) {
       throw configError(`unsafe token ${path}: mode ${mode}, must not be accessible to group or others (chmod 600)`);

@@ -33,7 +33,8 @@ export function parseHostSettings(text: string, file: string): HostSettings {
   }
   if (!isObject(parsed)) throw configError(`${file}: must be a JSON object`);
   for (const key of Object.keys(parsed)) {
-    if (key !== "source" && key !== "userRateLimit") throw configError(`${file}: unknown key "${key}" (only "source" and "userRateLimit" are allowed)`);
+    if (key !== "source" && key !== "userRateLimit")
+      throw configError(`${file}: unknown key "${key}" (only "source" and "userRateLimit" are allowed)`);
   }
   return { source: parseSource(parsed["source"], file), userRateLimit: parseRateLimit(parsed["userRateLimit"], file) };
 }
@@ -43,10 +44,12 @@ function parseRateLimit(value: unknown, file: string): RateLimit | null {
   if (value === null) return null;
   if (!isObject(value)) throw configError(`${file}: "userRateLimit" must be an object or null`);
   for (const key of Object.keys(value)) {
-    if (key !== "runs" && key !== "perSeconds") throw configError(`${file}: userRateLimit.${key} is not allowed (only runs and perSeconds)`);
+    if (key !== "runs" && key !== "perSeconds")
+      throw configError(`${file}: userRateLimit.${key} is not allowed (only runs and perSeconds)`);
   }
   const { runs, perSeconds } = value;
-  if (typeof runs !== "number" || !Number.isInteger(runs) || runs < 1) throw configError(`${file}: userRateLimit.runs must be a positive integer`);
+  if (typeof runs !== "number" || !Number.isInteger(runs) || runs < 1)
+    throw configError(`${file}: userRateLimit.runs must be a positive integer`);
   if (typeof perSeconds !== "number" || !Number.isInteger(perSeconds) || perSeconds < 1 || perSeconds > 86_400) {
     throw configError(`${file}: userRateLimit.perSeconds must be an integer from 1 to 86400`);
   }
@@ -71,7 +74,10 @@ function parseSource(source: unknown, file: string): SourceConfig {
       if (typeof host !== "string" || !/^https?:\/\/[^\s/]+/.test(host)) throw configError(`${file}: source.host must be an http(s) URL`);
       const listenerUser = source["listenerUser"];
       if (listenerUser === undefined) return { type: "connect", host };
-      if (!(typeof listenerUser === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(listenerUser)) && !(Number.isInteger(listenerUser) && (listenerUser as number) >= 0)) {
+      if (
+        !(typeof listenerUser === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(listenerUser)) &&
+        !(Number.isInteger(listenerUser) && (listenerUser as number) >= 0)
+      ) {
         throw configError(`${file}: source.listenerUser must be a user name or uid`);
       }
       return { type: "connect", host, listenerUser: listenerUser as string | number };

@@ -154,7 +154,8 @@ export function wrapperContext(environment: NodeJS.ProcessEnv = process.env): Wr
   const uid = Number(environment[env.callerUid]);
   const gid = Number(environment[env.callerGid]);
   const user = environment[env.callerUser] ?? "";
-  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0 || user === "") throw usageError("bad caller in the wrapper environment");
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0 || user === "")
+    throw usageError("bad caller in the wrapper environment");
   return { role, caller: { user, uid, gid }, mapfilePath: environment[env.mapfilePath] ?? "mapfile" };
 }
 

@@ -44,8 +44,9 @@ export async function countFetch(stateDir: string, uid: number, limit: RateLimit
   const lock = await acquireLock(`${file}.lock`, { log: quiet(log), timeoutMs: 10_000, pollMs: 20 });
   try {
     const windowStart = nowMs - limit.perSeconds * 1000;
-    const recent = parseTimes(await readFile(file, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW }).catch(() => ""))
-      .filter((t) => t > windowStart && t <= nowMs);
+    const recent = parseTimes(
+      await readFile(file, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW }).catch(() => ""),
+    ).filter((t) => t > windowStart && t <= nowMs);
     if (recent.length >= limit.runs) {
       const waitS = Math.max(1, Math.ceil((recent[recent.length - limit.runs]! - windowStart) / 1000));
       throw tempFailError(

@@ -26,13 +26,20 @@ export async function runWriter(context: WrapperContext, options: Pick<RoleOptio
   }
   const end = frames.at(-1);
   if (end?.type === "error") throw new HomelabError(asExitCode(end.exitCode), end.message);
-  if (end?.type !== "done") throw tempFailError("the fetcher ended without handing over its results (it crashed, or the wrapper stopped it at its time limit); nothing written");
+  if (end?.type !== "done")
+    throw tempFailError(
+      "the fetcher ended without handing over its results (it crashed, or the wrapper stopped it at its time limit); nothing written",
+    );
 
   const puts = frames.filter((f) => f.type === "put");
   const cleanups = frames.filter((f) => f.type === "cleanup");
   if (options.cleanup) {
     if (puts.length > 0) throw permissionError("the fetcher sent values during --cleanup; nothing removed");
-    const removed = await removeUserFiles(cleanups.map((f) => f.path), uid, log);
+    const removed = await removeUserFiles(
+      cleanups.map((f) => f.path),
+      uid,
+      log,
+    );
     log.info(`${context.caller.user}: removed ${removed} of ${cleanups.length} file(s)`);
     return;
   }
@@ -70,7 +77,8 @@ async function readFrames(fd: number, signal: AbortSignal): Promise<Frame[]> {
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       for (const frame of decoder.push(chunk)) {
-        if (frames.at(-1)?.type === "done" || frames.at(-1)?.type === "error") throw permissionError("wrapper protocol: data after the last frame");
+        if (frames.at(-1)?.type === "done" || frames.at(-1)?.type === "error")
+          throw permissionError("wrapper protocol: data after the last frame");
         frames.push(frame);
       }
     }

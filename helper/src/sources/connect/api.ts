@@ -47,7 +47,13 @@ export interface Response {
 export type Get = (path: string, signal: AbortSignal, log: Logger, allowMissing: boolean) => Promise<Response>;
 
 /** Bind the API to a transport and one batch's session. */
-export function connectApi(transport: Transport, session: Session, base: URL, display: string, retry: Omit<RetryOptions, "signal" | "log"> | undefined): Get {
+export function connectApi(
+  transport: Transport,
+  session: Session,
+  base: URL,
+  display: string,
+  retry: Omit<RetryOptions, "signal" | "log"> | undefined,
+): Get {
   return (path, signal, log, allowMissing) => {
     const url = new URL(path.replace(/^\//, ""), base);
     const what = `Connect GET ${decodeForLog(url)}`;
@@ -81,7 +87,9 @@ export function interpret(
   const detail = message ? `: ${context.scrub(message)}` : "";
   if (status === 401) throw permissionError(`Connect rejected the token (HTTP 401${detail}); check the op-connect-token credential`);
   if (status === 403) {
-    throw permissionError(`Connect rejected the token for ${what.slice("Connect GET ".length)} (HTTP 403${detail}); does the token have access to this vault?`);
+    throw permissionError(
+      `Connect rejected the token for ${what.slice("Connect GET ".length)} (HTTP 403${detail}); does the token have access to this vault?`,
+    );
   }
   if (status === 408 || status === 425 || status === 429 || status >= 500) {
     const retryAfterMs = parseRetryAfter(response.retryAfter);
@@ -89,7 +97,9 @@ export function interpret(
     throw tempFailError(`${what}: HTTP ${status}${detail}${hint}`, retryAfterMs === undefined ? {} : { retryAfterMs });
   }
   if (status >= 300 && status < 400) {
-    throw configError(`${what}: the Connect server at ${context.display} answered with a redirect (HTTP ${status}); set the host to the final URL`);
+    throw configError(
+      `${what}: the Connect server at ${context.display} answered with a redirect (HTTP ${status}); set the host to the final URL`,
+    );
   }
   throw dataError(`${what}: the Connect server refused the request (HTTP ${status}${detail})`);
 }
@@ -114,7 +124,9 @@ export function titleFilter(name: string): string {
 /** The entries of a list answer that have an id. */
 export function asArray<T extends { id: string }>(body: unknown, what: string): T[] {
   if (!Array.isArray(body)) throw dataError(`Connect returned an unexpected ${what} (not a list)`);
-  return body.filter((entry): entry is T => typeof entry === "object" && entry !== null && typeof (entry as { id?: unknown }).id === "string");
+  return body.filter(
+    (entry): entry is T => typeof entry === "object" && entry !== null && typeof (entry as { id?: unknown }).id === "string",
+  );
 }
 
 /** An object answer with an id. */
@@ -128,7 +140,8 @@ export function asObject<T extends { id: string }>(body: unknown, what: string):
 /** A full item answer. */
 export function asItem(body: unknown): ConnectItem {
   const item = asObject<ConnectItem>(body, "item");
-  if (item.fields !== undefined && !Array.isArray(item.fields)) throw dataError("Connect returned an unexpected item (fields is not a list)");
+  if (item.fields !== undefined && !Array.isArray(item.fields))
+    throw dataError("Connect returned an unexpected item (fields is not a list)");
   if (item.sections !== undefined && item.sections !== null && !Array.isArray(item.sections)) {
     throw dataError("Connect returned an unexpected item (sections is not a list)");
   }

@@ -7,7 +7,17 @@
 import { configError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { SecretReference } from "../../reference.js";
-import { asArray, asItem, asObject, enc, titleFilter, type ConnectItem, type ConnectItemSummary, type ConnectVault, type Get } from "./api.js";
+import {
+  asArray,
+  asItem,
+  asObject,
+  enc,
+  titleFilter,
+  type ConnectItem,
+  type ConnectItemSummary,
+  type ConnectVault,
+  type Get,
+} from "./api.js";
 import { looksLikeId, pickByName, pickValue, ReferenceProblem } from "./fields.js";
 
 export interface CatalogOptions {
@@ -74,7 +84,9 @@ export function createCatalog(options: CatalogOptions): { resolve(ref: SecretRef
     const listVaults = async (path: string) => {
       const response = await get(path, false);
       if (response.status === 404) {
-        throw configError(`the server at ${display} has no /v1/vaults endpoint; is the host a 1Password Connect server (and its URL right)?`);
+        throw configError(
+          `the server at ${display} has no /v1/vaults endpoint; is the host a 1Password Connect server (and its URL right)?`,
+        );
       }
       return asArray<ConnectVault>(response.body, "vault list");
     };

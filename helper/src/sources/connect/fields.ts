@@ -56,7 +56,10 @@ export function pickValue(item: ConnectItem, ref: SecretReference): string {
 
   if (ref.attribute !== undefined) {
     if (field.type !== "OTP") {
-      throw new ReferenceProblem("unsupported", `?attribute=${ref.attribute} needs a one-time password field, but "${ref.field}" is of type ${field.type ?? "unknown"}`);
+      throw new ReferenceProblem(
+        "unsupported",
+        `?attribute=${ref.attribute} needs a one-time password field, but "${ref.field}" is of type ${field.type ?? "unknown"}`,
+      );
     }
     if (typeof field.totp !== "string" || field.totp.length === 0) {
       throw new ReferenceProblem("unsupported", `the Connect server returned no current code for one-time password field "${ref.field}"`);

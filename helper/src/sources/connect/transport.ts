@@ -78,7 +78,10 @@ export function createTransport(options: TransportOptions): Transport {
   async function openSession(log: Logger): Promise<Session> {
     const http = await httpModuleFor(base);
     const agentOptions = { keepAlive: true, maxSockets: maxConcurrency, maxFreeSockets: maxConcurrency };
-    const agent = base.protocol === "http:" ? await checkedPlainAgent(http, agentOptions, options.listenerPolicy(), display, log) : new http.Agent(agentOptions);
+    const agent =
+      base.protocol === "http:"
+        ? await checkedPlainAgent(http, agentOptions, options.listenerPolicy(), display, log)
+        : new http.Agent(agentOptions);
     return { request: options.request ?? http.request, agent };
   }
 
@@ -113,7 +116,9 @@ export function createTransport(options: TransportOptions): Transport {
         finish(tempFailError(`${what}: cannot reach ${options.server} at ${display} (${scrub(networkReason(error))})`));
       };
       const tooLarge = () =>
-        finish(dataError(`${what}: the server's answer is larger than ${Math.round(maxBytes / 1024)} KiB; is the host ${options.expected}?`));
+        finish(
+          dataError(`${what}: the server's answer is larger than ${Math.round(maxBytes / 1024)} KiB; is the host ${options.expected}?`),
+        );
       const onAbort = () => fail(signal.reason);
       const timer = setTimeout(() => {
         timedOut = true;
@@ -137,11 +142,16 @@ export function createTransport(options: TransportOptions): Transport {
         });
         response.on("end", () => {
           const retryAfter = response.headers["retry-after"];
-          finish(undefined, { status: response.statusCode ?? 0, retryAfter: retryAfter ?? null, text: utf8.decode(Buffer.concat(chunks, size)) });
+          finish(undefined, {
+            status: response.statusCode ?? 0,
+            retryAfter: retryAfter ?? null,
+            text: utf8.decode(Buffer.concat(chunks, size)),
+          });
         });
         response.on("error", fail);
         response.on("close", () => {
-          if (!response.complete) fail(Object.assign(new Error("connection closed before the answer was complete"), { code: "ECONNRESET" }));
+          if (!response.complete)
+            fail(Object.assign(new Error("connection closed before the answer was complete"), { code: "ECONNRESET" }));
         });
       };
 
@@ -170,12 +180,21 @@ export function createTransport(options: TransportOptions): Transport {
  * and so the token, is written; elsewhere a warning, once, that the token crosses the
  * network unencrypted.
  */
-async function checkedPlainAgent(http: HttpModule, agentOptions: AgentOptions, policy: ListenerPolicy, display: string, log: Logger): Promise<Agent> {
+async function checkedPlainAgent(
+  http: HttpModule,
+  agentOptions: AgentOptions,
+  policy: ListenerPolicy,
+  display: string,
+  log: Logger,
+): Promise<Agent> {
   const net = await import("node:net");
   let warned = false;
   const agent = new http.Agent(agentOptions);
   type Callback = (error: Error | null, socket?: Socket) => void;
-  (agent as unknown as { createConnection: (o: NetConnectOpts, cb: Callback) => undefined }).createConnection = (connectOptions, callback) => {
+  (agent as unknown as { createConnection: (o: NetConnectOpts, cb: Callback) => undefined }).createConnection = (
+    connectOptions,
+    callback,
+  ) => {
     const socket = net.connect(connectOptions);
     const onError = (error: Error) => callback(error);
     socket.once("error", onError);
@@ -183,7 +202,10 @@ async function checkedPlainAgent(http: HttpModule, agentOptions: AgentOptions, p
       const server = { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
       const client = { address: socket.localAddress ?? "", port: socket.localPort ?? 0 };
       if (!isLoopbackAddress(server.address)) {
-        if (!warned) log.warn(`the Connect host ${display} is plain http on a non-loopback address (${server.address}): the token and every value cross the network unencrypted; use https`);
+        if (!warned)
+          log.warn(
+            `the Connect host ${display} is plain http on a non-loopback address (${server.address}): the token and every value cross the network unencrypted; use https`,
+          );
         warned = true;
         socket.off("error", onError);
         callback(null, socket);
