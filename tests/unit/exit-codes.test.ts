@@ -80,8 +80,12 @@ describe("bad data exits 65", () => {
       d,
       `{\n  "version": 1,\n  "name": "x",\n  "outputDir": "${d}/out",\n  "files": {\n    "a": { "ref": "op://V/I" }\n  }\n}\n`,
     );
-    for (const command of ["fetch", "check"]) {
-      const result = await run([command, "--spec", spec, "--source", `file:${vault}`]);
+    // check is offline: it takes no --source.
+    for (const args of [
+      ["fetch", "--spec", spec, "--source", `file:${vault}`],
+      ["check", "--spec", spec],
+    ]) {
+      const result = await run(args);
       expect(result.exitCode).toBe(65);
       expect(result.stderr).toContain(`${spec}:6: files.a.ref: invalid secret reference "op://V/I"`);
     }
@@ -273,8 +277,8 @@ describe("--version and --help", () => {
     expect(main.exitCode).toBe(0);
     const commands = [...main.stdout.matchAll(/^\s+homelab-secrets (\w+)/gm)].map((m) => m[1]!);
     expect(commands).toEqual(expect.arrayContaining(["fetch", "read", "check", "cleanup", "user", "doctor", "demo"]));
-    // Every command that talks to a backend is bounded by a deadline; doctor only reads local files.
-    const resolving = new Set(["fetch", "read", "user", "demo"]);
+    // Every command that talks to a backend is bounded by a deadline; doctor only reads local files, demo its bundled vault.
+    const resolving = new Set(["fetch", "read", "user", "agent"]);
     const results = await Promise.all(commands.map((command) => run([command, "--help"])));
     for (const [i, result] of results.entries()) {
       expect(result.exitCode, commands[i]).toBe(0);

@@ -26,10 +26,82 @@ function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
   return y.options(options) as unknown as Argv<T & CommonArgs>;
 }
 
+/** The flags of a command that resolves references but takes no lock. */
+type SourceArgs = Omit<CommonArgs, "serialize">;
+
+/** The source flags, --deadline and --verbose (not --serialize, which only fetch honours). */
+function withSource<T>(y: Argv<T>): Argv<T & SourceArgs> {
+  const { source, "connect-host": connectHost, "token-credential": tokenCredential, "token-file": tokenFile, verbose } = commonOptions;
+  const all: Record<string, Options> = {
+    source,
+    "connect-host": connectHost,
+    "token-credential": tokenCredential,
+    "token-file": tokenFile,
+    deadline: { ...deadlineOption, coerce: parseDeadline },
+    verbose,
+  };
+  return y.options(all) as unknown as Argv<T & SourceArgs>;
+}
+
+/** The flag of a command that only logs. */
+interface VerboseArgs {
+  verbose: boolean;
+}
+
+function withVerbose<T>(y: Argv<T>): Argv<T & VerboseArgs> {
+  return y.option("verbose", verboseOption);
+}
+
+type ExitCodeName = keyof typeof ExitCode;
+
+/** What each exit code means, as --help says it; a new ExitCode needs its line here. */
+const exitCodeMeaning: Readonly<Record<ExitCodeName, string>> = {
+  ok: "success",
+  usage: "usage: a wrong flag or argument",
+  dataErr: "bad data: spec, mapfile, policy, reference or an unrepresentable value",
+  notFound: "a reference does not exist (every missing one is named)",
+  software: "internal error (a bug; the log line carries the stack)",
+  osErr: "the privilege wrapper only: an OS call failed",
+  cantCreate: "cannot write (no space, permissions, unsafe path)",
+  tempFail: "temporary failure: backend unreachable or rate-limited past retries and --deadline",
+  noPerm: "permission: token rejected, auth failed, privilege check failed",
+  config: "configuration: token or file missing, unreadable or too open; unsafe permissions",
+};
+
+/** The "Exit codes:" epilogue for `names`, numbers from ExitCode, in numeric order. */
+export function exitCodesEpilogue(names: readonly ExitCodeName[]): string {
+  const sorted = [...names].sort((a, b) => ExitCode[a] - ExitCode[b]);
+  return ["Exit codes:", ...sorted.map((name) => `  ${String(ExitCode[name]).padEnd(3)} ${exitCodeMeaning[name]}`)].join("\n");
+}
+
+/** Every command can end with these. */
+const always: readonly ExitCodeName[] = ["ok", "usage", "software"];
+/** What a command that resolves and writes can end with. */
+const resolving: readonly ExitCodeName[] = [...always, "dataErr", "notFound", "cantCreate", "tempFail", "noPerm", "config"];
+
+/** --help's examples (`$0` is the program name) and exit-code epilogue of one command. */
+function documented<T>(y: Argv<T>, examples: readonly (readonly [string, string])[], codes: readonly ExitCodeName[]): Argv<T> {
+  let out = y;
+  for (const [command, description] of examples) out = out.example(command, description);
+  return out.epilogue(exitCodesEpilogue(codes));
+}
+
 export const fetchCommand: CliCommand<FetchArgs> = {
   command: "fetch",
   describe: "Resolve every reference in a spec and write all outputs, or nothing",
-  options: (y) => withCommon(y).options(fetchOptions).demandOption("spec"),
+  options: (y) =>
+    documented(
+      withCommon(y).options(fetchOptions).demandOption("spec"),
+      [
+        [
+          "$0 fetch --spec /etc/homelab-secrets/services/myapp.json",
+          "What the secrets unit runs (token from $CREDENTIALS_DIRECTORY/op-token)",
+        ],
+        ["$0 fetch --spec spec.json --source file:vault.json --verbose", "From a local JSON vault, logging each reference and file"],
+        ["$0 fetch --spec spec.json --source connect --connect-host https://connect.lan --token-file ./token", "Through 1Password Connect"],
+      ],
+      resolving,
+    ),
   run: async (argv, log, signal) => {
     const { runFetch } = await import("../commands/fetch.js");
     await runFetch({
@@ -45,15 +117,23 @@ export const fetchCommand: CliCommand<FetchArgs> = {
   },
 };
 
-type ReadArgs = CommonArgs & { ref: string; out?: string; mode: string };
+type ReadArgs = SourceArgs & { ref: string; out?: string; mode: string };
 const readCommand: CliCommand<ReadArgs> = {
   command: "read <ref>",
   describe: "Resolve one reference to stdout or a file",
   options: (y) =>
-    withCommon(y)
-      .positional("ref", { type: "string", demandOption: true, describe: "op://vault/item/[section/]field" })
-      .option("out", { type: "string", describe: "Write to this file (atomically) instead of stdout" })
-      .option("mode", { type: "string", default: "0600", describe: "Mode of --out" }),
+    documented(
+      withSource(y)
+        .positional("ref", { type: "string", demandOption: true, describe: "op://vault/item/[section/]field" })
+        .option("out", { type: "string", describe: "Write to this file (atomically) instead of stdout" })
+        .option("mode", { type: "string", default: "0600", describe: "Mode of --out" }),
+      [
+        ["$0 read op://Homelab/Grafana/password --token-file ./token", "Print one value (exact bytes) to stdout"],
+        ["$0 read 'op://Homelab/GitHub/one-time password?attribute=otp' --token-file ./token", "The current TOTP code"],
+        ["$0 read op://Homelab/Grafana/password --out /run/grafana/pw --mode 0400 --token-file ./token", "Write it atomically to a file"],
+      ],
+      resolving,
+    ),
   run: async (argv, log, signal) => {
     const { runRead } = await import("../commands/read.js");
     await runRead({
@@ -68,14 +148,21 @@ const readCommand: CliCommand<ReadArgs> = {
   },
 };
 
-type CheckArgs = CommonArgs & { spec?: string; mapfile?: string };
+type CheckArgs = VerboseArgs & { spec?: string; mapfile?: string };
 const checkCommand: CliCommand<CheckArgs> = {
   command: "check",
   describe: "Validate a spec offline (used at Nix build time)",
   options: (y) =>
-    withCommon(y)
-      .option("spec", { type: "string", describe: "Spec file to check" })
-      .option("mapfile", { type: "string", describe: "Mapfile to check" }),
+    documented(
+      withVerbose(y)
+        .option("spec", { type: "string", describe: "Spec file to check" })
+        .option("mapfile", { type: "string", describe: "Mapfile to check" }),
+      [
+        ["$0 check --spec /etc/homelab-secrets/services/myapp.json", "Validate a spec offline; errors name file, line and field"],
+        ["$0 check --mapfile /etc/homelab-secrets/mapfile", "Validate a mapfile (and its owner and mode)"],
+      ],
+      [...always, "dataErr", "config"],
+    ),
   run: async (argv, log) => {
     if (!argv.spec && !argv.mapfile) throw usageError("check needs --spec FILE or --mapfile FILE");
     const { checkSpec, checkMapfile } = await import("../commands/check.js");
@@ -84,38 +171,55 @@ const checkCommand: CliCommand<CheckArgs> = {
   },
 };
 
-type CleanupArgs = CommonArgs & { spec: string; "output-dir"?: string };
+type CleanupArgs = VerboseArgs & { spec: string; "output-dir"?: string };
 const cleanupCommand: CliCommand<CleanupArgs> = {
   command: "cleanup",
   describe: "Remove what fetch wrote for a spec",
   options: (y) =>
-    withCommon(y)
-      .option("spec", { type: "string", demandOption: true })
-      .option("output-dir", { type: "string", describe: "Clean this directory instead of the spec's outputDir" }),
+    documented(
+      withVerbose(y)
+        .option("spec", { type: "string", demandOption: true, describe: "Spec file whose outputs to remove" })
+        .option("output-dir", { type: "string", describe: "Clean this directory instead of the spec's outputDir" }),
+      [
+        ["$0 cleanup --spec /etc/homelab-secrets/services/myapp.json", "What the secrets unit's ExecStop= runs"],
+        ["$0 cleanup --spec spec.json --output-dir /tmp/demo-secrets", "Remove what fetch --output-dir (or demo) wrote"],
+      ],
+      [...always, "dataErr", "cantCreate", "config"],
+    ),
   run: async (argv, log) => {
     const { runCleanup } = await import("../commands/cleanup.js");
     await runCleanup({ specFile: argv.spec, ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}), log });
   },
 };
 
-type AgentArgs = CommonArgs & { policy: string; ttl: number; fd: number; check: boolean };
+type AgentArgs = SourceArgs & { policy: string; ttl: number; fd: number; check: boolean };
 const agentCommand: CliCommand<AgentArgs> = {
   command: "agent",
   describe: "Serve systemd LoadCredential= requests from the agent's front end (see homelab-secrets-agent)",
   options: (y) =>
-    withCommon(y)
-      .option("policy", {
-        type: "string",
-        demandOption: true,
-        describe: "Agent policy file (JSON, version 1): unit → credential ID → what to render",
-      })
-      .option("ttl", {
-        type: "number",
-        default: 300,
-        describe: "Serve values from memory for this many seconds (0: always ask the backend)",
-      })
-      .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
-      .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" }),
+    documented(
+      withSource(y)
+        .option("policy", {
+          type: "string",
+          demandOption: true,
+          describe: "Agent policy file (JSON, version 1): unit → credential ID → what to render",
+        })
+        .option("ttl", {
+          type: "number",
+          default: 300,
+          describe: "Serve values from memory for this many seconds (0: always ask the backend)",
+        })
+        .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
+        .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" }),
+      [
+        ["$0 agent --check --policy policy.json", "Validate an agent policy offline"],
+        [
+          "homelab-secrets-agent --idle-exit 300 -- $0 agent --policy %d/agent-policy --ttl 300 --deadline 45",
+          "How the agent's unit starts it (the front end owns the socket)",
+        ],
+      ],
+      [...always, "dataErr", "notFound", "tempFail", "noPerm", "config"],
+    ),
   run: async (argv, log, signal) => {
     const { checkPolicy, runAgent } = await import("../commands/agent.js");
     if (argv.check) {
@@ -134,12 +238,21 @@ const agentCommand: CliCommand<AgentArgs> = {
   },
 };
 
-type InstallArgs = CommonArgs & { spec: string };
+type InstallArgs = VerboseArgs & { spec: string };
 const installCommand: CliCommand<InstallArgs> = {
   command: "install",
   describe: "Write a spec's outputs from the credentials systemd loaded from the agent ($CREDENTIALS_DIRECTORY)",
   options: (y) =>
-    withCommon(y).option("spec", { type: "string", demandOption: true, describe: "Spec file: its outputs are the credential IDs" }),
+    documented(
+      withVerbose(y).option("spec", { type: "string", demandOption: true, describe: "Spec file: its outputs are the credential IDs" }),
+      [
+        [
+          "$0 install --spec /etc/homelab-secrets/services/myapp.json",
+          "In a unit with LoadCredential=<output>:/run/homelab-secrets/credentials.sock",
+        ],
+      ],
+      [...always, "dataErr", "cantCreate", "config"],
+    ),
   run: async (argv, log) => {
     const { runInstall } = await import("../agent/install.js");
     await runInstall({ specFile: argv.spec, log });
@@ -159,7 +272,11 @@ const userCommand: CliCommand<UserArgs> = {
       .option("tags", { type: "string", describe: "Only entries with one of these comma-separated tags" })
       .option("untagged", { type: "boolean", default: false, describe: "Include untagged entries (alone: only untagged ones)" })
       .option("deadline", { ...deadlineOption, coerce: parseDeadline })
-      .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory (unprivileged runs)" }),
+      .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory (unprivileged runs)" })
+      .example("homelab-secrets-user --tags dev", "Through the SUID wrapper: your entries tagged dev")
+      .example("homelab-secrets-user --cleanup", "Remove your mapped files")
+      .example("$0 user --api-key-path ./token --map-file-path ./mapfile", "Without the wrapper, with your own token and mapfile")
+      .epilogue(exitCodesEpilogue([...resolving, "osErr"])),
   // The wrapper's two halves say which one is talking; values never reach the log. A
   // stopped run must end at once: the writer's caller is waiting, and a fetcher left behind
   // would hold the --serialize lock.
@@ -187,7 +304,10 @@ const doctorCommand: CliCommand<DoctorArgs> = {
         type: "string",
         default: "homelab-secrets",
         describe: "The service account the wrapper runs the fetch as",
-      }),
+      })
+      .example("$0 doctor", "Check the default configuration directory and wrapper")
+      .example("$0 doctor --config-dir /etc/homelab-secrets --wrapper /usr/bin/homelab-secrets-user", "The Debian package's paths")
+      .epilogue(exitCodesEpilogue([...always, "config"])),
   run: async (argv) => {
     const { runDoctor, formatFindings } = await import("../commands/doctor.js");
     const findings = runDoctor({ configDir: argv["config-dir"], wrapper: argv.wrapper, serviceUser: argv["service-user"] });
@@ -196,11 +316,19 @@ const doctorCommand: CliCommand<DoctorArgs> = {
   },
 };
 
-type DemoArgs = CommonArgs & { "output-dir"?: string };
+type DemoArgs = VerboseArgs & { "output-dir"?: string };
 const demoCommand: CliCommand<DemoArgs> = {
   command: "demo",
   describe: "Fetch the bundled example spec from the bundled demo vault into a temp dir and show it",
-  options: (y) => withCommon(y).option("output-dir", { type: "string", describe: "Write here instead of a new temp dir" }),
+  options: (y) =>
+    documented(
+      withVerbose(y).option("output-dir", { type: "string", describe: "Write here instead of a new temp dir" }),
+      [
+        ["$0 demo", "No 1Password account needed: bundled spec, bundled vault, a fresh temp dir"],
+        ["$0 demo --output-dir /tmp/demo-secrets --verbose", "Into a directory of your choice, logging each step"],
+      ],
+      [...always, "cantCreate"],
+    ),
   run: async (argv, log) => {
     const { runDemo } = await import("../commands/demo.js");
     process.stdout.write(await runDemo({ log, outputDir: argv["output-dir"] }));

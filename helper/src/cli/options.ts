@@ -51,7 +51,7 @@ export const fetchOptions = {
 } as const;
 
 /** The source flags as the sources module takes them. */
-export function overridesOf(argv: CommonArgs): SourceOverrides {
+export function overridesOf(argv: Pick<CommonArgs, "source" | "connect-host" | "token-credential" | "token-file">): SourceOverrides {
   return {
     source: argv.source,
     connectHost: argv["connect-host"],
