@@ -3,10 +3,8 @@
  * command can end with (numbers from ExitCode, the one source), and only flags that do something.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { ExitCode } from "../../helper/src/errors.js";
-import { repoRoot, runCli } from "../helpers.js";
+import { runCli } from "../helpers.js";
 
 const commands = ["fetch", "read", "check", "cleanup", "agent", "install", "user", "doctor", "demo"] as const;
 type Command = (typeof commands)[number];
@@ -99,12 +97,5 @@ describe("--help of every command", () => {
       const listed = flags(help.get(command)!).filter((f) => f !== "--help" && f !== "--version");
       expect(listed.sort(), command).toEqual([...expected[command]].sort());
     }
-  });
-
-  it("the README's exit-code table has exactly the codes of ExitCode", () => {
-    const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
-    const table = readme.split("| code | meaning |")[1]!.split("\n\n")[0]!;
-    const codes = [...table.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
-    expect(codes).toEqual(Object.values(ExitCode).sort((a, b) => a - b));
   });
 });
