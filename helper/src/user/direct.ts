@@ -14,7 +14,7 @@ import type { SourceConfig } from "../spec.js";
 import { accessibleToOthers, modeDigits, rootControlled } from "../file-rules.js";
 import { tokenFromText } from "../token.js";
 import { removeUserFiles, writeUserFiles } from "./files.js";
-import { planEntries, resolvePlanned, tagFilter, type Caller } from "./plan.js";
+import { planEntries, requireRuntimeDirectory, resolvePlanned, tagFilter, type Caller } from "./plan.js";
 import { parseHostConfig } from "./host-config.js";
 
 export interface DirectOptions {
@@ -62,6 +62,7 @@ export async function runDirect(options: DirectOptions): Promise<void> {
     return;
   }
 
+  requireRuntimeDirectory(planned, mapfilePath, caller);
   const configPath = join(options.configDir, "config.json");
   const configText = await readConfigFile(configPath, true, uid === 0 ? "config" : undefined);
   const sourceConfig: SourceConfig = configText === undefined ? { type: "onepassword" } : parseHostConfig(configText, configPath);
