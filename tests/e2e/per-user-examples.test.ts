@@ -75,6 +75,14 @@ describeE2E("real systemd: the per-user examples (system service, cron, user ser
     expect(st.stdout.trim()).toBe("homelab-secrets:homelab-secrets 6511");
   });
 
+  it("doctor without --wrapper finds it there, and the CLI it names runs as the service account", async () => {
+    const r = await s.c.cx(["/opt/homelab-secrets/bin/homelab-secrets", "doctor"], { allowFail: true });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ok {6}wrapper: \/usr\/bin\/homelab-secrets-user \(owner /m);
+    expect(r.stdout).toMatch(/^ok {6}cli as service account: .* runs as homelab-secrets$/m);
+    expect(r.stdout).not.toMatch(/^(UNSAFE|WARN)/m);
+  });
+
   it("restic.service as shipped: systemd-analyze verify accepts it; the service's account reads its 0600 file; the stop removes it", async () => {
     await s.c.writeFile("/etc/systemd/system/restic.service", example("restic.service"));
     await s.c.cx(["systemctl", "daemon-reload"]);
@@ -139,7 +147,7 @@ describeE2E("real systemd: the per-user examples (system service, cron, user ser
     expect((await s.c.sh("ls -A /run/nightly-sync")).stdout).toBe("");
   });
 
-  it("sync.service in a lingering user's manager: --serialize fetch into %t/secrets, the probe reads it, the stop removes it", async () => {
+  it("sync.service in a user's manager (user@UID.service, as lingering starts it): --serialize fetch into %t/secrets, the probe reads it, the stop removes it", async () => {
     await s.c.writeFile("/etc/systemd/user/sync.service", example("sync.service"));
     const uid = await s.uid("alice");
     // This rootfs has no libpam-systemd, whose pam_systemd.so gives a user manager its
@@ -150,7 +158,8 @@ describeE2E("real systemd: the per-user examples (system service, cron, user ser
       "[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%i\n",
     );
     await s.c.cx(["systemctl", "daemon-reload"]);
-    await s.c.cx(["loginctl", "enable-linger", "alice"]);
+    // What lingering makes logind do at boot (trixie's rootfs has no D-Bus for loginctl to ask it).
+    await s.c.cx(["systemctl", "start", `user@${uid}.service`], { timeoutMs: 60_000 });
     const manager = await s.c.waitForState(`user@${uid}.service`, "active", 30_000);
     const why =
       manager === "active"
