@@ -58,12 +58,41 @@ describeAsRoot("per-user mode for an account without /run/user/<uid>", () => {
     const c = await host.run(svcUser, ["--cleanup"]);
     expect(c.exitCode, c.stderr).toBe(0);
     expect(existsSync(join(runtimeDir, "one.txt"))).toBe(false);
+    // The wrapper's --serialize lock is on the mapfile it opened: no /run/user/<uid> needed.
+    const serialized = await host.run(svcUser, ["--serialize"]);
+    expect(serialized.exitCode, serialized.stderr).toBe(0);
+    expect(readFileSync(join(runtimeDir, "one.txt"), "utf8")).toBe("alpha-1");
   });
 
   it("--cleanup of relative entries without /run/user/<uid> removes nothing and succeeds (ExecStopPost= must not fail)", async () => {
     host.writeMapfile(`${svcUser.name} op://V/A/one one.txt\n`);
     const c = await host.run(svcUser, ["--cleanup"]);
     expect(c.exitCode, c.stderr).toBe(0);
+  });
+
+  it("the direct CLI with --serialize says where its lock would live and what to use instead (73)", async () => {
+    const home = join(host.dir, `serialize-${svcUser.name}`);
+    mkdirSync(join(home, "conf"), { recursive: true });
+    writeFileSync(join(home, "vault.json"), JSON.stringify(vault));
+    writeFileSync(join(home, "conf", "config.json"), JSON.stringify({ source: { type: "file", path: join(home, "vault.json") } }));
+    writeFileSync(join(home, "map"), `${svcUser.name} op://V/A/one ${runtimeDir}/one.txt\n`);
+    execFileSync("chown", ["-R", `${svcUser.uid}:${svcUser.gid}`, home]);
+    const r = await host.runAs(svcUser, process.execPath, [
+      cliPath(),
+      "user",
+      "--serialize",
+      "-map-file-path",
+      join(home, "map"),
+      "--config-dir",
+      join(home, "conf"),
+    ]);
+    expect(r.exitCode, r.stderr).toBe(73);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain(
+      `--serialize keeps its lock in /run/user/${svcUser.uid}, which ${svcUser.name} does not have (no login session): ` +
+        `run through the wrapper (homelab-secrets-user --serialize needs no such directory), or loginctl enable-linger ${svcUser.name}`,
+    );
+    expect(existsSync(join(runtimeDir, "one.txt"))).toBe(false);
   });
 
   it("the direct CLI (no wrapper, own mapfile and source) gives the same line", async () => {
