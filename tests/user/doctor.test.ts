@@ -1,9 +1,10 @@
 /** `homelab-secrets doctor` against a real per-user setup, then with each thing broken. */
-import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { cliPath, createHost, describeAsRoot, type Host } from "./harness.js";
+import { buildWrapper } from "../../helper/scripts/build-wrapper.mjs";
+import { cliPath, createHost, describeAsRoot, nodePath, repoRoot, type Host } from "./harness.js";
 
 describeAsRoot("homelab-secrets doctor", () => {
   let host: Host;
@@ -14,13 +15,22 @@ describeAsRoot("homelab-secrets doctor", () => {
   afterAll(async () => {
     await host?.destroy();
   });
-  const doctor = () =>
+  const doctor = (wrapper: string | null = host.wrapper) =>
     execa(
       process.execPath,
-      [cliPath(), "doctor", "--config-dir", host.configDir, "--wrapper", host.wrapper, "--service-user", host.svc.name],
+      [
+        cliPath(),
+        "doctor",
+        "--config-dir",
+        host.configDir,
+        ...(wrapper === null ? [] : ["--wrapper", wrapper]),
+        "--service-user",
+        host.svc.name,
+      ],
       { reject: false },
     );
   const restore = () => {
+    if (!existsSync(join(host.configDir, "token"))) writeFileSync(join(host.configDir, "token"), `${host.token}\n`);
     chmodSync(join(host.configDir, "token"), 0o600);
     chownSync(join(host.configDir, "token"), host.svc.uid, host.svc.gid);
     host.writeMapfile(`${host.users[0]!.name} op://V/A/one one.txt\n`);
@@ -43,15 +53,68 @@ describeAsRoot("homelab-secrets doctor", () => {
     expect(lines.map((l) => l.split(":")[0])).toEqual([
       "ok      service account",
       "ok      config directory",
-      "ok      token",
       "ok      mapfile",
       "ok      config.json",
       "ok      vault",
+      "ok      token",
       "ok      wrapper",
       "ok      node",
       "ok      cli tree",
+      "ok      cli as service account",
       "ok      rate-limit state",
     ]);
+  });
+
+  it("a file source needs no token: a missing token file is not unsafe", async () => {
+    rmSync(join(host.configDir, "token"));
+    const r = await doctor();
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/^ok {6}token: .*absent \(not needed: the file source reads no token\)$/m);
+  });
+
+  it("a token source without a token file is unsafe", async () => {
+    rmSync(join(host.configDir, "token"));
+    host.writeConfig({ source: { type: "connect", host: "http://127.0.0.1:9" } });
+    const r = await doctor();
+    expect(r.exitCode).toBe(78);
+    expect(r.stdout).toMatch(/^UNSAFE {2}token: .*missing/m);
+  });
+
+  it("no wrapper found is a warning, never ok", async () => {
+    // Precondition: this host has no installed wrapper at either default place.
+    expect(existsSync("/run/wrappers/bin/homelab-secrets-user") || existsSync("/usr/bin/homelab-secrets-user")).toBe(false);
+    const r = await doctor(null);
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(
+      /^WARN {4}wrapper: not checked: none at \/run\/wrappers\/bin\/homelab-secrets-user or \/usr\/bin\/homelab-secrets-user \(give --wrapper PATH\)$/m,
+    );
+    expect(r.stdout).not.toMatch(/^ok .*not checked/m);
+  });
+
+  it("a CLI tree the service account cannot read is unsafe: the wrapper's fetch could never start", async () => {
+    // Root's and not writable by others (the tree check passes), but 0700: an install under umask 077.
+    const tree = join(host.dir, "umask077");
+    mkdirSync(join(tree, "helper"), { recursive: true });
+    copyFileSync(join(repoRoot, "package.json"), join(tree, "package.json"));
+    cpSync(dirname(cliPath()), join(tree, "helper", "dist"), { recursive: true });
+    cpSync(join(repoRoot, "node_modules"), join(tree, "node_modules"), { recursive: true, verbatimSymlinks: true });
+    chmodSync(join(tree, "helper", "dist"), 0o700);
+    const wrapper = buildWrapper({
+      configDir: host.configDir,
+      out: join(host.dir, "bin", "umask077-wrapper"),
+      stateDir: host.stateDir,
+      node: nodePath(),
+      cli: join(tree, "helper", "dist", "cli.js"),
+    });
+    chownSync(wrapper, host.svc.uid, host.svc.gid);
+    chmodSync(wrapper, 0o6755);
+    const r = await doctor(wrapper);
+    expect(r.exitCode).toBe(78);
+    expect(r.stdout).toMatch(/^ok {6}cli tree: /m);
+    expect(r.stdout).toMatch(
+      new RegExp(`^UNSAFE {2}cli as service account: .*${host.svc.name}.*cannot run ${tree}/helper/dist/cli\\.js`, "m"),
+    );
+    expect(r.stdout.match(/^UNSAFE/gm)).toHaveLength(1);
   });
 
   it("without a token source the rate-limit state may be absent", async () => {

@@ -1,6 +1,7 @@
 /**
- * `homelab-secrets doctor`: check a host's per-user setup — one line per check, "ok" or
- * "UNSAFE", exit 78 when anything is unsafe. Reads only metadata (and config.json).
+ * `homelab-secrets doctor`: check a host's per-user setup — one line per check, "ok",
+ * "WARN" (not checked; exit stays 0) or "UNSAFE" (exit 78). Reads only metadata (and
+ * config.json), and runs the wrapper's CLI once as the service account (`--version`).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
@@ -20,17 +21,26 @@ export interface DoctorArgs {
   "service-user": string;
 }
 
+/** One check's verdict. */
 export interface Finding {
+  /** false: unsafe (doctor exits 78). */
   readonly ok: boolean;
+  /** ok, but not checked: shown as WARN. */
+  readonly warn?: boolean;
   readonly what: string;
   readonly detail: string;
 }
 
+/** Where the Debian package installs the wrapper. */
+export const packageWrapperPath = "/usr/bin/homelab-secrets-user";
+
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
 
+/** Every check, in order; nothing is changed on the host. */
 export function runDoctor(options: { configDir: string; wrapper?: string | undefined; serviceUser: string }): Finding[] {
   const findings: Finding[] = [];
   const ok = (what: string, detail: string) => findings.push({ ok: true, what, detail });
+  const warn = (what: string, detail: string) => findings.push({ ok: true, warn: true, what, detail });
   const unsafe = (what: string, detail: string) => findings.push({ ok: false, what, detail });
 
   let svcUid: number | undefined;
@@ -76,21 +86,6 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     );
   }
 
-  const tokenPath = join(dir, "token");
-  const token = stat("token", tokenPath);
-  if (token) {
-    report(
-      "token",
-      tokenPath,
-      token,
-      problems([
-        [!token.isFile(), "not a regular file"],
-        [svcUid !== undefined && token.uid !== svcUid, `not owned by ${options.serviceUser}`],
-        [accessibleToOthers(token), "accessible to group or others (want 0600)"],
-      ]),
-    );
-  }
-
   const mapfilePath = join(dir, "mapfile");
   const mapfile = stat("mapfile", mapfilePath);
   if (mapfile) {
@@ -112,6 +107,8 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
   const configPath = join(dir, "config.json");
   // Whether runs spend the token's quota under a per-user rate limit (the default source does).
   let usesToken = true;
+  // Whether the source reads the token at all (every source but the file source does).
+  let needsToken = true;
   const config = stat("config.json", configPath, true);
   if (config) {
     const why = problems([
@@ -125,6 +122,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
         const settings = parseHostSettings(readFileSync(configPath, "utf8"), configPath);
         const source = settings.source;
         usesToken = source.type !== "file" && settings.userRateLimit !== null;
+        needsToken = source.type !== "file";
         if (why.length === 0) ok("config.json", `${configPath}: source ${source.type}`);
         if (source.type === "file") vaultPath = source.path;
       } catch (error) {
@@ -153,11 +151,28 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
     }
   }
 
+  const tokenPath = join(dir, "token");
+  const tokenAbsent = !needsToken && !existsSync(tokenPath);
+  if (tokenAbsent) ok("token", `${tokenPath} absent (not needed: the file source reads no token)`);
+  const token = tokenAbsent ? undefined : stat("token", tokenPath);
+  if (token) {
+    report(
+      "token",
+      tokenPath,
+      token,
+      problems([
+        [!token.isFile(), "not a regular file"],
+        [svcUid !== undefined && token.uid !== svcUid, `not owned by ${options.serviceUser}`],
+        [accessibleToOthers(token), "accessible to group or others (want 0600)"],
+      ]),
+    );
+  }
+
   findings.push(...connectHostFindings(configPath, svcUid, options.serviceUser));
 
-  const wrapper = options.wrapper ?? (existsSync(nixosWrapperPath) ? nixosWrapperPath : undefined);
+  const wrapper = options.wrapper ?? [nixosWrapperPath, packageWrapperPath].find((p) => existsSync(p));
   if (wrapper === undefined) {
-    ok("wrapper", `not checked: none at ${nixosWrapperPath} (give --wrapper PATH)`);
+    warn("wrapper", `not checked: none at ${nixosWrapperPath} or ${packageWrapperPath} (give --wrapper PATH)`);
   } else {
     const w = stat("wrapper", wrapper);
     if (w) {
@@ -175,7 +190,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
           [writableByOthers(w), "writable by group or others"],
         ]),
       );
-      checkBuild(wrapper, svcUid, usesToken, ok, unsafe);
+      checkBuild(wrapper, { uid: svcUid, gid: svcGid, name: options.serviceUser }, usesToken, ok, unsafe);
     }
   }
   return findings;
@@ -188,7 +203,7 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
  */
 function checkBuild(
   wrapper: string,
-  svcUid: number | undefined,
+  svc: { uid: number | undefined; gid: number | undefined; name: string },
   usesToken: boolean,
   ok: (what: string, detail: string) => void,
   unsafe: (what: string, detail: string) => void,
@@ -206,16 +221,29 @@ function checkBuild(
     unsafe("wrapper build", `${wrapper} --build-info failed: ${(error as Error).message.split("\n")[0]}`);
     return;
   }
-  const report = (what: string, path: string | undefined, check: (p: string) => TreeVerdict) => {
-    if (path === undefined) return unsafe(what, `${wrapper} --build-info names no ${what}`);
+  /** true when the path passed. */
+  const report = (what: string, path: string | undefined, check: (p: string) => TreeVerdict): boolean => {
+    if (path === undefined) {
+      unsafe(what, `${wrapper} --build-info names no ${what}`);
+      return false;
+    }
     const started = performance.now();
     const verdict = check(path);
     const ms = (performance.now() - started).toFixed(1);
     if (verdict.problem === undefined) ok(what, `${path}: root's, ${verdict.entries} entries checked in ${ms} ms`);
     else unsafe(what, `${verdict.problem} (the wrapper refuses to run: 78)`);
+    return verdict.problem === undefined;
   };
-  report("node", info.get("node"), checkNodeBinary);
-  report("cli tree", info.get("cli"), checkCliTree);
+  const node = info.get("node");
+  const cli = info.get("cli");
+  const nodeSafe = report("node", node, checkNodeBinary);
+  const cliSafe = report("cli tree", cli, checkCliTree);
+  if (nodeSafe && cliSafe && node !== undefined && cli !== undefined && svc.uid !== undefined && svc.gid !== undefined) {
+    const problem = runsAs(node, cli, svc.uid, svc.gid);
+    if (problem === undefined) ok("cli as service account", `${node} ${cli} --version runs as ${svc.name}`);
+    else unsafe("cli as service account", `${svc.name} cannot run ${cli} with ${node}: ${problem}`);
+  }
+  const svcUid = svc.uid;
   const stateDir = info.get("state-dir");
   if (stateDir === undefined) return unsafe("rate-limit state", `${wrapper} --build-info names no state-dir`);
   let st: Stats | undefined;
@@ -240,8 +268,26 @@ function checkBuild(
   else unsafe("rate-limit state", `${summary}: ${why.join("; ")}`);
 }
 
+/**
+ * Run the wrapper's node and CLI as the service account, as the wrapper's fetcher does (no
+ * environment, cwd /): undefined when `--version` exits 0, else why not, in one line.
+ */
+function runsAs(node: string, cli: string, uid: number, gid: number): string | undefined {
+  try {
+    execFileSync(node, [cli, "--version"], { uid, gid, cwd: "/", env: {}, stdio: ["ignore", "ignore", "pipe"], timeout: 20_000 });
+    return undefined;
+  } catch (error) {
+    const failed = error as { status?: number | null; stderr?: Buffer; code?: string; message: string };
+    const lines = (failed.stderr?.toString("utf8") ?? "").split("\n").filter((l) => l.trim() !== "");
+    // Node's own errors name the file it could not load (EACCES, MODULE_NOT_FOUND) in the first lines.
+    const why = lines.find((l) => /^Error|EACCES|ENOENT|Cannot find/.test(l.trim())) ?? lines[0] ?? failed.code ?? failed.message;
+    return `${failed.status === undefined || failed.status === null ? "" : `exit ${failed.status}: `}${why.trim()}`;
+  }
+}
+
+/** doctor's output: one line per finding. */
 export function formatFindings(findings: readonly Finding[]): string {
-  return findings.map((f) => `${f.ok ? "ok    " : "UNSAFE"}  ${f.what}: ${f.detail}\n`).join("");
+  return findings.map((f) => `${f.ok ? (f.warn ? "WARN  " : "ok    ") : "UNSAFE"}  ${f.what}: ${f.detail}\n`).join("");
 }
 
 /**

@@ -3,18 +3,18 @@
  * their own token and mapfile, or root. Nothing is privileged here, so the path overrides
  * are honoured (flag > env > default, as op-secret-manager).
  */
-import { constants } from "node:fs";
+import { constants, existsSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { userNameOf } from "../accounts.js";
-import { configError, permissionError } from "../errors.js";
+import { cantCreateError, configError, permissionError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SourceConfig } from "../spec.js";
 import { accessibleToOthers, modeDigits, rootControlled } from "../file-rules.js";
 import { tokenFromText } from "../token.js";
 import { removeUserFiles, writeUserFiles } from "./files.js";
-import { planEntries, resolvePlanned, tagFilter, type Caller } from "./plan.js";
+import { planEntries, requireRuntimeDirectory, resolvePlanned, tagFilter, type Caller } from "./plan.js";
 import { parseHostConfig } from "./host-config.js";
 
 export interface DirectOptions {
@@ -62,6 +62,7 @@ export async function runDirect(options: DirectOptions): Promise<void> {
     return;
   }
 
+  requireRuntimeDirectory(planned, mapfilePath, caller);
   const configPath = join(options.configDir, "config.json");
   const configText = await readConfigFile(configPath, true, uid === 0 ? "config" : undefined);
   const sourceConfig: SourceConfig = configText === undefined ? { type: "onepassword" } : parseHostConfig(configText, configPath);
@@ -71,7 +72,7 @@ export async function runDirect(options: DirectOptions): Promise<void> {
       : tokenFromText((await readConfigFile(tokenPath, false, "token"))!, tokenPath);
 
   // root shares the host-wide lock; a user serializes their own runs.
-  const lock = options.serialize ? { lock: uid === 0 ? {} : { path: `/run/user/${uid}/homelab-secrets-user.lock` } } : {};
+  const lock = options.serialize ? { lock: uid === 0 ? {} : { path: userLockPath(caller) } } : {};
   const files = await resolvePlanned(planned, sourceConfig, token, {
     deadlineSeconds: options.deadlineSeconds,
     log,
@@ -81,6 +82,18 @@ export async function runDirect(options: DirectOptions): Promise<void> {
   });
   await writeUserFiles(files, uid, log);
   log.info(`${caller.user}: wrote ${files.length} file(s)`);
+}
+
+/** Where a direct run of a user keeps its --serialize lock; an account without it is told what to do. */
+function userLockPath(caller: Caller): string {
+  const runtimeDir = `/run/user/${caller.uid}`;
+  if (!existsSync(runtimeDir)) {
+    throw cantCreateError(
+      `--serialize keeps its lock in ${runtimeDir}, which ${caller.user} does not have (no login session): ` +
+        `run through the wrapper (homelab-secrets-user --serialize needs no such directory), or loginctl enable-linger ${caller.user}`,
+    );
+  }
+  return `${runtimeDir}/homelab-secrets-user.lock`;
 }
 
 /**

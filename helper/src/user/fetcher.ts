@@ -9,7 +9,7 @@ import type { Logger } from "../log.js";
 import type { SourceConfig } from "../spec.js";
 import { tokenFromText } from "../token.js";
 import { parseHostSettings } from "./host-config.js";
-import { planEntries, resolvePlanned, tagFilter } from "./plan.js";
+import { planEntries, requireRuntimeDirectory, resolvePlanned, tagFilter } from "./plan.js";
 import { encodeFrame, env, fdFromEnv, type Frame, type WrapperContext } from "./protocol.js";
 import { countFetch, defaultRateLimit, type RateLimit } from "./rate-limit.js";
 
@@ -84,6 +84,7 @@ async function fetchFrames(context: WrapperContext, options: RoleOptions): Promi
     const planned = planEntries(readFileSync(mapFd, "utf8"), context.mapfilePath, caller, tagFilter(options.tags, options.untagged), true);
     log.debug(`fetcher: ${planned.length} entr${planned.length === 1 ? "y" : "ies"} for ${caller.user} (uid ${caller.uid})`);
     if (options.cleanup) return [...planned.map((p): Frame => ({ type: "cleanup", path: p.path })), { type: "done" }];
+    requireRuntimeDirectory(planned, context.mapfilePath, caller);
 
     let sourceConfig: SourceConfig = { type: "onepassword" };
     let rateLimit: RateLimit | null = defaultRateLimit;

@@ -49,7 +49,10 @@ async function createUserDirectories(directory: string, uid: number): Promise<vo
   const { missing } = await assertSafeDirectory(directory);
   await createMissingDirectories(directory, missing, { mode: dirMode, intermediateMode: dirMode }, (error, path) => {
     const code = (error as NodeJS.ErrnoException).code;
-    const hint = path === `/run/user/${uid}` ? " (it is created by systemd-logind for a login session)" : "";
+    const hint =
+      path === `/run/user/${uid}`
+        ? " (only systemd-logind creates it, for a login session or loginctl enable-linger; or give absolute paths in the mapfile)"
+        : "";
     return cantCreateError(`cannot create directory ${path}: ${code ?? "error"}${hint}`, error);
   });
   // Created or not, what is there now must be safe (a race could have planted a link).

@@ -2,9 +2,11 @@
  * What every way of running `homelab-secrets user` shares before writing: choosing the
  * caller's entries from the mapfile and resolving them in one batch.
  */
-import { configError, dataError } from "../errors.js";
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
+import { cantCreateError, configError, dataError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { outputPath, parseMapfile, parseTags, selectEntries, type MapEntry, type TagFilter } from "../mapfile.js";
+import { outputPath, parseMapfile, secretsDirectory, parseTags, selectEntries, type MapEntry, type TagFilter } from "../mapfile.js";
 import { utf8 } from "../render/outputs.js";
 import { resolveFromSource } from "../resolve.js";
 import type { SourceConfig } from "../spec.js";
@@ -48,6 +50,23 @@ export function planEntries(text: string, file: string, caller: Caller, filter: 
     byPath.set(item.path, item);
   }
   return planned;
+}
+
+/**
+ * Relative entries go under /run/user/<uid>/, which only logind creates (a login session,
+ * or lingering); a system service's account has none, and the writer, running as that
+ * account, cannot create it under root's /run/user. Fail (73) before anything is fetched,
+ * naming the first such line and the two fixes.
+ */
+export function requireRuntimeDirectory(planned: readonly PlannedFile[], file: string, caller: Caller): void {
+  const relative = planned.find((p) => !p.entry.path.startsWith("/"));
+  if (relative === undefined) return;
+  const runtimeDir = dirname(secretsDirectory(caller.uid));
+  if (existsSync(runtimeDir)) return;
+  throw cantCreateError(
+    `${file}:${relative.entry.line}: ${caller.user} has no ${runtimeDir} (no login session), so relative mapfile paths cannot be written: ` +
+      `give absolute paths (e.g. under the service's RuntimeDirectory=) or run loginctl enable-linger ${caller.user}`,
+  );
 }
 
 /** Resolve the planned entries in one batch (retries and the deadline are the resolver's). */
