@@ -5,3 +5,6 @@ export const defaultConfigDir = "/etc/homelab-secrets";
 
 /** Where NixOS's security.wrappers puts the SUID wrapper. */
 export const nixosWrapperPath = "/run/wrappers/bin/homelab-secrets-user";
+
+/** Where the Debian package installs the SUID wrapper. */
+export const packageWrapperPath = "/usr/bin/homelab-secrets-user";

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packageDeb } from "../../helper/scripts/package-deb.mjs";
 import { parseMapfileStrict, type MapEntry } from "../../helper/src/mapfile.js";
 import { cliPath, repoRoot } from "./harness.js";
+import yaml from "js-yaml";
 
 const dir = join(repoRoot, "examples/plain-linux/per-user");
 const text = (name: string) => readFileSync(join(dir, name), "utf8");
@@ -78,10 +79,7 @@ describe("the per-user examples (static)", () => {
     expect(values(unit, "Install", "WantedBy")).toEqual(["default.target"]);
   });
 
-  it("compose.yaml: a file secret at the compose entry's path under $XDG_RUNTIME_DIR/secrets, given to the service", async () => {
-    // js-yaml (the linter's YAML parser) ships no types; only load() is used.
-    const yamlModule: string = "js-yaml";
-    const yaml = (await import(yamlModule)) as { load(text: string): unknown };
+  it("compose.yaml: a file secret at the compose entry's path under $XDG_RUNTIME_DIR/secrets, given to the service", () => {
     const doc = yaml.load(text("compose.yaml")) as {
       services: Record<string, { image: string; secrets: string[]; environment: Record<string, string> }>;
       secrets: Record<string, { file: string }>;

@@ -7,7 +7,7 @@ import type { Argv, Options } from "yargs";
 import { ExitCode, usageError } from "../errors.js";
 import type { DoctorArgs } from "../commands/doctor.js";
 import type { UserArgs } from "../commands/user.js";
-import { defaultConfigDir, nixosWrapperPath } from "../host-paths.js";
+import { defaultConfigDir, nixosWrapperPath, packageWrapperPath } from "../host-paths.js";
 import { register, type CliCommand, type Registration } from "./command.js";
 import {
   commonOptions,
@@ -299,7 +299,10 @@ const doctorCommand: CliCommand<DoctorArgs> = {
   options: (y) =>
     y
       .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory" })
-      .option("wrapper", { type: "string", describe: `The SUID wrapper to check (default ${nixosWrapperPath} when present)` })
+      .option("wrapper", {
+        type: "string",
+        describe: `The SUID wrapper to check (default: ${nixosWrapperPath}, else ${packageWrapperPath}, when present)`,
+      })
       .option("service-user", {
         type: "string",
         default: "homelab-secrets",

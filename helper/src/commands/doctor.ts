@@ -10,7 +10,7 @@ import { connectHostFinding } from "../sources/loopback.js";
 import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { accessibleToOthers, writableByOthers } from "../file-rules.js";
-import { nixosWrapperPath } from "../host-paths.js";
+import { nixosWrapperPath, packageWrapperPath } from "../host-paths.js";
 import { parseHostSettings } from "../user/host-config.js";
 import { checkCliTree, checkNodeBinary, type TreeVerdict } from "../user/tree-check.js";
 
@@ -30,9 +30,6 @@ export interface Finding {
   readonly what: string;
   readonly detail: string;
 }
-
-/** Where the Debian package installs the wrapper. */
-export const packageWrapperPath = "/usr/bin/homelab-secrets-user";
 
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
 
