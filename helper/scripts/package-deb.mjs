@@ -30,6 +30,7 @@ import {
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
+import { buildAgent } from "./build-agent.mjs";
 import { buildWrapper } from "./build-wrapper.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -146,6 +147,12 @@ export function packageDeb(options = {}) {
     const units = join(tree, "usr/lib/systemd/system");
     mkdirSync(units, { recursive: true });
     copyFileSync(join(root, "packaging/systemd/homelab-secrets@.service"), join(units, "homelab-secrets@.service"));
+    // The credential agent: its front end where the shipped units expect it; the units are
+    // installed, not enabled (`systemctl enable --now homelab-secrets-agent.socket` opts in).
+    buildAgent({ out: join(tree, "usr/libexec/homelab-secrets/homelab-secrets-agent") });
+    for (const unit of ["homelab-secrets-agent.socket", "homelab-secrets-agent.service"]) {
+      copyFileSync(join(root, "examples/plain-linux/agent", unit), join(units, unit));
+    }
 
     const doc = join(tree, "usr/share/doc/homelab-secrets");
     mkdirSync(join(doc, "examples"), { recursive: true });

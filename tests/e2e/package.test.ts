@@ -341,6 +341,32 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     }
   });
 
+  it("with the installed CLI moved away, the wrapper says so in one line (78) and doctor names the fault", async () => {
+    const cli = "/usr/lib/homelab-secrets/helper/dist/cli.js";
+    await shOk('mv "$1" "$1.moved"', [cli]);
+    try {
+      const r = await s.c.cx(["runuser", "-u", "alice", "--", wrapper], { allowFail: true });
+      expect(r.code, r.stderr).toBe(78);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toContain(cli);
+      // The installed CLI is gone, so doctor runs from the test's own copy of the helper.
+      const d = await s.c.cx(["/opt/homelab-secrets/bin/homelab-secrets", "doctor", "--wrapper", wrapper], { allowFail: true });
+      expect(d.code, d.stdout + d.stderr).toBe(78);
+      expect(
+        d.stdout
+          .split("\n")
+          .filter((l) => l.startsWith("UNSAFE"))
+          .join("\n"),
+        d.stdout,
+      ).toContain("cli.js");
+    } finally {
+      await shOk('mv "$1.moved" "$1"', [cli]);
+    }
+    const again = await s.c.cx(["runuser", "-u", "alice", "--", wrapper], { allowFail: true });
+    expect(again.code, again.stderr).toBe(0);
+  });
+
   const confState = async () =>
     (await shOk(`cd ${conf} && find . -printf '%p %u:%g %m\\n' | sort`)) +
     (await shOk(`cd ${conf} && find . -type f -exec sha256sum {} + | sort`));

@@ -280,6 +280,21 @@ describe("the .deb built from this checkout", () => {
     );
   });
 
+  it("ships the credential agent: its front end where the units expect it, the socket and service as in examples/", () => {
+    const paths = new Set(listing.map((e) => e.path));
+    expect(paths).toContain("/usr/libexec/homelab-secrets/homelab-secrets-agent");
+    const frontEnd = listing.find((e) => e.path === "/usr/libexec/homelab-secrets/homelab-secrets-agent")!;
+    expect(frontEnd.mode).toMatch(/^-rwxr-xr-x$/);
+    for (const unit of ["homelab-secrets-agent.socket", "homelab-secrets-agent.service"]) {
+      expect(readFileSync(join(extracted, "usr/lib/systemd/system", unit), "utf8"), unit).toBe(
+        readFileSync(join(repo, "examples/plain-linux/agent", unit), "utf8"),
+      );
+    }
+    const service = readFileSync(join(extracted, "usr/lib/systemd/system/homelab-secrets-agent.service"), "utf8");
+    expect(service).toContain("ExecStart=/usr/libexec/homelab-secrets/homelab-secrets-agent ");
+    expect(service).toContain(" -- /usr/bin/homelab-secrets agent ");
+  });
+
   it("depends on nodejs (>= 20) and the libc the wrapper was linked against", () => {
     const depends = /^Depends: (.*)$/m.exec(control)?.[1]?.split(/,\s*/) ?? [];
     expect(depends).toContain("nodejs (>= 20)");
