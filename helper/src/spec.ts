@@ -166,6 +166,14 @@ export function parseSpec(text: string, file: string): Spec {
   return { file, name, outputDir: posix.normalize(outputDir), owner, group, dirMode, source, files, envFiles, templates };
 }
 
+/**
+ * The `source` object at `/source` of a located JSON document — a spec, or the agent's policy —
+ * with the same rules and file:line errors for both.
+ */
+export function parseSourceAt(json: LocatedJson, at: (pointer: string) => string): SourceConfig {
+  return parseSource(new Validator(json, at), at);
+}
+
 function parseSource(v: Validator, at: (p: string) => string): SourceConfig {
   const source = v.object("/source");
   const type = source["type"];
@@ -284,7 +292,7 @@ class Validator {
 }
 
 /** A user or group as a spec may name it: a name, or a numeric id below (uid_t)-1. */
-export function isAccount(value: unknown): value is string | number {
+function isAccount(value: unknown): value is string | number {
   if (typeof value === "number") return Number.isInteger(value) && value >= 0 && value < 2 ** 32 - 1;
   return typeof value === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(value);
 }

@@ -93,9 +93,9 @@ describe("agent policy", () => {
     expect(bad('{"version": 1, "units": {"a.service": {}}}')).toMatch(/defines no files, envFiles or templates/);
     expect(bad('{"version": 2, "units": {}}')).toMatch(/:1: version: must be 1/);
     expect(bad('{"version": 1, "units": {}, "extra": 1}')).toMatch(/:1: extra: unknown key/);
-    expect(bad('{"version": 1,\n "source": {"type": "connect"}}')).toMatch(/^\/etc\/p\.json:2: source\.host: must be a non-empty string/);
+    expect(bad('{"version": 1,\n "source": {"type": "connect"}}')).toMatch(/^\/etc\/p\.json:2: source\.host: is required/);
     expect(bad('{"version": 1, "units": {}, "source": {"type": "connect", "host": "http://127.0.0.1:1", "listenerUser": "a b"}}')).toMatch(
-      /source\.listenerUser: must be a user name or a numeric id/,
+      /source\.listenerUser: must be a user\/group name or a numeric id/,
     );
     expect(bad('{"version": 1, "units": {"a.service": {"envFiles": {"e": {"vars": {"1X": "op://V/i/f"}}}}}}')).toMatch(
       /"1X" is not a valid variable name/,

@@ -5,7 +5,7 @@ import { parseReference, uniqueReferences, type SecretReference } from "../refer
 import { envKeyPattern } from "../render/env.js";
 import { renderOutputs } from "../render/outputs.js";
 import { parseTemplate } from "../render/template.js";
-import { isAccount, specReferences, type Spec, type SourceConfig } from "../spec.js";
+import { parseSourceAt, specReferences, type Spec, type SourceConfig } from "../spec.js";
 import { isCredentialId, isUnitName } from "./peer.js";
 
 /**
@@ -67,8 +67,7 @@ export function parsePolicy(text: string, file: string): Policy {
   const root = object(json.value, "");
   onlyKeys(root, "", ["version", "source", "units"]);
   if (root["version"] !== 1) fail("/version", "must be 1 (this agent reads policy version 1)");
-  const source =
-    root["source"] === undefined ? undefined : parseSource(object(root["source"], "/source"), (p, why) => fail(`/source${p}`, why));
+  const source = root["source"] === undefined ? undefined : parseSourceAt(json, at);
   const units = new Map<string, Map<string, Credential>>();
   for (const [unit, body] of Object.entries(object(root["units"] ?? {}, "/units"))) {
     const pointer = `/units/${escape(unit)}`;
@@ -126,39 +125,6 @@ export function parsePolicy(text: string, file: string): Policy {
     units.set(unit, credentials);
   }
   return { file, source, units };
-}
-
-function parseSource(source: Record<string, unknown>, fail: (pointer: string, why: string) => never): SourceConfig {
-  const text = (key: string, required: boolean): string | undefined => {
-    const value = source[key];
-    if (value === undefined && !required) return undefined;
-    if (typeof value !== "string" || value.length === 0) return fail(`/${key}`, "must be a non-empty string");
-    return value;
-  };
-  const allowed: Record<string, string[]> = {
-    file: ["type", "path"],
-    onepassword: ["type", "tokenCredential", "tokenFile"],
-    connect: ["type", "host", "tokenCredential", "tokenFile", "listenerUser"],
-  };
-  const type = source["type"];
-  if (typeof type !== "string" || !allowed[type]) return fail("/type", 'must be "onepassword", "connect" or "file"');
-  for (const key of Object.keys(source))
-    if (!allowed[type].includes(key)) fail(`/${escape(key)}`, `unknown key (allowed: ${allowed[type].join(", ")})`);
-  if (type === "file") {
-    const path = text("path", true)!;
-    if (!path.startsWith("/")) fail("/path", "must be an absolute path");
-    return { type, path };
-  }
-  const tokenCredential = text("tokenCredential", false);
-  if (tokenCredential !== undefined && !/^[A-Za-z0-9_.@-]+$/.test(tokenCredential)) fail("/tokenCredential", "is not a credential name");
-  const tokenFile = text("tokenFile", false);
-  const token = { ...(tokenCredential ? { tokenCredential } : {}), ...(tokenFile ? { tokenFile } : {}) };
-  if (type === "onepassword") return { type, ...token };
-  const host = text("host", true)!;
-  if (!/^https?:\/\/[^\s/]+/.test(host)) fail("/host", "must be an http:// or https:// URL");
-  const listenerUser = source["listenerUser"];
-  if (listenerUser !== undefined && !isAccount(listenerUser)) fail("/listenerUser", "must be a user name or a numeric id");
-  return { type: "connect", host, ...token, ...(listenerUser !== undefined ? { listenerUser } : {}) };
 }
 
 /** The credential a unit may have under this ID, if any. */
