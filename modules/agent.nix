@@ -253,7 +253,7 @@ in
             restartTriggers = [ policyFile ];
             serviceConfig = hsLib.defaultHardening {
               network = cfg.source.type != "file";
-              procNet = cfg.source.type == "connect" && lib.hasPrefix "http://" (cfg.source.host or "");
+              procNet = hsLib.readsProcNet cfg.source;
             } // {
               Type = "simple";
               ExecStart = agentCommand;

@@ -324,14 +324,17 @@ let
   # before systemd kills it.
   timeoutFor = deadline: if deadline + 30 > 60 then deadline + 30 else 60;
 
+  # A plain-http Connect host: before it sends the token, the helper reads /proc/net/tcp to
+  # check who listens on a loopback port, so its unit must not hide /proc/net.
+  readsProcNet = source: (source.type or "onepassword") == "connect" && lib.hasPrefix "http://" (source.host or "");
+
   # The strongest sandbox under which Node + the 1Password SDK (WASM) still run and the
   # helper can still create files owned by another user. No MemoryDenyWriteExecute=: V8's
   # JIT and WASM compilation need writable+executable memory.
   hardening =
     {
       network ? true,
-      # A plain-http Connect host: the helper reads /proc/net/tcp to check who listens on a
-      # loopback port before it sends the token, and ProcSubset=pid hides /proc/net.
+      # readsProcNet: ProcSubset=all instead of pid.
       procNet ? false,
     }:
     {
@@ -570,7 +573,7 @@ let
           };
           token = tokenFor spec.source tokenFile;
           network = !fromAgent && spec.source.type != "file";
-          procNet = !fromAgent && spec.source.type == "connect" && lib.hasPrefix "http://" (spec.source.host or "");
+          procNet = !fromAgent && readsProcNet spec.source;
           runtimeDir = runtimeDirectoryOf outputDir;
           outputNames = attrNames spec.files ++ attrNames spec.envFiles ++ attrNames spec.templates;
         in
@@ -757,6 +760,7 @@ in
     timeoutFor
     hardening
     defaultHardening
+    readsProcNet
     unitNameOf
     lockDir
     runtimeDirectoryOf
