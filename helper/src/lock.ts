@@ -17,7 +17,16 @@ export interface LockOptions {
   readonly pollMs?: number;
   /** How often to say that we are still waiting. */
   readonly reportMs?: number;
+  /** Time and waiting, replaceable so tests need not wait in real time. */
+  readonly clock?: LockClock;
 }
+
+export interface LockClock {
+  now(): number;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+const realClock: LockClock = { now: () => performance.now(), sleep };
 
 export const defaultLockPath = "/run/homelab-secrets/fetch.lock";
 
@@ -41,8 +50,9 @@ export async function acquireLock(path: string, options: LockOptions): Promise<L
   const timeoutMs = options.timeoutMs ?? 300_000;
   const pollMs = options.pollMs ?? 100;
   const reportMs = options.reportMs ?? 5000;
+  const clock = options.clock ?? realClock;
   await mkdir(dirname(path), { recursive: true, mode: 0o755 }).catch(() => undefined);
-  const started = performance.now();
+  const started = clock.now();
   let lastReport = -Infinity;
   for (;;) {
     if (signal?.aborted) throw tempFailError(`interrupted while waiting for the lock ${path}`);
@@ -57,7 +67,7 @@ export async function acquireLock(path: string, options: LockOptions): Promise<L
       await breakStale(path, holder);
       continue;
     }
-    const now = performance.now();
+    const now = clock.now();
     if (now - started >= timeoutMs) {
       throw tempFailError(`gave up waiting ${Math.round(timeoutMs / 1000)}s for the lock ${path} (held by pid ${holder.pid ?? "?"})`);
     }
@@ -67,7 +77,7 @@ export async function acquireLock(path: string, options: LockOptions): Promise<L
     }
     try {
       // Jitter keeps waiters from polling in lockstep.
-      await sleep(pollMs + Math.floor(Math.random() * (pollMs / 2)), signal);
+      await clock.sleep(pollMs + Math.floor(Math.random() * (pollMs / 2)), signal);
     } catch {
       throw tempFailError(`interrupted while waiting for the lock ${path}`);
     }

@@ -3,13 +3,31 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { acquireLock } from "../../helper/src/lock.js";
+import { acquireLock, type LockClock } from "../../helper/src/lock.js";
 import type { Logger } from "../../helper/src/log.js";
 
 function recordingLogger() {
   const lines: string[] = [];
   const log: Logger = { error: (m) => lines.push(m), warn: (m) => lines.push(m), info: (m) => lines.push(m), debug: (m) => lines.push(m) };
   return { log, lines };
+}
+
+/**
+ * A clock that never waits: each sleep moves virtual time forward at once and may run a step
+ * of the test (e.g. release the lock after the third poll), so no test depends on real time.
+ */
+function virtualClock(onSleep: (sleeps: number) => void | Promise<void> = () => undefined) {
+  let now = 0;
+  let sleeps = 0;
+  const clock: LockClock = {
+    now: () => now,
+    async sleep(ms) {
+      now += ms;
+      sleeps += 1;
+      await onSleep(sleeps);
+    },
+  };
+  return { clock, sleeps: () => sleeps, elapsed: () => now };
 }
 
 describe("the --serialize lock", () => {
@@ -34,16 +52,21 @@ describe("the --serialize lock", () => {
     const first = await acquireLock(path, { log: recordingLogger().log });
     const second = recordingLogger();
     const order: string[] = [];
-    const waiting = acquireLock(path, { log: second.log, pollMs: 20, reportMs: 50 }).then((lock) => {
-      order.push("second acquired");
-      return lock;
+    const { clock, sleeps, elapsed } = virtualClock(async (n) => {
+      if (n === 6) {
+        order.push("first releases");
+        await first.release();
+      }
     });
-    await new Promise((r) => setTimeout(r, 150));
-    order.push("first releases");
-    await first.release();
-    const lock = await waiting;
+    const lock = await acquireLock(path, { log: second.log, pollMs: 20, reportMs: 50, clock });
+    order.push("second acquired");
     expect(order).toEqual(["first releases", "second acquired"]);
-    expect(second.lines.filter((l) => l.startsWith("waiting for lock")).length).toBeGreaterThanOrEqual(2);
+    expect(sleeps()).toBe(6);
+    // Six polls of 20-29 virtual ms each: reported at the first and then at most every 50 ms.
+    const reports = second.lines.filter((l) => l.startsWith("waiting for lock"));
+    expect(reports.length).toBeGreaterThanOrEqual(2);
+    expect(reports.length).toBeLessThanOrEqual(Math.ceil(elapsed() / 50));
+    expect(reports[0]).toBe(`waiting for lock ${path} held by pid ${process.pid}`);
     await lock.release();
   });
 
@@ -67,19 +90,25 @@ describe("the --serialize lock", () => {
     expect(readFileSync(path, "utf8")).toBe("1\n");
   });
 
-  it("gives up after the timeout and at once on abort, with exit class 75", async () => {
-    writeFileSync(path.replace("/sub/", "/"), "");
+  it("gives up after the timeout, with exit class 75", async () => {
     const held = await acquireLock(path, { log: recordingLogger().log });
-    await expect(acquireLock(path, { log: recordingLogger().log, timeoutMs: 100, pollMs: 20 })).rejects.toMatchObject({
+    const { clock, elapsed } = virtualClock();
+    await expect(acquireLock(path, { log: recordingLogger().log, timeoutMs: 100, pollMs: 20, clock })).rejects.toMatchObject({
       exitCode: 75,
       message: expect.stringMatching(/gave up waiting/) as unknown,
     });
+    expect(elapsed()).toBeGreaterThanOrEqual(100);
+    expect(elapsed()).toBeLessThan(100 + 30);
+    await held.release();
+  });
+
+  it("gives up at once on abort, with exit class 75", async () => {
+    const held = await acquireLock(path, { log: recordingLogger().log });
     const controller = new AbortController();
-    const started = performance.now();
+    // A real 10 s poll: only the abort can end this wait inside the test's own timeout.
     const pending = acquireLock(path, { log: recordingLogger().log, signal: controller.signal, pollMs: 10_000 });
-    setTimeout(() => controller.abort(), 50);
+    setTimeout(() => controller.abort(), 0);
     await expect(pending).rejects.toMatchObject({ exitCode: 75, message: expect.stringMatching(/interrupted/) as unknown });
-    expect(performance.now() - started).toBeLessThan(2000);
     await held.release();
   });
 });
