@@ -96,7 +96,6 @@ describe("withRetry", () => {
       const { lines, log } = capture();
       let calls = 0;
       const thrown = make("permanent problem");
-      const started = performance.now();
       const error = await rejectionOf(
         withRetry(
           "backend",
@@ -110,7 +109,6 @@ describe("withRetry", () => {
       expect(calls).toBe(1);
       expect(error).toBe(thrown);
       expect(error.exitCode).toBe(code);
-      expect(performance.now() - started).toBeLessThan(500);
       expect(lines.filter((l) => l.includes("retrying"))).toEqual([]);
     },
   );
