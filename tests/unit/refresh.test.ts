@@ -1,6 +1,7 @@
 // runRefresh in-process against the file source: the decisions (not running / unchanged /
 // changed), all-or-nothing rewrites, what reaches systemctl, and what a failure leaves. The
 // systemctl call is recorded, not run; files are real.
+import { mkdirSync, rmSync } from "node:fs";
 import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
@@ -9,7 +10,7 @@ import { runFetch } from "../../helper/src/commands/fetch.js";
 import { HomelabError } from "../../helper/src/errors.js";
 import type { Logger } from "../../helper/src/log.js";
 import type { OnChange } from "../../helper/src/refresh/systemctl.js";
-import { makeTempDir, removeTempDirs, writeSpec, writeVault } from "../helpers.js";
+import { makeTempDir, removeTempDirs, runCli, writeSpec, writeVault } from "../helpers.js";
 
 afterAll(removeTempDirs);
 
@@ -156,5 +157,46 @@ describe("refresh", () => {
     );
     await expect(runRefresh(options({ systemctl: () => Promise.reject(failure) }))).rejects.toBe(failure);
     expect(await readFile(join(out, "password"), "utf8")).toBe("pw-v2");
+  });
+
+  it("the service stops while the refresh runs (its directory removed before the write): nothing written, nothing restarted, no failure", async () => {
+    await fetch();
+    await vault({ password: "pw-v2" });
+    // The compare has logged what changed; the write comes next. Stop the "service" now.
+    const stopping: Logger = { ...log, info: (m) => (m.includes("changed:") ? rmSync(out, { recursive: true }) : log.info(m)) };
+    const result = await runRefresh(options({ log: stopping }));
+    expect(result.outcome).toBe("not-running");
+    await expect(stat(out)).rejects.toMatchObject({ code: "ENOENT" });
+    expect(calls).toEqual([]);
+    expect(lines.join("\n")).toMatch(/was removed or replaced while refreshing \(the service stopped or restarted meanwhile/);
+  });
+
+  it("the service restarts while the refresh runs (a new directory): no second restart on top of it", async () => {
+    await fetch();
+    await vault({ password: "pw-v2" });
+    const restarting: Logger = {
+      ...log,
+      info: (m) => {
+        if (m.includes("changed:")) {
+          rmSync(out, { recursive: true });
+          mkdirSync(out, { mode: 0o700 });
+        }
+        log.info(m);
+      },
+    };
+    const result = await runRefresh(options({ log: restarting }));
+    expect(result).toMatchObject({ outcome: "changed", notified: [] });
+    expect(calls).toEqual([]);
+    expect(lines.join("\n")).toMatch(/was replaced while refreshing .*; nothing restarted/);
+  });
+
+  it("the CLI: --restart and --reload together, or a unit name that is not one, are usage errors (64) before anything runs", async () => {
+    await fetch();
+    const both = await runCli(["refresh", "--spec", specFile, "--restart", "a.service", "--reload", "b.service"]);
+    expect(both.exitCode).toBe(64);
+    expect(both.stderr).toMatch(/mutually exclusive/);
+    const bad = await runCli(["refresh", "--spec", specFile, "--restart", "a.service; reboot"]);
+    expect(bad.exitCode).toBe(64);
+    expect(bad.stderr).toMatch(/--restart must be a systemd unit name/);
   });
 });

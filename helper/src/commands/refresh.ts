@@ -1,11 +1,13 @@
-import { lstat } from "node:fs/promises";
+import { constants } from "node:fs";
+import type { Stats } from "node:fs";
+import { lstat, open } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.js";
 import { compareWithDisk, type Difference } from "../refresh/compare.js";
 import { runSystemctl, systemctlVerb, type OnChange } from "../refresh/systemctl.js";
 import { renderOutputs } from "../render/outputs.js";
 import { resolveFromSource } from "../resolve.js";
-import { loadSpec, specOutputNames, specReferences } from "../spec.js";
+import { loadSpec, specOutputNames, specReferences, type Spec } from "../spec.js";
 import { chooseSource, type SourceOverrides } from "../sources/index.js";
 import { assertSafeDirectory, removeFiles, staleTempFiles, writeFilesAtomically, type FileToWrite } from "../write.js";
 import { specOwner } from "./fetch.js";
@@ -43,19 +45,27 @@ export interface RefreshResult {
  * backend is asked anything: a refresh never creates secrets.
  */
 export async function runRefresh(options: RefreshOptions): Promise<RefreshResult> {
-  const { log } = options;
   const spec = await loadSpec(options.specFile);
   const outputDir = spec.outputDir;
-  const names = specOutputNames(spec);
-  const notRunning = (why: string): RefreshResult => {
-    log.info(`${spec.name}: ${why} (the service is not running); nothing refreshed, nothing restarted`);
-    return { outcome: "not-running", outputDir, differences: [], notified: [] };
-  };
+  if ((await assertSafeDirectory(outputDir)).missing.length > 0) return skipped(spec, options.log, `${outputDir} does not exist`);
+  if (!(await anyExists(specOutputNames(spec).map((n) => join(outputDir, n)))))
+    return skipped(spec, options.log, `${outputDir} holds none of its outputs`);
+  // The directory as the running service has it; another one later means it restarted or
+  // stopped. Held open, so that a new directory cannot reuse its inode number.
+  const directory = await open(outputDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    return await refreshRunning(spec, options, await directory.stat());
+  } finally {
+    await directory.close();
+  }
+}
 
-  if ((await assertSafeDirectory(outputDir)).missing.length > 0) return notRunning(`${outputDir} does not exist`);
-  if (!(await anyExists(names.map((n) => join(outputDir, n))))) return notRunning(`${outputDir} holds none of its outputs`);
+const meanwhile = "the service stopped or restarted meanwhile; a restart fetches anew";
 
-  const owner = specOwner(spec);
+/** The refresh of a running service whose outputDir is `held`. */
+async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats): Promise<RefreshResult> {
+  const { log } = options;
+  const outputDir = spec.outputDir;
   const refs = specReferences(spec);
   const sourceConfig = chooseSource(spec.source, options.overrides);
   const values = await resolveFromSource(sourceConfig, refs, {
@@ -64,6 +74,7 @@ export async function runRefresh(options: RefreshOptions): Promise<RefreshResult
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
   });
+  const owner = specOwner(spec);
   const files: FileToWrite[] = renderOutputs(spec, values).map((output) => ({
     path: join(outputDir, output.name),
     content: output.content,
@@ -80,17 +91,36 @@ export async function runRefresh(options: RefreshOptions): Promise<RefreshResult
   }
   log.info(`${spec.name}: changed: ${differences.map((d) => `${d.name} (${d.reason})`).join(", ")}`);
 
-  // No directory settings: a refresh never creates the outputDir (the service stopping meanwhile
-  // fails the write instead) and never changes its owner or mode.
-  await writeFilesAtomically(files, { log });
-  await removeFiles(await staleTempFiles(outputDir, new Set(names)), log);
+  // No directory settings: a refresh never creates the outputDir and never changes its owner
+  // or mode. The service stopping or restarting meanwhile (its secrets unit removing the
+  // directory, or fetching into a new one) fails the write; that is no refresh failure.
+  const replaced = async () => {
+    const now = await lstat(outputDir).catch(() => undefined);
+    return now?.ino !== held.ino || now.dev !== held.dev;
+  };
+  try {
+    await writeFilesAtomically(files, { log });
+  } catch (error) {
+    if (await replaced()) return skipped(spec, log, `${outputDir} was removed or replaced while refreshing`, meanwhile);
+    throw error;
+  }
+  await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
   log.info(`${spec.name}: rewrote ${files.length} file(s) in ${outputDir}`);
 
   const onChange = options.onChange;
   if (!onChange || onChange.units.length === 0) return { outcome: "changed", outputDir, differences, notified: [] };
+  if (await replaced()) {
+    log.info(`${spec.name}: ${outputDir} was replaced while refreshing (${meanwhile}); nothing restarted`);
+    return { outcome: "changed", outputDir, differences, notified: [] };
+  }
   await (options.systemctl ?? runSystemctl)(onChange.action, onChange.units, log);
   log.info(`${spec.name}: systemctl ${systemctlVerb[onChange.action]} ${onChange.units.join(" ")} done`);
   return { outcome: "changed", outputDir, differences, notified: onChange.units };
+}
+
+function skipped(spec: Spec, log: Logger, why: string, because = "the service is not running"): RefreshResult {
+  log.info(`${spec.name}: ${why} (${because}); nothing refreshed, nothing restarted`);
+  return { outcome: "not-running", outputDir: spec.outputDir, differences: [], notified: [] };
 }
 
 async function anyExists(paths: readonly string[]): Promise<boolean> {
