@@ -192,4 +192,48 @@ describeE2E("real systemd: refresh on a timer, restart or reload on a change", (
     expect(await s.c.show(timer, ["ActiveState"])).toEqual({ ActiveState: "active" });
     expect((await s.c.show(timer, ["NextElapseUSecMonotonic"])).NextElapseUSecMonotonic).not.toBe("");
   });
+
+  it("the timer keeps firing while its runs are skipped (service stopped), and its first run after a start refreshes", async () => {
+    // The same timer with a 2 s period (a drop-in): OnUnitActiveSec= must not stall when the
+    // unit it starts is skipped by its condition.
+    const timer = "refresh-demo-secrets-refresh.timer";
+    await s.c.cx(["systemctl", "stop", timer, service]);
+    await s.c.cx(["mkdir", "-p", `/etc/systemd/system/${timer}.d`]);
+    await s.c.writeFile(
+      `/etc/systemd/system/${timer}.d/fast.conf`,
+      "[Timer]\nOnBootSec=\nOnUnitActiveSec=\nOnBootSec=1s\nOnUnitActiveSec=2s\nAccuracySec=100ms\nRandomizedDelaySec=0\n",
+    );
+    await s.c.cx(["systemctl", "daemon-reload"]);
+    try {
+      expect((await s.c.cx(["systemctl", "start", timer], { allowFail: true })).code).toBe(0);
+      const triggers = new Set<string>();
+      for (const until = Date.now() + 7000; Date.now() < until;) {
+        const t = (await s.c.show(timer, ["LastTriggerUSecMonotonic"])).LastTriggerUSecMonotonic!;
+        if (t && t !== "0") triggers.add(t);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(triggers.size, `distinct triggers in 7 s: ${[...triggers].join(", ")}`).toBeGreaterThanOrEqual(3);
+      expect((await s.c.show(refresh, ["ConditionResult"])).ConditionResult).toBe("no");
+      expect((await s.c.show(service, ["ActiveState"])).ActiveState).toBe("inactive");
+
+      expect((await s.c.cx(["systemctl", "start", service], { allowFail: true, timeoutMs: 60_000 })).code).toBe(0);
+      const started = await invocation(service);
+      const secretsRun = await invocation(secrets);
+      current["connect"] = "connect-v4 by the timer";
+      let content = "";
+      for (const until = Date.now() + 15_000; Date.now() < until && content !== current["connect"];) {
+        content = (await s.c.cx(["cat", `${dir}/password`], { allowFail: true })).stdout;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(content, "the timer's refresh wrote the rotated value").toBe("connect-v4 by the timer");
+      const deadline = Date.now() + 10_000;
+      while ((await invocation(service)) === started && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await invocation(service), "and restarted the service").not.toBe(started);
+      expect(await invocation(secrets), "not its secrets unit").toBe(secretsRun);
+    } finally {
+      await s.c.cx(["systemctl", "stop", timer], { allowFail: true });
+      await s.c.cx(["rm", "-rf", `/etc/systemd/system/${timer}.d`]);
+      await s.c.cx(["systemctl", "daemon-reload"]);
+    }
+  }, 90_000);
 });
