@@ -253,6 +253,46 @@ let
           };
           description = "Extra `[Service]` settings for the `<service>-secrets` unit.";
         };
+
+        refresh = {
+          interval = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "1h";
+            description = ''
+              Fetch the secrets of the running service again every `interval` (a systemd time
+              span) and, only when a file changed, rewrite them and restart or reload the
+              service (`onChange`): a `<service>-secrets-refresh.timer` and `.service`. `null`
+              (the default): no refresh; the secrets change only when the service restarts.
+              For `delivery = "files"` without `throughAgent` or `dynamicUser` for now.
+            '';
+          };
+          onChange = mkOption {
+            type = types.enum [
+              "restart"
+              "reload"
+              "none"
+            ];
+            default = "restart";
+            description = ''
+              What a refresh that changed a file does to the service: `restart`
+              (`systemctl try-restart`), `reload` (`systemctl try-reload-or-restart`: its
+              `ExecReload=`) or `none` (only rewrite the files, for services that re-read them).
+              Only the service restarts, never its `<service>-secrets` unit (which would fetch
+              a second time).
+            '';
+          };
+          randomizedDelay = mkOption {
+            type = types.str;
+            default = "5m";
+            example = "15m";
+            description = ''
+              `RandomizedDelaySec=` of the timer: each run is delayed by a random time up to
+              this, so that many hosts (or services) sharing one token do not ask 1Password at
+              the same moment.
+            '';
+          };
+        };
       };
     };
 
@@ -407,6 +447,19 @@ let
         ];
       };
 
+  # Services with a refresh timer (the assertions refuse it where it cannot work yet).
+  refreshed = filterAttrs (_: s: s.refresh.interval != null) enabled;
+
+  refreshUnitsFor =
+    name: s:
+    helpers.mkRefreshUnits (
+      argsOf name s
+      // {
+        inherit (s.refresh) interval onChange randomizedDelay;
+      }
+    );
+
+  refreshable = filterAttrs (_: s: s.delivery == "files" && !s.throughAgent && !s.dynamicUser) refreshed;
   allOutputDirs = mapAttrsToList outputDirOf fileDelivered;
 in
 {
@@ -495,6 +548,10 @@ in
                 assertion = !s.dynamicUser || s.outputDir == null || s.outputDir == "/run/${s.runtimeDirectory}";
                 message = "homelab-secrets (${name}): a dynamicUser service fetches into its own RuntimeDirectory=; leave outputDir unset";
               }
+              {
+                assertion = s.refresh.interval == null || (s.delivery == "files" && !s.throughAgent && !s.dynamicUser);
+                message = "homelab-secrets (${name}): refresh is only available for delivery = \"files\" without throughAgent and without dynamicUser for now (the agent's side is not built yet); unset homelab.secrets.${name}.refresh.interval";
+              }
             ]
           ) enabled
         )
@@ -514,7 +571,10 @@ in
           "homelab-secrets (${name}): env files of a dynamicUser service are written to /run/${s.runtimeDirectory} but not loaded as EnvironmentFile= (systemd reads those before ExecStartPre= runs); source them from ExecStart or set environmentFile = false."
       ) (attrNames enabled);
 
-      systemd.services = mkMerge (mapAttrsToList unitsFor fileDelivered);
+      systemd.services = mkMerge (
+        mapAttrsToList unitsFor fileDelivered ++ mapAttrsToList (n: s: (refreshUnitsFor n s).services) refreshable
+      );
+      systemd.timers = mkMerge (mapAttrsToList (n: s: (refreshUnitsFor n s).timers) refreshable);
 
       systemd.tmpfiles.rules = optional (lib.any (s: s.serialize) (attrValues fileDelivered)) "d ${hsLib.lockDir} 0700 root root - -";
     })

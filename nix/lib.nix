@@ -650,6 +650,127 @@ let
         };
 
       /**
+        Refresh on a timer: `<name>-secrets-refresh.service` fetches the secrets of a RUNNING
+        `<name>` again and, only when a file's bytes, mode or owner changed, rewrites them all
+        and restarts (or reloads) the consumer; `<name>-secrets-refresh.timer` runs it every
+        `interval`. Returns `{ services; timers; }` keyed by unit name (without suffix):
+
+          systemd.services = r.services; systemd.timers = r.timers;   # r = homelab.mkRefreshUnits { … }
+
+        Arguments: those of mkSecretService (name, files, envFiles, templates, owner, group,
+        dirMode, outputDir, source, tokenFile, deadline, serialize, verbose, service), the
+        same values, so that the refresh compares against what the secrets unit writes; and
+        interval ("1h": OnBootSec= and OnUnitActiveSec=), onChange ("restart", "reload" or
+        "none"), randomizedDelay ("5m": RandomizedDelaySec=, spreads a fleet's requests).
+
+        The refresh unit never starts anything: ConditionPathIsDirectory= skips it while the
+        output directory does not exist (the secrets unit's RuntimeDirectory= exists only while
+        the service runs), and the CLI leaves alone a directory holding none of the outputs.
+        The restart is `systemctl try-restart --job-mode=ignore-requirements <service>`: only
+        the service restarts, not its secrets unit (PartOf=), which would fetch a second time.
+        Not for fromAgent (throughAgent) secrets units or DynamicUser= services yet.
+      */
+      mkRefreshUnits =
+        args@{
+          name,
+          files ? args.secrets or { },
+          envFiles ? { },
+          templates ? { },
+          owner ? "root",
+          group ? owner,
+          dirMode ? "0750",
+          outputDir ? "/run/${name}-secrets",
+          source ? { },
+          tokenFile ? null,
+          deadline ? defaultDeadline,
+          serialize ? false,
+          verbose ? false,
+          service ? "${name}.service",
+          interval ? "1h",
+          onChange ? "restart",
+          randomizedDelay ? "5m",
+          fromAgent ? false,
+          ...
+        }:
+        let
+          consumer = unitNameOf service;
+          unit = "${name}-secrets-refresh";
+          spec = mkSpec {
+            inherit
+              name
+              outputDir
+              owner
+              group
+              dirMode
+              source
+              files
+              envFiles
+              templates
+              ;
+          };
+          token = tokenFor spec.source tokenFile;
+          network = spec.source.type != "file";
+          procNet = readsProcNet spec.source;
+          action =
+            {
+              restart = [
+                "--restart"
+                consumer
+              ];
+              reload = [
+                "--reload"
+                consumer
+              ];
+              none = [ ];
+            }
+            .${onChange} or (throw "homelab-secrets (${name}): refresh onChange must be \"restart\", \"reload\" or \"none\" (got ${toString onChange})");
+        in
+        assert lib.assertMsg (!fromAgent) "homelab-secrets (${name}): refresh is not available for secrets units that get their values from the credential agent (throughAgent) yet";
+        assert lib.assertMsg (isString interval && interval != "") "homelab-secrets (${name}): refresh interval must be a systemd time span such as \"1h\"";
+        {
+          services.${unit} = {
+            description = "homelab-secrets: refresh the secrets of ${consumer} (restart or reload it if they changed)";
+            after = [ "${name}-secrets.service" ] ++ optional network "network-online.target";
+            wants = optional network "network-online.target";
+            # A switch does not run it; the timer does.
+            restartIfChanged = false;
+            # Not running (no output directory): skipped, nothing fetched, nothing created.
+            unitConfig.ConditionPathIsDirectory = outputDir;
+            serviceConfig = defaultHardening { inherit network procNet; } // {
+              Type = "oneshot";
+              ExecStart = concatStringsSep " " (
+                [
+                  exe
+                  "refresh"
+                  "--spec"
+                  "${specFile spec}"
+                  "--deadline"
+                  (toString deadline)
+                ]
+                ++ optional serialize "--serialize"
+                ++ optional verbose "--verbose"
+                ++ action
+              );
+              LoadCredential = credentialFor spec token;
+              # The fetch, then systemctl waiting for the service's restart.
+              TimeoutStartSec = toString (timeoutFor deadline + 90);
+              # "-": gone (the service stopped) between the condition and the start is no error.
+              ReadWritePaths = [ "-${outputDir}" ] ++ optional serialize lockDir;
+              SyslogIdentifier = unit;
+            };
+          };
+          timers.${unit} = {
+            description = "homelab-secrets: refresh the secrets of ${consumer} every ${interval}";
+            wantedBy = [ "timers.target" ];
+            timerConfig = {
+              OnBootSec = interval;
+              OnUnitActiveSec = interval;
+              RandomizedDelaySec = randomizedDelay;
+            };
+          };
+        };
+
+      /**
         The consuming service's side: `systemd.services.<name> = lib.mkMerge [ (homelab.serviceConfig { … }) { … } ];`
 
         Arguments: name; envFiles (names of env files in the output dir, or attrs as given to

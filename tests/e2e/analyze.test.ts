@@ -24,7 +24,7 @@ describeE2E("real systemd: systemd-analyze verify and security", () => {
   }, 120_000);
 
   it("`systemd-analyze security` rates every secrets unit MEDIUM or better", async () => {
-    // Gated: the secrets units and the credential agent the module generates. The consumers
+    // Gated: the secrets units, their refresh units and the credential agent the module generates. The consumers
     // are the test's own probe services (tests/e2e/configuration.nix), unhardened on purpose;
     // listed for the record. Socket units have no sandbox to rate.
     const rows: Array<{ unit: string; exposure: number; rating: string; gated: boolean }> = [];
@@ -37,7 +37,7 @@ describeE2E("real systemd: systemd-analyze verify and security", () => {
         unit,
         exposure: Number(m[1]),
         rating: m[2]!,
-        gated: unit.endsWith("-secrets.service") || unit === "homelab-secrets-agent.service",
+        gated: unit.endsWith("-secrets.service") || unit.endsWith("-secrets-refresh.service") || unit === "homelab-secrets-agent.service",
       });
     }
     console.log(`systemd-analyze security (${s.distro}, systemd ${s.systemd}), all generated units:`);

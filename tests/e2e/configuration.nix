@@ -6,6 +6,7 @@
 # suite writes it), except connect-demo (a Connect server on 127.0.0.1:18181) and
 # recovery-demo (its own Connect server on 127.0.0.1:18182: connect.test.ts and
 # recovery.test.ts run in parallel and the containers share the host's loopback).
+# refresh-demo and reload-demo (refresh.test.ts) share a third, 127.0.0.1:18183.
 # Vault fields used: Demo/static/{password,username}, Demo/nasty/n1…n12,
 # Demo/dynamic/password, Demo/connect/password, Demo/storm/password,
 # Demo/alice/token, Demo/bob/token; Demo/missing does not exist.
@@ -44,6 +45,11 @@ in
     group = "recovery-demo";
   };
   users.groups.recovery-demo = { };
+  users.users.refresh-demo = {
+    isSystemUser = true;
+    group = "refresh-demo";
+  };
+  users.groups.refresh-demo = { };
   users.users.alice = {
     isNormalUser = true;
     group = "users";
@@ -114,6 +120,32 @@ in
       files.password.reference = "op://Demo/connect/password";
       deadline = 3;
     };
+
+    # Refreshed on a timer from their own Connect server (127.0.0.1:18183, refresh.test.ts):
+    # a rotated value is rewritten and the service restarted (or reloaded), nothing else.
+    refresh-demo = {
+      source = {
+        type = "connect";
+        host = "http://127.0.0.1:18183";
+      };
+      files.password.reference = "op://Demo/connect/password";
+      envFiles."refresh.env".vars.REFRESH_PASSWORD = "op://Demo/connect/password";
+      deadline = 3;
+      refresh.interval = "1h";
+    };
+    reload-demo = {
+      source = {
+        type = "connect";
+        host = "http://127.0.0.1:18183";
+      };
+      files.password.reference = "op://Demo/static/password";
+      deadline = 3;
+      refresh = {
+        interval = "1h";
+        onChange = "reload";
+        randomizedDelay = "10m";
+      };
+    };
   }
   // lib.genAttrs stormNames (_: {
     source = vault;
@@ -155,6 +187,18 @@ in
       User = "recovery-demo";
       Group = "recovery-demo";
       ExecStart = probe "recovery-demo";
+    };
+
+    refresh-demo.serviceConfig = {
+      User = "refresh-demo";
+      Group = "refresh-demo";
+      ExecStart = probe "refresh-demo";
+    };
+
+    # Its ExecReload= leaves a mark per run, so a reload can be told from a restart.
+    reload-demo.serviceConfig = {
+      ExecStart = probe "reload-demo";
+      ExecReload = "/bin/sh -c 'echo reloaded >>/run/reload-demo.reloads'";
     };
 
     # --- the helpers, used directly ----------------------------------------------------

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../helper/src/errors.js";
 import { runCli } from "../helpers.js";
 
-const commands = ["fetch", "read", "check", "cleanup", "agent", "install", "user", "doctor", "demo"] as const;
+const commands = ["fetch", "refresh", "read", "check", "cleanup", "agent", "install", "user", "doctor", "demo"] as const;
 type Command = (typeof commands)[number];
 
 const help = new Map<Command, string>();
@@ -74,6 +74,7 @@ describe("--help of every command", () => {
     const source = ["--source", "--connect-host", "--token-credential", "--token-file", "--deadline"];
     const expected: Record<Command, string[]> = {
       fetch: [...source, "--serialize", "--verbose", "--spec"],
+      refresh: [...source, "--serialize", "--verbose", "--spec", "--restart", "--reload"],
       read: [...source, "--verbose", "--out", "--mode"],
       check: ["--verbose", "--spec", "--mapfile"],
       cleanup: ["--verbose", "--spec", "--output-dir"],

@@ -117,6 +117,59 @@ export const fetchCommand: CliCommand<FetchArgs> = {
   },
 };
 
+type RefreshArgs = CommonArgs & { spec: string; restart?: string[]; reload?: string[] };
+const refreshCommand: CliCommand<RefreshArgs> = {
+  command: "refresh",
+  describe: "Fetch a running service's secrets again; rewrite them and restart (or reload) it only if something changed",
+  options: (y) =>
+    documented(
+      withCommon(y)
+        .option("spec", { type: "string", demandOption: true, describe: "Spec file (JSON, version 1)" })
+        .option("restart", {
+          type: "string",
+          array: true,
+          describe: "When something changed: systemctl try-restart this unit (only it, not its secrets unit)",
+        })
+        .option("reload", {
+          type: "string",
+          array: true,
+          describe: "When something changed: systemctl try-reload-or-restart this unit",
+        })
+        .conflicts("restart", "reload"),
+      [
+        [
+          "$0 refresh --spec /etc/homelab-secrets/services/myapp.json --restart myapp.service",
+          "What <name>-secrets-refresh.service runs: unchanged → nothing written, nothing restarted",
+        ],
+        ["$0 refresh --spec spec.json --reload nginx.service", "Reload instead of restart when a value rotated"],
+        ["$0 refresh --spec spec.json", "Only rewrite the files when they changed"],
+      ],
+      resolving,
+    ),
+  run: async (argv, log, signal) => {
+    const { parseUnitName } = await import("../refresh/systemctl.js");
+    const { runRefresh } = await import("../commands/refresh.js");
+    const restart = (argv.restart ?? []).map((u) => parseUnitName(u, "--restart"));
+    const reload = (argv.reload ?? []).map((u) => parseUnitName(u, "--reload"));
+    const onChange =
+      restart.length > 0
+        ? { action: "restart" as const, units: restart }
+        : reload.length > 0
+          ? { action: "reload" as const, units: reload }
+          : undefined;
+    await runRefresh({
+      specFile: argv.spec,
+      overrides: overridesOf(argv),
+      deadlineSeconds: argv.deadline,
+      serialize: argv.serialize,
+      ...(process.env["HOMELAB_SECRETS_LOCK"] ? { lockPath: process.env["HOMELAB_SECRETS_LOCK"] } : {}),
+      ...(onChange ? { onChange } : {}),
+      log,
+      signal,
+    });
+  },
+};
+
 type ReadArgs = SourceArgs & { ref: string; out?: string; mode: string };
 const readCommand: CliCommand<ReadArgs> = {
   command: "read <ref>",
@@ -341,6 +394,7 @@ const demoCommand: CliCommand<DemoArgs> = {
 /** The commands, in --help order. */
 export const commands: readonly Registration[] = [
   register(fetchCommand),
+  register(refreshCommand),
   register(readCommand),
   register(checkCommand),
   register(cleanupCommand),

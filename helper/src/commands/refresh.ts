@@ -1,0 +1,136 @@
+import { constants } from "node:fs";
+import type { Stats } from "node:fs";
+import { lstat, open } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../log.js";
+import { compareWithDisk, type Difference } from "../refresh/compare.js";
+import { runSystemctl, systemctlVerb, type OnChange } from "../refresh/systemctl.js";
+import { renderOutputs } from "../render/outputs.js";
+import { resolveFromSource } from "../resolve.js";
+import { loadSpec, specOutputNames, specReferences, type Spec } from "../spec.js";
+import { chooseSource, type SourceOverrides } from "../sources/index.js";
+import { assertSafeDirectory, removeFiles, staleTempFiles, writeFilesAtomically, type FileToWrite } from "../write.js";
+import { specOwner } from "./fetch.js";
+
+export interface RefreshOptions {
+  readonly specFile: string;
+  readonly overrides: SourceOverrides;
+  readonly deadlineSeconds: number;
+  readonly serialize: boolean;
+  readonly lockPath?: string;
+  /** Restart or reload these units when something changed; nothing when absent. */
+  readonly onChange?: { readonly action: OnChange; readonly units: readonly string[] };
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  /** Runs systemctl (tests replace it); default: systemctl from PATH. */
+  readonly systemctl?: (action: OnChange, units: readonly string[], log: Logger) => Promise<void>;
+}
+
+/** What a refresh found: the service not running, everything as fetched, or files rewritten. */
+export type RefreshOutcome = "not-running" | "unchanged" | "changed";
+
+export interface RefreshResult {
+  readonly outcome: RefreshOutcome;
+  readonly outputDir: string;
+  readonly differences: readonly Difference[];
+  /** The units systemctl was asked to restart or reload (empty when none). */
+  readonly notified: readonly string[];
+}
+
+/**
+ * Resolve a spec's references in one batch and compare what would be written with what is in
+ * its outputDir. Nothing differs: nothing is written and nothing restarted. Something differs:
+ * every output is rewritten (all or nothing), then the consumer is restarted or reloaded. A
+ * stopped service (no outputDir, or none of its outputs in it) is left alone before the
+ * backend is asked anything: a refresh never creates secrets.
+ */
+export async function runRefresh(options: RefreshOptions): Promise<RefreshResult> {
+  const spec = await loadSpec(options.specFile);
+  const outputDir = spec.outputDir;
+  if ((await assertSafeDirectory(outputDir)).missing.length > 0) return skipped(spec, options.log, `${outputDir} does not exist`);
+  if (!(await anyExists(specOutputNames(spec).map((n) => join(outputDir, n)))))
+    return skipped(spec, options.log, `${outputDir} holds none of its outputs`);
+  // The directory as the running service has it; another one later means it restarted or
+  // stopped. Held open, so that a new directory cannot reuse its inode number.
+  const directory = await open(outputDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    return await refreshRunning(spec, options, await directory.stat());
+  } finally {
+    await directory.close();
+  }
+}
+
+const meanwhile = "the service stopped or restarted meanwhile; a restart fetches anew";
+
+/** The refresh of a running service whose outputDir is `held`. */
+async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats): Promise<RefreshResult> {
+  const { log } = options;
+  const outputDir = spec.outputDir;
+  const refs = specReferences(spec);
+  const sourceConfig = chooseSource(spec.source, options.overrides);
+  const values = await resolveFromSource(sourceConfig, refs, {
+    deadlineSeconds: options.deadlineSeconds,
+    log,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
+  });
+  const owner = specOwner(spec);
+  const files: FileToWrite[] = renderOutputs(spec, values).map((output) => ({
+    path: join(outputDir, output.name),
+    content: output.content,
+    mode: output.mode,
+    owner,
+  }));
+
+  const differences = await compareWithDisk(files);
+  if (differences.length === 0) {
+    log.info(
+      `${spec.name}: unchanged (${files.length} file(s) from ${refs.length} reference(s) via ${sourceConfig.type}); nothing written`,
+    );
+    return { outcome: "unchanged", outputDir, differences, notified: [] };
+  }
+  log.info(`${spec.name}: changed: ${differences.map((d) => `${d.name} (${d.reason})`).join(", ")}`);
+
+  // No directory settings: a refresh never creates the outputDir and never changes its owner
+  // or mode. The service stopping or restarting meanwhile (its secrets unit removing the
+  // directory, or fetching into a new one) fails the write; that is no refresh failure.
+  const replaced = async () => {
+    const now = await lstat(outputDir).catch(() => undefined);
+    return now?.ino !== held.ino || now.dev !== held.dev;
+  };
+  try {
+    await writeFilesAtomically(files, { log });
+  } catch (error) {
+    if (await replaced()) return skipped(spec, log, `${outputDir} was removed or replaced while refreshing`, meanwhile);
+    throw error;
+  }
+  await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
+  log.info(`${spec.name}: rewrote ${files.length} file(s) in ${outputDir}`);
+
+  const onChange = options.onChange;
+  if (!onChange || onChange.units.length === 0) return { outcome: "changed", outputDir, differences, notified: [] };
+  if (await replaced()) {
+    log.info(`${spec.name}: ${outputDir} was replaced while refreshing (${meanwhile}); nothing restarted`);
+    return { outcome: "changed", outputDir, differences, notified: [] };
+  }
+  await (options.systemctl ?? runSystemctl)(onChange.action, onChange.units, log);
+  log.info(`${spec.name}: systemctl ${systemctlVerb[onChange.action]} ${onChange.units.join(" ")} done`);
+  return { outcome: "changed", outputDir, differences, notified: onChange.units };
+}
+
+function skipped(spec: Spec, log: Logger, why: string, because = "the service is not running"): RefreshResult {
+  log.info(`${spec.name}: ${why} (${because}); nothing refreshed, nothing restarted`);
+  return { outcome: "not-running", outputDir: spec.outputDir, differences: [], notified: [] };
+}
+
+async function anyExists(paths: readonly string[]): Promise<boolean> {
+  for (const path of paths) {
+    try {
+      await lstat(path);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") return true;
+    }
+  }
+  return false;
+}
