@@ -125,6 +125,34 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     expect(log()).toMatch(/sent a frame of 2 bytes; stopping it/);
   });
 
+  it("a client that never reads does not hold up the next one, and is closed after the write bound", async () => {
+    // A refusal is 1 MiB, more than a socket buffer: writing it to a client that does not read
+    // blocks. The second client must be answered while the stuck one is still connected.
+    const { log } = startFront("refuse");
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+    const events: string[] = [];
+    const stuck = spawn(client, [socket, "00/unit/stuck.service/x", "--stall"], { stdio: ["ignore", "pipe", "inherit"] });
+    const stuckDone = new Promise<void>((resolve) => stuck.on("close", () => resolve()));
+    await new Promise<void>((resolve) =>
+      stuck.stdout.on("data", (b: Buffer) => {
+        for (const line of b.toString().trim().split("\n")) {
+          events.push(`stuck ${line}`);
+          if (line === "receiving") resolve();
+        }
+      }),
+    );
+    const second = await ask("00/unit/second.service/x");
+    events.push("second answered");
+    expect(second.bytes).toBe(failBytes);
+    await stuckDone;
+    expect(events, "the second client is answered while the stuck one is still connected").toEqual([
+      "stuck receiving",
+      "second answered",
+      "stuck closed",
+    ]);
+    expect(log()).toMatch(/stuck\.service\/x did not read its answer within \d+ s; closing the connection/);
+  }, 60_000);
+
   it("exits 0 when idle, and refuses to run without systemd's listening socket", async () => {
     // The idle clock starts when the front end does: the client must connect within it. 1 s
     // was lost once on a loaded CI machine (connection refused: the front end had already
