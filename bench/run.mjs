@@ -4,6 +4,7 @@
 //
 // Every figure is a median over repeated runs, interleaved round-robin with its baseline in
 // the same run, so a busy machine slows both alike; ratios are what to read.
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync, accessSync, constants } from "node:fs";
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -26,6 +27,8 @@ const config = {
   stormWarmup: !quick,
   stormSizes: [1, 10, 30],
   latencyMs: 50,
+  agentStormRounds: quick ? 1 : 3,
+  agentWarmRuns: quick ? 21 : 61,
 };
 const outDir = resolve(process.env.BENCH_OUT ?? join(root, "docs"));
 
@@ -413,8 +416,81 @@ async function bootStorm() {
   });
 }
 
+// --- 4. boot storm under real systemd: per-service fetch vs the credential agent ----------------
+const agentStormNeeds = "needs root and systemd-nspawn";
+
+/**
+ * bench/agent/storm.test.ts in its own vitest run (systemd 252 in nspawn, as root): its figures,
+ * or why it did not run. Never numbers it did not measure.
+ */
+async function agentStorm() {
+  const hasNspawn = spawnSync("sh", ["-c", "command -v systemd-nspawn"], { stdio: "ignore" }).status === 0;
+  if (process.platform !== "linux" || process.getuid?.() !== 0 || !hasNspawn) {
+    log(`agent boot storm: skipped: ${agentStormNeeds}`);
+    return { skipped: agentStormNeeds };
+  }
+  const out = join(tmp, "agent-storm.json");
+  log(`agent boot storm: real systemd in nspawn, ${config.agentStormRounds} round(s), ${config.agentWarmRuns} warm starts`);
+  const vitest = join(root, "node_modules/vitest/vitest.mjs");
+  const env = {
+    ...process.env,
+    BENCH_AGENT_OUT: out,
+    BENCH_ROUNDS: String(config.agentStormRounds),
+    BENCH_WARM_RUNS: String(config.agentWarmRuns),
+  };
+  const output = [];
+  const code = await new Promise((resolveCode) => {
+    const child = spawn(node, [vitest, "run", "--config", "bench/agent/vitest.config.mts"], {
+      cwd: root,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    liveChildren.add(child);
+    for (const stream of [child.stdout, child.stderr])
+      stream.on("data", (b) => {
+        output.push(b);
+        process.stderr.write(b);
+      });
+    child.on("close", (c) => {
+      liveChildren.delete(child);
+      resolveCode(c);
+    });
+  });
+  if (existsSync(out)) return JSON.parse(readFileSync(out, "utf8"));
+  const text = Buffer.concat(output).toString();
+  const skipped = /SKIPPED real-systemd e2e "[^"]*": (.*?) \*\*\*/.exec(text)?.[1];
+  if (code === 0 && skipped) return { skipped: `${agentStormNeeds} (${skipped})` };
+  process.exitCode = 1;
+  return { failed: `bench/agent/storm.test.ts exited ${code} without figures (see above)` };
+}
+
 // --- analysis ------------------------------------------------------------------------------------
-function analyse(cold, rt, storm) {
+/** The agent's targets, judged only on what was measured. */
+function agentTargets(agent) {
+  const why = agent.skipped ?? agent.failed;
+  const rowOf = (n, delivery) => agent.rows?.find((r) => r.services === n && r.delivery === delivery);
+  const oneFetch = rowOf(1, "fetch")?.oneMiB.fetch;
+  const agent30 = Math.max(rowOf(30, "agent-cold")?.peakMiB.agent ?? NaN, rowOf(30, "agent-warm")?.peakMiB.agent ?? NaN);
+  return [
+    {
+      id: "agent-rss",
+      what: "30 services through the agent: the agent's processes (front end + Node) peak RSS ≤ 1.5× one `fetch` process",
+      measured: why || !oneFetch ? undefined : agent30 / oneFetch,
+      limit: 1.5,
+      detail: why ? undefined : { agentMiB: agent30, oneFetchMiB: oneFetch },
+    },
+    {
+      id: "agent-warm",
+      what: "one more credential when warm: a unit start with one credential from the agent's cache vs the same unit without LoadCredential=",
+      measured: why ? undefined : agent.warm.credentialMs,
+      limit: 10,
+      unit: "ms",
+      detail: why ? undefined : agent.warm,
+    },
+  ].map((t) => ({ ...t, ...(why ? { skipped: why } : {}) }));
+}
+
+function analyse(cold, rt, storm, agent) {
   const by = (id) => cold.find((r) => r.id === id);
   const node0 = by("node");
   const f10 = by("fetch-10");
@@ -458,6 +534,7 @@ function analyse(cold, rt, storm) {
         fileSourceColdStartMs: f10.wallMs.median,
       },
     },
+    ...agentTargets(agent),
   ].map((t) => ({ ...t, pass: t.measured !== undefined && t.measured <= t.limit }));
   const whatIf = by("direct-10");
   return {
@@ -515,10 +592,11 @@ async function main() {
   const cold = await coldStart(connect);
   const rt = await roundTrips(connect);
   const storm = await bootStorm();
+  const agent = await agentStorm();
   host.loadAverageAtEnd = loadavg().map((v) => Math.round(v * 100) / 100);
   host.benchSeconds = Math.round((performance.now() - t0) / 1000);
-  const analysis = analyse(cold, rt, storm);
-  const results = { schema: 1, machine: host, config, coldStart: cold, roundTrips: rt, bootStorm: storm, analysis };
+  const analysis = analyse(cold, rt, storm, agent);
+  const results = { schema: 1, machine: host, config, coldStart: cold, roundTrips: rt, bootStorm: storm, agentStorm: agent, analysis };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "benchmarks.json"), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(outDir, "benchmarks.svg"), renderSvg(results));

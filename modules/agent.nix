@@ -229,6 +229,9 @@ in
       systemd.sockets.homelab-secrets-agent = {
         description = "homelab-secrets credential agent socket";
         wantedBy = [ "sockets.target" ];
+        # A failed socket listens no more; every consumer requires it, so the consumer's next
+        # start starts it again, however often consumers were started (no start limit).
+        unitConfig.StartLimitIntervalSec = 0;
         socketConfig = {
           ListenStream = hsLib.agentSocket;
           SocketUser = "root";
@@ -236,6 +239,10 @@ in
           SocketMode = "0600";
           DirectoryMode = "0755";
           Accept = false;
+          # systemd's defaults, stated: 20 agent starts within 2 s, none of which accepts (an
+          # agent that cannot start), fail the socket and with it the loads waiting at once.
+          TriggerLimitIntervalSec = "2s";
+          TriggerLimitBurst = 20;
         };
       };
 
@@ -251,11 +258,17 @@ in
             wants = [ "network-online.target" ];
             # A new policy is read when the agent next starts; a running one keeps its cache.
             restartTriggers = [ policyFile ];
+            # Started by its socket only. An agent that cannot start is triggered again at once by
+            # the load still waiting; the socket's trigger limit ends that burst. A start limit
+            # here would fail the socket for its whole window, fix or not.
+            startLimitIntervalSec = 0;
             serviceConfig = hsLib.defaultHardening {
               network = cfg.source.type != "file";
               procNet = hsLib.readsProcNet cfg.source;
             } // {
               Type = "simple";
+              # The next connection starts it; no restarts with no one asking.
+              Restart = "no";
               ExecStart = agentCommand;
               DynamicUser = true;
               LoadCredential = optional (cfg.source.type != "file" && tokenFile != null) "${tokenCredential}:${toString tokenFile}";

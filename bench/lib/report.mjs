@@ -2,6 +2,8 @@
 
 const fmt = (value, digits = 0) => (value === undefined || value === null || Number.isNaN(value) ? "–" : value.toFixed(digits));
 const times = (value) => (value === undefined ? "–" : `${value.toFixed(2)}×`);
+const signed = (value, digits = 0) =>
+  value === undefined || Number.isNaN(value) ? "–" : `${value < 0 ? "−" : "+"}${fmt(Math.abs(value), digits)}`;
 const esc = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 function pad(rows) {
@@ -48,9 +50,57 @@ function stormRows(results) {
 
 function targetLines(results) {
   return results.analysis.targets.map((t) => {
-    const measured = t.unit === "ms" ? `${fmt(t.measured)} ms (limit ${fmt(t.limit)} ms)` : `${times(t.measured)} (limit ${t.limit}×)`;
-    return { pass: t.pass, text: `${t.what}: ${measured}` };
+    const measured = t.skipped
+      ? t.skipped
+      : t.unit === "ms"
+        ? `${t.id === "agent-warm" ? signed(t.measured, 1) : fmt(t.measured, 1)} ms (limit ${fmt(t.limit)} ms)`
+        : `${times(t.measured)} (limit ${t.limit}×)`;
+    // The guard (ExecStartPre=) every shipped consumer has is one more process and credential load.
+    const guard =
+      t.id === "agent-warm" && t.detail ? `; with the guard every shipped consumer has: ${signed(t.detail.guardedMs, 1)} ms` : "";
+    return { pass: t.pass, skipped: t.skipped !== undefined, text: `${t.what}: ${measured}${guard}` };
   });
+}
+
+const deliveryLabel = {
+  fetch: "per-service fetch (-secrets oneshot + service)",
+  "agent-cold": "agent, cold (not running yet)",
+  "agent-warm": "agent, warm (running, within the TTL)",
+};
+
+/** The agent storm's rows, or one row saying why there are none. */
+function agentRows(results) {
+  const a = results.agentStorm;
+  if (!a?.rows) return [[`${a?.skipped ? "skipped" : "failed"}: ${a?.skipped ?? a?.failed ?? "not run"}`, "", "", "", "", "", "", "", ""]];
+  return a.rows.map((r) => [
+    `${r.services} × ${deliveryLabel[r.delivery] ?? r.delivery}`,
+    fmt(r.wallMs),
+    fmt(r.peakMiB.agent, 1),
+    fmt(r.peakMiB.fetch, 1),
+    fmt(r.oneMiB.fetch, 1),
+    fmt(r.peakMiB.systemd, 1),
+    fmt(r.peakMiB.consumer, 1),
+    fmt(r.peakMiB.total, 1),
+    String(r.requests),
+  ]);
+}
+const agentHeader = [
+  "services × delivery",
+  "wall ms",
+  "agent MiB",
+  "fetch Σ MiB",
+  "one fetch MiB",
+  "systemd forks Σ MiB",
+  "services Σ MiB",
+  "all Σ MiB",
+  "backend requests",
+];
+
+function agentWarmLine(results) {
+  const a = results.agentStorm;
+  if (!a?.warm) return undefined;
+  const w = a.warm;
+  return `One more credential when warm (medians of ${a.warmRuns} starts each, interleaved): a oneshot with no credential ${fmt(w.plain, 1)} ms, with one credential from the agent ${fmt(w.credential, 1)} ms (${signed(w.credentialMs, 1)} ms), with it and the guard (ExecStartPre=) ${fmt(w.guarded, 1)} ms (${signed(w.guardedMs, 1)} ms); differences of medians, within the noise of a busy machine when small`;
 }
 
 // --- console ---------------------------------------------------------------------------------
@@ -75,6 +125,14 @@ export function renderText(results) {
   );
   out.push(pad([["N", "--serialize", "total wall ms", "slowest ms", "peak Σ RSS MiB", "Σ max RSS MiB"], ...stormRows(results)]));
   out.push("");
+  const as = results.agentStorm;
+  out.push(
+    `Boot storm under real systemd${as?.systemd ? ` ${as.systemd}` : ""} (nspawn): N services by one systemctl start, per-service fetch vs the credential agent; peak RSS by process class${as?.rounds ? ` (medians of ${as.rounds} round${as.rounds === 1 ? "" : "s"})` : ""}`,
+  );
+  out.push(pad([agentHeader, ...agentRows(results)]));
+  const warmLine = agentWarmLine(results);
+  if (warmLine) out.push(warmLine);
+  out.push("");
   const g = a.growth;
   out.push(
     `Growth (file source): ${fmt(g.msPerSecret * 1000)} ms per 1000 secrets (least squares, R² ${fmt(g.r2, 3)}); 1000 vs 10 secrets: ${times(g.from10to1000)}`,
@@ -84,7 +142,7 @@ export function renderText(results) {
   );
   out.push("");
   out.push("Targets");
-  for (const t of targetLines(results)) out.push(`  ${t.pass ? "PASS" : "MISS"}  ${t.text}`);
+  for (const t of targetLines(results)) out.push(`  ${t.skipped ? "SKIP" : t.pass ? "PASS" : "MISS"}  ${t.text}`);
   return `${out.join("\n")}\n`;
 }
 
@@ -390,6 +448,20 @@ export function renderMarkdown(results) {
           `≤ ${fmt(t.connect.limit)} ms (${fmt(batch0.wallMs.median)} + 2 × ${fmt(rt.rttMs)})`,
           verdict(t.connect),
         ],
+        ...["agent-rss", "agent-warm"]
+          .filter((id) => t[id])
+          .map((id) => {
+            const x = t[id];
+            if (x.skipped) return [x.what, `skipped: ${x.skipped}`, x.unit === "ms" ? `≤ ${x.limit} ms` : `≤ ${x.limit.toFixed(2)}×`, "–"];
+            return [
+              x.what,
+              x.unit === "ms"
+                ? `${signed(x.measured, 1)} ms (with the guard: ${signed(x.detail.guardedMs, 1)} ms)`
+                : `${times(x.measured)} (${fmt(x.detail.agentMiB, 1)} / ${fmt(x.detail.oneFetchMiB, 1)} MiB)`,
+              x.unit === "ms" ? `≤ ${x.limit} ms` : `≤ ${x.limit.toFixed(2)}×`,
+              verdict(x),
+            ];
+          }),
       ],
       ["l", "r", "r", "l"],
     ),
@@ -503,6 +575,22 @@ export function renderMarkdown(results) {
         `With \`--serialize\` they take ${fmt(s30.wallMs.median)} ms and peak at ${fmt(s30.sampledPeakMiB.median)} MiB: the lock is taken after Node, the CLI and the spec are loaded and is polled once a second, so waiting processes still hold their base memory, and waiting adds up to a poll interval per hand-over. ` +
         `With the file source the lock therefore buys nothing; it exists for the onepassword source, where the ${fmt(a.sdk.rssCostMiB)} MiB SDK load happens inside the lock, so at most one process at a time carries it (not measured here: offline, the SDK source only fails and retries, and a serialized storm of those measures the retry policy).`,
     );
+    out.push("");
+  }
+  out.push("## Boot storm under real systemd: per-service fetch vs the credential agent");
+  out.push("");
+  const ag = results.agentStorm;
+  out.push(
+    `\`bench/agent/storm.test.ts\` in a systemd-nspawn container${ag?.systemd ? ` (systemd ${ag.systemd})` : ""}: N services started by one \`systemctl start\`, their secret fetched per service by a \`-secrets\` oneshot or served by the credential agent (cold: not running yet; warm: running, within its TTL); fake Connect on loopback, ${ag?.items ?? 5} distinct items, services as root. ` +
+      "Peak RSS is sampled every 10 ms over the units' cgroups and split by process: the agent's own (front end + Node), the fetch processes (and the largest single one), systemd's forks before they exec (`(sd-mkdcreds)` and the like, which share systemd's pages and so count far above what they cost), and the services' own (guard, sleep). " +
+      (ag?.rounds ? `Medians of ${ag.rounds} round${ag.rounds === 1 ? "" : "s"}.` : ""),
+  );
+  out.push("");
+  out.push(mdTable(agentHeader, agentRows(results)));
+  out.push("");
+  const wl = agentWarmLine(results);
+  if (wl) {
+    out.push(`- ${wl}.`);
     out.push("");
   }
   out.push("## Method");

@@ -23,6 +23,9 @@
  *      dies before answering, or an answer that is not whole is written as FAIL_BYTES bytes:
  *      more than systemd accepts for a credential, so the unit's credential setup fails
  *      (243/CREDENTIALS) instead of starting the service with an empty file.
+ *      Client sockets are non-blocking: an answer is written as far as the peer reads, the
+ *      rest when poll says it can, so a peer that stops reading holds up nobody else. One
+ *      that has not read its whole answer WRITE_TIMEOUT_S after it was ready is closed.
  *   5. With --idle-exit N, no open connection and nothing for N seconds: exit 0 (socket
  *      activation starts us again). The Node agent sees EOF on its fd 3 and exits.
  *
@@ -56,7 +59,7 @@
 #define MAX_REPLY ((1u << 20) + 64u)
 #define FAIL_BYTES ((1u << 20) + 4096u)
 #define CGROUP_MAX 4096
-#define PEER_TIMEOUT_S 10
+#define WRITE_TIMEOUT_S 5
 
 extern char **environ;
 
@@ -64,6 +67,11 @@ struct conn {
   int fd;
   uint32_t id;
   char unit[96]; /* for log lines only */
+  /* Set once the answer is ready: what is left to write, and until when. */
+  int writing, ok;
+  unsigned char *out; /* the rest of an answer (ok), malloc'd */
+  size_t left, off;   /* bytes left; offset into out */
+  long long deadline_ms;
 };
 
 static struct conn conns[MAX_CONNS];
@@ -100,7 +108,13 @@ static uint32_t get32(const unsigned char *p) {
   return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
-/* Write everything or fail; EINTR retried. */
+static long long now_ms(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) die(71, "clock_gettime");
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Write everything or fail (a blocking fd: the socketpair to the Node agent); EINTR retried. */
 static int write_all(int fd, const void *data, size_t len) {
   const unsigned char *p = data;
   while (len > 0) {
@@ -113,26 +127,67 @@ static int write_all(int fd, const void *data, size_t len) {
   return 0;
 }
 
-static void finish(struct conn *c, int ok, const unsigned char *data, size_t len) {
-  if (ok) {
-    if (write_all(c->fd, data, len) != 0) say(3, "could not write the answer to %s: %s", c->unit, strerror(errno));
-  } else {
-    /* Past systemd's credential size limit: loading fails, the unit gets no empty file. */
-    size_t left = FAIL_BYTES;
-    while (left > 0) {
-      size_t n = left < sizeof zeros ? left : sizeof zeros;
-      if (write_all(c->fd, zeros, n) != 0) break; /* systemd stopped reading: that is the point */
-      left -= n;
-    }
-  }
+static void drop(struct conn *c) {
   if (close(c->fd) != 0 && errno != EINTR) say(4, "close: %s", strerror(errno));
+  free(c->out);
   *c = conns[--nconns];
 }
 
+/*
+ * Write what the peer's socket takes now. 1: all written, or the peer is gone (for a refusal,
+ * systemd stopping to read past its size limit is the point); 0: more later.
+ */
+static int pump(struct conn *c, const unsigned char *data) {
+  while (c->left > 0) {
+    const unsigned char *p = c->ok ? data + c->off : zeros;
+    size_t want = c->ok || c->left < sizeof zeros ? c->left : sizeof zeros;
+    ssize_t n = send(c->fd, p, want, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n <= 0) {
+      if (c->ok) say(3, "could not write the answer to %s: %s", c->unit, n < 0 ? strerror(errno) : "short write");
+      return 1;
+    }
+    c->off += (size_t)n;
+    c->left -= (size_t)n;
+  }
+  return 1;
+}
+
+/* Answer conns[i]: the data (ok) or FAIL_BYTES bytes; what the peer does not take now, later. */
+static void finish(struct conn *c, int ok, const unsigned char *data, size_t len) {
+  c->writing = 1;
+  c->ok = ok;
+  c->off = 0;
+  c->left = ok ? len : FAIL_BYTES; /* past systemd's credential size limit: loading fails */
+  c->deadline_ms = now_ms() + WRITE_TIMEOUT_S * 1000LL;
+  if (pump(c, data)) {
+    drop(c);
+    return;
+  }
+  if (ok) {
+    c->out = malloc(c->left);
+    if (!c->out) {
+      say(3, "out of memory for the answer to %s", c->unit);
+      drop(c);
+      return;
+    }
+    memcpy(c->out, data + c->off, c->left);
+    c->off = 0;
+  }
+}
+
+/* A writable (or failed) peer: go on writing; closed when done. */
+static void resume(struct conn *c) {
+  if (pump(c, c->out)) drop(c);
+}
+
+/* Refuse every connection still waiting for the Node agent's answer. */
 static void fail_all(const char *why) {
-  while (nconns > 0) {
-    say(3, "refusing %s: %s", conns[nconns - 1].unit, why);
-    finish(&conns[nconns - 1], 0, NULL, 0);
+  for (unsigned i = nconns; i-- > 0;) {
+    if (conns[i].writing) continue;
+    say(3, "refusing %s: %s", conns[i].unit, why);
+    finish(&conns[i], 0, NULL, 0);
   }
 }
 
@@ -190,7 +245,7 @@ static size_t read_cgroup(pid_t pid, char *out) {
 }
 
 static void accept_one(int listen_fd) {
-  int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) {
     if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) say(4, "accept: %s", strerror(errno));
     return;
@@ -198,13 +253,12 @@ static void accept_one(int listen_fd) {
   struct conn c = { .fd = fd, .id = next_id++ };
   if (next_id == 0) next_id = 1;
   snprintf(c.unit, sizeof c.unit, "connection %u", (unsigned)c.id);
-  struct timeval tv = { .tv_sec = PEER_TIMEOUT_S };
   struct sockaddr_un addr;
   socklen_t alen = sizeof addr;
   struct ucred cred;
   socklen_t clen = sizeof cred;
   memset(&addr, 0, sizeof addr);
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 || getpeername(fd, (struct sockaddr *)&addr, &alen) != 0 ||
+  if (getpeername(fd, (struct sockaddr *)&addr, &alen) != 0 ||
       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || clen != sizeof cred) {
     say(3, "%s: cannot read the peer's address or credentials: %s", c.unit, strerror(errno));
     conns[nconns++] = c;
@@ -263,7 +317,7 @@ static int read_agent(void) {
     unsigned status = rbuf[8];
     unsigned found = 0;
     for (unsigned i = 0; i < nconns; i++) {
-      if (conns[i].id != id) continue;
+      if (conns[i].id != id || conns[i].writing) continue;
       finish(&conns[i], status == 0, rbuf + 9, len - 5);
       found = 1;
       break;
@@ -272,12 +326,6 @@ static int read_agent(void) {
     memmove(rbuf, rbuf + 4 + len, rlen - 4 - len);
     rlen -= 4 + len;
   }
-}
-
-static long now_s(void) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) die(71, "clock_gettime");
-  return (long)ts.tv_sec;
 }
 
 static int check_listen_fd(void) {
@@ -350,27 +398,45 @@ int main(int argc, char **argv) {
   if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) die(71, "signal");
   umask(077);
 
-  long last = now_s();
+  long long last = now_ms();
+  static struct pollfd p[2 + MAX_CONNS];
   for (;;) {
-    struct pollfd p[2] = { { .fd = nconns < MAX_CONNS ? LISTEN_FD : -1, .events = POLLIN }, { .fd = agent_fd, .events = POLLIN } };
-    int timeout = -1;
+    p[0] = (struct pollfd){ .fd = nconns < MAX_CONNS ? LISTEN_FD : -1, .events = POLLIN };
+    p[1] = (struct pollfd){ .fd = agent_fd, .events = POLLIN };
+    /* p[2 + i] is conns[i]'s: a peer still reading its answer. */
+    long long now = now_ms(), wake = -1;
+    for (unsigned i = 0; i < nconns; i++) {
+      p[2 + i] = (struct pollfd){ .fd = conns[i].writing ? conns[i].fd : -1, .events = POLLOUT };
+      if (conns[i].writing && (wake < 0 || conns[i].deadline_ms < wake)) wake = conns[i].deadline_ms;
+    }
     if (idle > 0 && nconns == 0) {
-      long left = last + idle - now_s();
-      if (left <= 0) {
+      if (last + idle * 1000 <= now) {
         say(6, "idle for %ld s, exiting", idle);
         if (agent_pid > 0 && kill(agent_pid, SIGTERM) != 0 && errno != ESRCH) say(4, "kill: %s", strerror(errno));
         reap_agent();
         return 0;
       }
-      timeout = (int)(left * 1000);
+      wake = last + idle * 1000;
     }
-    int r = poll(p, 2, timeout);
+    int timeout = wake < 0 ? -1 : wake <= now ? 0 : (int)(wake - now);
+    unsigned polled = nconns;
+    int r = poll(p, 2 + polled, timeout);
     if (r < 0) {
       if (errno == EINTR) continue;
       die(71, "poll");
     }
+    now = now_ms();
+    /* Downwards: drop() moves the last connection into the freed slot, one already handled. */
+    for (unsigned i = polled; i-- > 0;) {
+      if (p[2 + i].fd < 0) continue;
+      if (p[2 + i].revents) resume(&conns[i]);
+      else if (conns[i].deadline_ms <= now) {
+        say(4, "%s did not read its answer within %d s; closing the connection", conns[i].unit, WRITE_TIMEOUT_S);
+        drop(&conns[i]);
+      }
+    }
     if (r == 0) continue;
-    last = now_s();
+    last = now;
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       if (read_agent() != 0) {
         if (agent_pid > 0 && kill(agent_pid, SIGTERM) != 0 && errno != ESRCH) say(4, "kill: %s", strerror(errno));

@@ -213,9 +213,15 @@ export function specOutputNames(spec: Spec): string[] {
   return [...spec.files, ...spec.envFiles, ...spec.templates].map((o) => o.name);
 }
 
-const escape = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
+/** One key as a JSON pointer segment (RFC 6901: "~" as "~0", "/" as "~1"). */
+export const pointerKey = (key: string): string => key.replace(/~/g, "~0").replace(/\//g, "~1");
+const escape = pointerKey;
 
-class Validator {
+/**
+ * Reads a located JSON document by JSON pointer; every refusal a dataError naming file:line
+ * and the key path (through `at`). The spec's rules; the agent's policy uses the same.
+ */
+export class Validator {
   constructor(
     private readonly json: LocatedJson,
     private readonly at: (pointer: string) => string,

@@ -120,7 +120,7 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
       "agent-unguarded.service",
       "agent-missing.service",
     ]);
-    // Tests restart it more often than its start limit (5 in 10 s) allows.
+    // Only to clear a failed state a test left: the agent unit has no start limit.
     await s.c.cx(["systemctl", "reset-failed", agentUnit], { allowFail: true });
     server?.clearRequests();
   };
@@ -420,6 +420,51 @@ describeE2E("real systemd: the credential agent (LoadCredential= from a socket)"
     expect(credentialOf(await probeLines("agent-guarded.service"), "secret")?.sha256).toBe(sha256(value(0)));
     await s.c.cx(["systemctl", "stop", "agent-guarded.service"]);
   }, 120_000);
+
+  it("an agent that cannot start: loads fail fast, the socket is not left dead, and once fixed the next start is served without reset-failed", async () => {
+    const socketUnit = "homelab-secrets-agent.socket";
+    await restartAgent();
+    await s.c.cx(["systemctl", "reset-failed", socketUnit], { allowFail: true });
+    await s.c.cx(["systemctl", "start", socketUnit]);
+    const since = new Date(Date.now() - 1000).toISOString().replace("T", " ").slice(0, 19);
+    // Its policy file gone: the agent's own credential setup fails at every start, before it
+    // can accept the connection that triggered it, so the socket triggers it again at once.
+    await s.c.cx(["rm", "-f", "/etc/homelab-secrets/agent-policy.json"]);
+    const failures: string[] = [];
+    try {
+      // More than the default start limits (5 in 10 s) of the service and of the socket allow;
+      // six different consumers, so that none hits its own.
+      for (const unit of storm.slice(0, 6)) {
+        const t0 = Date.now();
+        const r = await start([unit]);
+        const { Result } = await s.c.show(socketUnit, ["Result"]);
+        failures.push(`${Date.now() - t0} ms, socket ${Result}`);
+        expect(r.code, "no credential while the agent cannot start").not.toBe(0);
+      }
+    } finally {
+      await writePolicy(policy);
+    }
+    const starts = (await s.c.cx(["journalctl", "-b0", "-o", "cat", "-u", agentUnit, "--since", since], { allowFail: true })).stdout
+      .split("\n")
+      .filter((l) => /243\/CREDENTIALS/.test(l)).length;
+    console.log(`agent that cannot start: consumer starts failed after ${failures.join("; ")}; ${starts} failed agent starts`);
+    // The socket's trigger limit (2 s) stops the loop of agent starts; past its window the
+    // fixed agent serves the next start, with no reset-failed in between.
+    await new Promise((r) => setTimeout(r, 2500));
+    const next = await start(["agent-guarded.service"]);
+    const why = async () =>
+      (
+        await s.c.cx(
+          ["journalctl", "-b0", "-o", "cat", "--since", since, "-u", socketUnit, "-u", agentUnit, "-u", "agent-guarded.service"],
+          { allowFail: true },
+        )
+      ).stdout;
+    expect(next.code, next.code === 0 ? "" : `${next.stderr}\n${await why()}`).toBe(0);
+    expect(credentialOf(await probeLines("agent-guarded.service"), "secret")?.sha256).toBe(sha256(value(0)));
+    expect((await s.c.show(socketUnit, ["ActiveState"])).ActiveState).toBe("active");
+    await s.c.cx(["systemctl", "stop", "agent-guarded.service"]);
+    await s.c.cx(["systemctl", "reset-failed", ...storm.slice(0, 6)], { allowFail: true });
+  }, 180_000);
 
   it("exits when idle; the socket brings it back", async () => {
     await writeAgentUnit(2);

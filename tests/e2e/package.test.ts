@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { packageDeb } from "../../helper/scripts/package-deb.mjs";
+import { startFakeConnect } from "../connect/fake-connect.mjs";
 import { run } from "./container.js";
 import { bootScenario, describeE2E, probeFiles, sha256, waitForProbe, type Scenario } from "./scenario.js";
 import type { Vault } from "./vault.js";
@@ -40,6 +41,7 @@ const values = {
   rotated: secret("rotated"),
   serviceToken: secret("ops_service"),
   userToken: secret("ops_user"),
+  agent: secret("agent"),
 };
 
 function vault(password: string): Vault {
@@ -144,6 +146,10 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     // The scenario lays out a NixOS-like host for the other suites; this one starts from a
     // plain Debian: none of its config, account or group.
     await shOk("rm -rf /etc/homelab-secrets; userdel homelab-secrets 2>/dev/null; groupdel homelab-secrets 2>/dev/null; true");
+    // Nor its credential agent units, which would shadow the package's in /usr/lib/systemd/system.
+    await shOk(
+      "systemctl stop homelab-secrets-agent.socket homelab-secrets-agent.service; rm -rf /etc/systemd/system/homelab-secrets-agent.* /etc/systemd/system/*.wants/homelab-secrets-agent.*; systemctl daemon-reload",
+    );
     await shOk("apt-get update -q >/dev/null 2>&1 || apt-get update -q", [], 300_000);
     const node = await nodejsDeb();
     if (node) copyFileSync(node, join(s.c.root, "root/nodejs.deb"));
@@ -310,6 +316,82 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     expect(await s.c.waitForState(secretsUnit, "inactive", 10_000)).toBe("inactive");
     expect((await s.c.sh('test -e "$1"', [outputDir], { allowFail: true })).code, `${outputDir} removed`).not.toBe(0);
   });
+
+  it("the shipped agent socket, enabled with a policy and a token in /etc/homelab-secrets, serves the shipped DynamicUser= example consumer from the installed files", async () => {
+    // The container shares the host's network: a fake Connect on the host's loopback.
+    const connectToken = `agent-pkg-token-${randomBytes(6).toString("hex")}`;
+    const server = await startFakeConnect({
+      vault: { vaults: { Demo: { items: { agent: { fields: { password: values.agent } } } } } },
+      token: connectToken,
+      port: 0,
+      host: "127.0.0.1",
+    });
+    const consumer = "agent-example.service";
+    try {
+      const policy = {
+        version: 1,
+        source: { type: "connect", host: `http://127.0.0.1:${server.port}`, tokenCredential: "op-token" },
+        units: { [consumer]: { files: { "db-password": { ref: "op://Demo/agent/password" } } } },
+      };
+      await s.c.writeFile(`${conf}/agent-policy.json`, JSON.stringify(policy, null, 2), "0600");
+      await s.c.writeFile(`${conf}/op-token`, connectToken, "0600");
+      await s.c.writeFile(
+        "/usr/local/bin/pkg-agent-probe",
+        '#!/bin/sh\necho "pkg-agent-probe uid $(id -u) file $1 sha256 $(sha256sum <"$1" | cut -d" " -f1)"\nexec sleep infinity\n',
+        "0755",
+      );
+      // The shipped example, as a newcomer copies it: only its daemon replaced by the probe.
+      await shOk(
+        'sed "s|^ExecStart=/usr/bin/example-daemon --password-file=|ExecStart=/usr/local/bin/pkg-agent-probe |" /usr/share/doc/homelab-secrets/examples/plain-linux/agent/example-consumer.service > "/etc/systemd/system/$1" && grep -q "^ExecStart=/usr/local/bin/pkg-agent-probe %d/db-password$" "/etc/systemd/system/$1" && systemctl daemon-reload',
+        [consumer],
+      );
+      expect((await s.c.show("homelab-secrets-agent.socket", ["UnitFileState"])).UnitFileState, "shipped, not enabled").toBe("disabled");
+      await shOk("systemctl enable --now homelab-secrets-agent.socket");
+      const start = await s.c.cx(["systemctl", "start", consumer], { allowFail: true });
+      await s.c.syncJournal();
+      const agentLog = async () => (await s.c.journal(["homelab-secrets-agent.service"])).map((e) => e.message).join("\n");
+      expect(start.code, `${start.stderr}\n${await agentLog()}`).toBe(0);
+
+      const { InvocationID = "" } = await s.c.show(consumer, ["InvocationID"]);
+      let line = "";
+      for (let i = 0; i < 100 && !line; i++) {
+        await s.c.syncJournal();
+        line = (await shOk('journalctl -b0 -o cat "_SYSTEMD_INVOCATION_ID=$1" | grep "^pkg-agent-probe " || true', [InvocationID])).trim();
+        if (!line) await new Promise((r) => setTimeout(r, 100));
+      }
+      const m = /^pkg-agent-probe uid (\d+) file (\S+) sha256 (\S+)$/.exec(line);
+      expect(m, line).toBeTruthy();
+      expect(Number(m![1]), "a dynamic uid").toBeGreaterThanOrEqual(61184);
+      expect(m![2], "%d in the shipped ExecStart=").toBe(`/run/credentials/${consumer}/db-password`);
+      expect(m![3], "the value, read by the service itself").toBe(sha256(values.agent));
+
+      // The agent ran from the package's files: its front end and, behind it, the installed CLI.
+      const agentUnit = "homelab-secrets-agent.service";
+      // The package's unit (bookworm's systemd names it by /lib, merged with /usr/lib).
+      expect([`/usr/lib/systemd/system/${agentUnit}`, `/lib/systemd/system/${agentUnit}`]).toContain(
+        (await s.c.show(agentUnit, ["FragmentPath"])).FragmentPath,
+      );
+      const { MainPID = "" } = await s.c.show(agentUnit, ["MainPID"]);
+      expect((await shOk('readlink "/proc/$1/exe"', [MainPID])).trim()).toBe("/usr/libexec/homelab-secrets/homelab-secrets-agent");
+      expect((await shOk("dpkg -S /usr/libexec/homelab-secrets/homelab-secrets-agent")).trim()).toMatch(/^homelab-secrets: /);
+      const procs = (await shOk(`cat /sys/fs/cgroup/system.slice/${agentUnit}/cgroup.procs`)).trim().split("\n");
+      const node = procs.find((p) => p !== MainPID);
+      expect(node, "the Node agent beside the front end").toBeDefined();
+      expect((await shOk('tr "\\0" " " < "/proc/$1/cmdline"', [node!])).trim()).toMatch(
+        /^\/usr\/bin\/node \/usr\/lib\/homelab-secrets\/helper\/dist\/cli\.js agent --policy \/run\/credentials\/homelab-secrets-agent\.service\/agent-policy /,
+      );
+      const log = await agentLog();
+      expect(log).toMatch(/agent-example\.service: credential db-password: served \d+ bytes/);
+      expect(log, "no value in the agent's journal").not.toContain(values.agent);
+      expect(server.requests.length, "the agent asked the fake Connect").toBeGreaterThan(0);
+    } finally {
+      await s.c.cx(["systemctl", "stop", consumer, "homelab-secrets-agent.service"], { allowFail: true });
+      await s.c.cx(["systemctl", "disable", "--now", "homelab-secrets-agent.socket"], { allowFail: true });
+      await s.c.cx(["rm", "-f", `/etc/systemd/system/${consumer}`, `${conf}/agent-policy.json`], { allowFail: true });
+      await s.c.writeFile(`${conf}/op-token`, "", "0600");
+      await server.close();
+    }
+  }, 120_000);
 
   it("two real users get exactly their mapfile entries through the installed wrapper", async () => {
     await s.c.writeFile(

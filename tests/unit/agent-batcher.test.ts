@@ -147,6 +147,95 @@ describe("agent batcher", () => {
     expect(backend.calls.length).toBe(4);
   });
 
+  it("a not-found reference is remembered for min(TTL, 30 s): a restart loop of its unit does not ask the backend per attempt", async () => {
+    const backend = counting();
+    let clock = 1_000_000;
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a, missing],
+      ttlSeconds: 300,
+      deadlineSeconds: 5,
+      log: silentLogger,
+      now: () => clock,
+    });
+    const notFound = (refs = [missing]) =>
+      batcher.resolve(refs).then(
+        () => undefined,
+        (e: unknown) => e as HomelabError,
+      );
+    const first = await notFound();
+    expect(first?.exitCode).toBe(69);
+    expect(backend.calls, "the batch with the policy's rest, then the request alone").toEqual([[missing.raw, a.raw], [missing.raw]]);
+    for (let i = 0; i < 5; i++) {
+      clock += 5_000;
+      const again = await notFound();
+      expect(again?.exitCode).toBe(69);
+      expect(again?.message, "the same error, naming the reference").toBe(first?.message);
+    }
+    expect(backend.calls.length, "five more attempts within 25 s: no backend read").toBe(2);
+    expect((await batcher.resolve([a])).get(a.raw), "other references unaffected").toBe("A1");
+    expect(backend.calls[2], "and the known-missing one is not prefetched with them").toEqual([a.raw]);
+    clock += 6_000; // 31 s after the backend said so: ask again
+    writeVault({ a: "A1", b: "B1", c: "C1", nope: "N1" });
+    expect((await batcher.resolve([missing])).get(missing.raw), "it exists now").toBe("N1");
+    expect(backend.calls.length).toBe(4);
+  });
+
+  it("a request that comes just after a failed batch is answered, not left riding on it", async () => {
+    const backend = counting();
+    const batcher = new Batcher({
+      createSource: backend.createSource,
+      prefetch: [a, missing],
+      ttlSeconds: 300,
+      notFoundSeconds: 0,
+      deadlineSeconds: 5,
+      log: silentLogger,
+    });
+    // The second request is made in the first one's rejection handler: before the failed batch
+    // has finished its own bookkeeping.
+    const second = new Promise<string>((settle) => {
+      batcher.resolve([missing]).then(
+        () => settle("the first one served"),
+        () =>
+          batcher.resolve([missing]).then(
+            () => settle("served"),
+            (e: unknown) => settle(`refused ${(e as HomelabError).exitCode}`),
+          ),
+      );
+    });
+    const hung = new Promise<string>((r) => setTimeout(() => r("still waiting after 3 s"), 3000).unref());
+    expect(await Promise.race([second, hung])).toBe("refused 69");
+  });
+
+  it("the not-found window: TTL below 30 s bounds it, the option sets it, 0 turns it off", async () => {
+    for (const [ttlSeconds, notFoundSeconds, asksAt] of [
+      [10, undefined, 10_000],
+      [300, 5, 5_000],
+      [300, 0, 1],
+    ] as const) {
+      const backend = counting();
+      let clock = 0;
+      const batcher = new Batcher({
+        createSource: backend.createSource,
+        prefetch: [],
+        ttlSeconds,
+        ...(notFoundSeconds === undefined ? {} : { notFoundSeconds }),
+        deadlineSeconds: 5,
+        log: silentLogger,
+        now: () => clock,
+      });
+      await expect(batcher.resolve([missing])).rejects.toMatchObject({ exitCode: 69 });
+      clock = asksAt - 1;
+      await expect(batcher.resolve([missing])).rejects.toMatchObject({ exitCode: 69 });
+      expect(backend.calls.length, `ttl ${ttlSeconds}, option ${notFoundSeconds}: remembered until ${asksAt - 1} ms`).toBe(
+        asksAt === 1 ? 2 : 1,
+      );
+      clock = asksAt;
+      await expect(batcher.resolve([missing])).rejects.toMatchObject({ exitCode: 69 });
+      expect(backend.calls.length, `ttl ${ttlSeconds}, option ${notFoundSeconds}: asked again at ${asksAt} ms`).toBe(asksAt === 1 ? 3 : 2);
+    }
+  });
+
   it("a missing reference elsewhere in the policy costs one more batch, not one per request", async () => {
     const backend = counting();
     const batcher = new Batcher({

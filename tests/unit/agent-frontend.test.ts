@@ -30,7 +30,9 @@ channel.on("data", (chunk) => {
     const address = p.subarray(14, 14 + n), cgroup = p.subarray(16 + n).toString();
     if (mode === "die") process.exit(3);
     if (mode === "garbage") { channel.write(Buffer.from([0, 0, 0, 2, 9, 9])); continue; }
-    const data = Buffer.from(JSON.stringify({ uid, pid, address: address.toString("latin1"), cgroup: cgroup.includes("0::") }));
+    const data = mode === "big"
+      ? Buffer.from(Array.from({ length: 900000 }, (_, i) => 33 + (i % 90)))
+      : Buffer.from(JSON.stringify({ uid, pid, address: address.toString("latin1"), cgroup: cgroup.includes("0::") }));
     const head = Buffer.alloc(9);
     head.writeUInt32BE(5 + (mode === "refuse" ? 0 : data.length), 0);
     head.writeUInt32BE(id, 4);
@@ -80,10 +82,10 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     agent.stderr!.on("data", (b: Buffer) => stderr.push(b));
     return { spawns, log: () => Buffer.concat(stderr).toString() };
   }
-  async function ask(address: string): Promise<{ bytes: number; data: string }> {
+  async function ask(address: string, how: "--print" | "--sum" = "--print"): Promise<{ bytes: number; data: string }> {
     for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
     const out = await new Promise<string>((resolve, reject) => {
-      const c = spawn(client, [socket, address, "--print"], { stdio: ["ignore", "pipe", "inherit"] });
+      const c = spawn(client, [socket, address, how], { stdio: ["ignore", "pipe", "inherit"] });
       const chunks: Buffer[] = [];
       c.stdout.on("data", (b: Buffer) => chunks.push(b));
       c.on("close", (code) =>
@@ -105,6 +107,19 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     expect(facts.cgroup, "the peer's /proc/PID/cgroup, cgroup v2 line included").toBe(true);
   });
 
+  it("an answer larger than a socket buffer arrives whole, also beside a client that never reads", async () => {
+    startFront("big");
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+    const stuck = spawn(client, [socket, "00/unit/stuck.service/x", "--stall"], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve) => stuck.stdout.on("data", () => resolve()));
+    const got = await ask("00/unit/a.service/x", "--sum");
+    expect(got.bytes, "900000 bytes: written in parts as the socket drains").toBe(900000);
+    let fnv = 0xcbf29ce484222325n;
+    for (let i = 0; i < 900000; i++) fnv = ((fnv ^ BigInt(33 + (i % 90))) * 0x100000001b3n) & 0xffffffffffffffffn;
+    expect(got.data.trim(), "every byte in place").toBe(`fnv1a64 ${fnv.toString(16).padStart(16, "0")}`);
+    stuck.kill();
+  }, 30_000);
+
   it("a refusal is more than systemd takes for a credential, never empty", async () => {
     startFront("refuse");
     expect((await ask("00/unit/a.service/x")).bytes).toBe(failBytes);
@@ -124,6 +139,34 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     expect((await ask("00/unit/a.service/x")).bytes).toBe(failBytes);
     expect(log()).toMatch(/sent a frame of 2 bytes; stopping it/);
   });
+
+  it("a client that never reads does not hold up the next one, and is closed after the write bound", async () => {
+    // A refusal is 1 MiB, more than a socket buffer: writing it to a client that does not read
+    // blocks. The second client must be answered while the stuck one is still connected.
+    const { log } = startFront("refuse");
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+    const events: string[] = [];
+    const stuck = spawn(client, [socket, "00/unit/stuck.service/x", "--stall"], { stdio: ["ignore", "pipe", "inherit"] });
+    const stuckDone = new Promise<void>((resolve) => stuck.on("close", () => resolve()));
+    await new Promise<void>((resolve) =>
+      stuck.stdout.on("data", (b: Buffer) => {
+        for (const line of b.toString().trim().split("\n")) {
+          events.push(`stuck ${line}`);
+          if (line === "receiving") resolve();
+        }
+      }),
+    );
+    const second = await ask("00/unit/second.service/x");
+    events.push("second answered");
+    expect(second.bytes).toBe(failBytes);
+    await stuckDone;
+    expect(events, "the second client is answered while the stuck one is still connected").toEqual([
+      "stuck receiving",
+      "second answered",
+      "stuck closed",
+    ]);
+    expect(log()).toMatch(/stuck\.service\/x did not read its answer within \d+ s; closing the connection/);
+  }, 60_000);
 
   it("exits 0 when idle, and refuses to run without systemd's listening socket", async () => {
     // The idle clock starts when the front end does: the client must connect within it. 1 s

@@ -15,6 +15,12 @@ export interface BatcherOptions {
   readonly prefetch: readonly SecretReference[];
   /** How long a value is served from memory; 0: every request goes to the backend. */
   readonly ttlSeconds: number;
+  /**
+   * How long a request whose references the backend does not have (69) is refused from
+   * memory; default min(ttlSeconds, 30), 0: ask every time. 1Password counts failed reads
+   * against its rate limits too, and a unit with a wrong reference may be restarted in a loop.
+   */
+  readonly notFoundSeconds?: number;
   readonly deadlineSeconds: number;
   readonly log: Logger;
   /** Requests arriving within this window share one backend batch (default 20 ms). */
@@ -42,6 +48,9 @@ interface Batch {
  */
 export class Batcher {
   private readonly cache = new Map<string, { value: string; at: number }>();
+  /** Requests (their references, sorted) the backend answered with not-found, and when. */
+  private readonly notFound = new Map<string, { error: HomelabError; at: number }>();
+  private readonly notFoundMs: number;
   private readonly inFlight = new Set<Batch>();
   private gathering: Batch | undefined;
   private source: Promise<Source> | undefined;
@@ -51,12 +60,20 @@ export class Batcher {
 
   constructor(private readonly options: BatcherOptions) {
     this.now = options.now ?? Date.now;
+    this.notFoundMs = (options.notFoundSeconds ?? Math.min(options.ttlSeconds, 30)) * 1000;
   }
 
   /** Values for every reference, or the batch's error. */
   resolve(refs: readonly SecretReference[]): Promise<ReadonlyMap<string, string>> {
     const cached = this.fromCache(refs);
     if (cached) return Promise.resolve(cached);
+    const missing = this.knownMissing(refs);
+    if (missing) {
+      this.options.log.info(
+        `not asking the backend again for ${refs.length} reference(s) it did not have ${Math.round((this.now() - missing.at) / 1000)} s ago`,
+      );
+      return Promise.reject(missing.error);
+    }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { refs, resolve, reject };
       const riding = [...this.inFlight].find((b) => refs.every((r) => b.raws.has(r.raw)));
@@ -67,7 +84,8 @@ export class Batcher {
       if (!this.gathering) {
         const batch: Batch = { raws: new Set(), waiters: [], sent: false };
         this.gathering = batch;
-        const prefetch = this.options.ttlSeconds > 0 ? this.options.prefetch.filter((r) => !this.isFresh(r.raw)) : [];
+        const prefetch =
+          this.options.ttlSeconds > 0 ? this.options.prefetch.filter((r) => !this.isFresh(r.raw) && !this.knownMissing([r])) : [];
         this.prefetched.set(batch, prefetch);
         setTimeout(() => void this.send(batch), this.options.mergeWindowMs ?? 20);
       }
@@ -81,6 +99,22 @@ export class Batcher {
   private isFresh(raw: string): boolean {
     const hit = this.cache.get(raw);
     return hit !== undefined && this.now() - hit.at < this.options.ttlSeconds * 1000;
+  }
+
+  private knownMissing(refs: readonly SecretReference[]): { error: HomelabError; at: number } | undefined {
+    const key = missingKey(refs);
+    const hit = this.notFound.get(key);
+    if (hit === undefined) return undefined;
+    if (this.now() - hit.at < this.notFoundMs) return hit;
+    this.notFound.delete(key);
+    return undefined;
+  }
+
+  /** Fail a request whose own references alone were just asked for. */
+  private rejectAlone(waiter: Waiter, error: unknown): void {
+    if (this.notFoundMs > 0 && error instanceof HomelabError && error.exitCode === ExitCode.notFound)
+      this.notFound.set(missingKey(waiter.refs), { error, at: this.now() });
+    waiter.reject(error);
   }
 
   private fromCache(refs: readonly SecretReference[]): Map<string, string> | undefined {
@@ -99,6 +133,9 @@ export class Batcher {
       const values = await this.fetch([...own, ...extra], batch.waiters.length);
       for (const w of batch.waiters) w.resolve(values);
     } catch (error) {
+      // Its waiters are settled below, some of them before the last await: a request arriving
+      // meanwhile must not ride on it (it would wait forever) but start a batch of its own.
+      this.inFlight.delete(batch);
       // A reference the backend does not have (or cannot render) fails only the requests that
       // name it: without the prefetched rest of the policy, then each request alone.
       if (!isSpecific(error)) {
@@ -127,8 +164,10 @@ export class Batcher {
   }
 
   private async eachAlone(waiters: readonly Waiter[], error: unknown): Promise<void> {
+    // Every caller asked the backend for exactly these waiters' references: one waiter's
+    // error is about its own.
     if (waiters.length === 1) {
-      waiters[0]!.reject(error);
+      this.rejectAlone(waiters[0]!, error);
       return;
     }
     this.options.log.info(`batch failed (${(error as Error).message}); resolving each of its ${waiters.length} request(s) alone`);
@@ -137,7 +176,7 @@ export class Batcher {
         try {
           w.resolve(await this.fetch(w.refs, 1));
         } catch (alone) {
-          w.reject(alone);
+          this.rejectAlone(w, alone);
         }
       }),
     );
@@ -165,3 +204,5 @@ export class Batcher {
     }
   }
 }
+
+const missingKey = (refs: readonly SecretReference[]): string => [...new Set(refs.map((r) => r.raw))].sort().join("\n");

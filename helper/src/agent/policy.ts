@@ -5,7 +5,7 @@ import { parseReference, uniqueReferences, type SecretReference } from "../refer
 import { envKeyPattern } from "../render/env.js";
 import { renderOutputs } from "../render/outputs.js";
 import { parseTemplate } from "../render/template.js";
-import { parseSourceAt, specReferences, type Spec, type SourceConfig } from "../spec.js";
+import { parseSourceAt, pointerKey, specReferences, Validator, type Spec, type SourceConfig } from "../spec.js";
 import { isCredentialId, isUnitName } from "./peer.js";
 
 /**
@@ -54,29 +54,22 @@ export function parsePolicy(text: string, file: string): Policy {
   const fail = (pointer: string, why: string): never => {
     throw dataError(`${at(pointer)}: ${why}`);
   };
-  const object = (value: unknown, pointer: string): Record<string, unknown> => {
-    if (value === null || typeof value !== "object" || Array.isArray(value)) fail(pointer, "must be an object");
-    return value as Record<string, unknown>;
-  };
-  const onlyKeys = (value: Record<string, unknown>, pointer: string, allowed: readonly string[]) => {
-    for (const key of Object.keys(value))
-      if (!allowed.includes(key)) fail(`${pointer}/${escape(key)}`, `unknown key (allowed: ${allowed.join(", ")})`);
-  };
-  const string = (value: unknown, pointer: string): string => (typeof value === "string" ? value : fail(pointer, "must be a string"));
+  const v = new Validator(json, at);
+  // Strings as the spec reads them; an empty one is refused by what parses it.
+  const string = (pointer: string): string => v.string(pointer, { allowEmpty: true });
 
-  const root = object(json.value, "");
-  onlyKeys(root, "", ["version", "source", "units"]);
+  const root = v.object("");
+  v.onlyKeys("", ["version", "source", "units"]);
   if (root["version"] !== 1) fail("/version", "must be 1 (this agent reads policy version 1)");
   const source = root["source"] === undefined ? undefined : parseSourceAt(json, at);
   const units = new Map<string, Map<string, Credential>>();
-  for (const [unit, body] of Object.entries(object(root["units"] ?? {}, "/units"))) {
-    const pointer = `/units/${escape(unit)}`;
+  for (const unit of Object.keys(v.optionalObject("/units"))) {
+    const pointer = `/units/${pointerKey(unit)}`;
     if (!isUnitName(unit)) fail(pointer, `"${unit}" is not a unit name systemd gives credentials to (foo.service, foo@bar.service, …)`);
-    const entry = object(body, pointer);
-    onlyKeys(entry, pointer, ["files", "envFiles", "templates"]);
+    v.onlyKeys(pointer, ["files", "envFiles", "templates"]);
     const credentials = new Map<string, Credential>();
     const add = (id: string, kind: string, make: (p: string) => Partial<Pick<Spec, "files" | "envFiles" | "templates">>) => {
-      const p = `${pointer}/${kind}/${escape(id)}`;
+      const p = `${pointer}/${kind}/${pointerKey(id)}`;
       if (!isCredentialId(id)) fail(p, `"${id}" is not a valid credential ID (printable ASCII, no ":" or "/")`);
       if (credentials.has(id)) fail(p, `credential "${id}" is already defined for ${unit}`);
       const spec: Spec = {
@@ -94,31 +87,28 @@ export function parsePolicy(text: string, file: string): Policy {
       };
       credentials.set(id, { unit, id, spec, refs: specReferences(spec) });
     };
-    for (const [id, v] of Object.entries(object(entry["files"] ?? {}, `${pointer}/files`))) {
+    for (const id of Object.keys(v.optionalObject(`${pointer}/files`))) {
       add(id, "files", (p) => {
-        const f = object(v, p);
-        onlyKeys(f, p, ["ref"]);
-        return { files: [{ name: id, mode: 0o400, ref: parseReference(string(f["ref"], `${p}/ref`), at(`${p}/ref`)) }] };
+        v.onlyKeys(p, ["ref"]);
+        return { files: [{ name: id, mode: 0o400, ref: parseReference(string(`${p}/ref`), at(`${p}/ref`)) }] };
       });
     }
-    for (const [id, v] of Object.entries(object(entry["envFiles"] ?? {}, `${pointer}/envFiles`))) {
+    for (const id of Object.keys(v.optionalObject(`${pointer}/envFiles`))) {
       add(id, "envFiles", (p) => {
-        const e = object(v, p);
-        onlyKeys(e, p, ["vars"]);
-        const vars = Object.entries(object(e["vars"], `${p}/vars`)).map(([key, ref]): [string, SecretReference] => {
-          const vp = `${p}/vars/${escape(key)}`;
+        v.onlyKeys(p, ["vars"]);
+        const vars = Object.keys(v.object(`${p}/vars`)).map((key): [string, SecretReference] => {
+          const vp = `${p}/vars/${pointerKey(key)}`;
           if (!envKeyPattern.test(key)) fail(vp, `"${key}" is not a valid variable name`);
-          return [key, parseReference(string(ref, vp), at(vp))];
+          return [key, parseReference(string(vp), at(vp))];
         });
         if (vars.length === 0) fail(`${p}/vars`, "needs at least one variable");
         return { envFiles: [{ name: id, mode: 0o400, vars }] };
       });
     }
-    for (const [id, v] of Object.entries(object(entry["templates"] ?? {}, `${pointer}/templates`))) {
+    for (const id of Object.keys(v.optionalObject(`${pointer}/templates`))) {
       add(id, "templates", (p) => {
-        const t = object(v, p);
-        onlyKeys(t, p, ["content"]);
-        return { templates: [{ name: id, mode: 0o400, parts: parseTemplate(string(t["content"], `${p}/content`), at(`${p}/content`)) }] };
+        v.onlyKeys(p, ["content"]);
+        return { templates: [{ name: id, mode: 0o400, parts: parseTemplate(string(`${p}/content`), at(`${p}/content`)) }] };
       });
     }
     if (credentials.size === 0) fail(pointer, "defines no files, envFiles or templates");
@@ -151,5 +141,3 @@ export function renderCredential(credential: Credential, values: ReadonlyMap<str
     throw dataError(`${what} renders to ${content.length} bytes; systemd takes credentials under ${credentialSizeMax} bytes`);
   return content;
 }
-
-const escape = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
