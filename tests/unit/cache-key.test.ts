@@ -13,17 +13,26 @@ describe("cache key", () => {
     const a = cacheKey(connect, refs("op://V/a/f", "op://V/b/f"));
     expect(a).toMatch(/^[0-9a-f]{64}$/);
     expect(cacheKey(connect, refs("op://V/b/f", "op://V/a/f", "op://V/b/f"))).toBe(a);
-    const reordered: SourceConfig = { tokenCredential: "op-connect-token", host: "http://127.0.0.1:8080", type: "connect" };
-    expect(cacheKey(reordered, refs("op://V/a/f", "op://V/b/f"))).toBe(a);
   });
 
-  it("changes with any reference or any part of the source", () => {
+  it("changes with any reference, the source type, its host or its vault path", () => {
     const base = cacheKey(connect, refs("op://V/a/f"));
     expect(cacheKey(connect, refs("op://V/a/f", "op://V/c/f"))).not.toBe(base);
     expect(cacheKey(connect, refs("op://V/a/g"))).not.toBe(base);
     expect(cacheKey({ ...connect, host: "http://127.0.0.1:8081" }, refs("op://V/a/f"))).not.toBe(base);
-    expect(cacheKey({ ...connect, tokenCredential: "other" }, refs("op://V/a/f"))).not.toBe(base);
     expect(cacheKey({ type: "onepassword" }, refs("op://V/a/f"))).not.toBe(base);
+    expect(cacheKey({ type: "file", path: "/a.json" }, refs("op://V/a/f"))).not.toBe(
+      cacheKey({ type: "file", path: "/b.json" }, refs("op://V/a/f")),
+    );
+  });
+
+  it("does not change with how the backend is signed in to (token credential or file, listener account)", () => {
+    const base = cacheKey(connect, refs("op://V/a/f"));
+    expect(cacheKey({ ...connect, tokenCredential: "other" }, refs("op://V/a/f"))).toBe(base);
+    expect(cacheKey({ ...connect, tokenFile: "/run/agenix/new-token", listenerUser: "connect" }, refs("op://V/a/f"))).toBe(base);
+    expect(cacheKey({ type: "onepassword", tokenFile: "/x" }, refs("op://V/a/f"))).toBe(
+      cacheKey({ type: "onepassword" }, refs("op://V/a/f")),
+    );
   });
 
   it("does not change with output names, modes or template text: those say how values are rendered, not which", () => {

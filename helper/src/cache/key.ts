@@ -8,15 +8,21 @@ import type { SecretReference } from "../reference.js";
 import type { SourceConfig } from "../spec.js";
 
 /**
- * sha256 (hex) of the canonical JSON of the source (keys sorted) and the sorted, unique raw
- * references. Output names, modes and template text are not part of it: they decide how the
- * values are rendered, not which values are fetched.
+ * sha256 (hex) of the canonical JSON of where values come from (the source's type and its
+ * host or vault path) and the sorted, unique raw references. Not part of it: how the backend
+ * is signed in to (token credential or file, Connect's listener account) and how values are
+ * rendered (output names, modes, template text) — neither changes which values are fetched.
  */
 export function cacheKey(source: SourceConfig, refs: readonly SecretReference[]): string {
-  const sortedSource = Object.fromEntries(Object.entries(source).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  const from =
+    source.type === "connect"
+      ? { type: source.type, host: source.host }
+      : source.type === "file"
+        ? { type: source.type, path: source.path }
+        : { type: source.type };
   const references = [...new Set(refs.map((r) => r.raw))].sort();
   return createHash("sha256")
-    .update(JSON.stringify({ source: sortedSource, references }))
+    .update(JSON.stringify({ source: from, references }))
     .digest("hex");
 }
 
