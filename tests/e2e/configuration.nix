@@ -44,6 +44,11 @@ in
     group = "recovery-demo";
   };
   users.groups.recovery-demo = { };
+  users.users.cache-demo = {
+    isSystemUser = true;
+    group = "cache-demo";
+  };
+  users.groups.cache-demo = { };
   users.users.alice = {
     isNormalUser = true;
     group = "users";
@@ -114,6 +119,23 @@ in
       files.password.reference = "op://Demo/connect/password";
       deadline = 3;
     };
+
+    # The sealed last-known-good cache (cache.test.ts): its own Connect port (18183), a short
+    # deadline, and ages short enough for a test to pass them.
+    cache-demo = {
+      source = {
+        type = "connect";
+        host = "http://127.0.0.1:18183";
+      };
+      files.password.reference = "op://Demo/connect/password";
+      envFiles."cache.env".vars.CACHE_PASSWORD = "op://Demo/connect/password";
+      deadline = 3;
+      cache = {
+        enable = true;
+        maxAge = 25;
+        reuse = 5;
+      };
+    };
   }
   // lib.genAttrs stormNames (_: {
     source = vault;
@@ -149,6 +171,12 @@ in
         ExecStart = "/usr/bin/timeout 2 ${probe "oneshot-demo"}";
         SuccessExitStatus = 124;
       };
+    };
+
+    cache-demo.serviceConfig = {
+      User = "cache-demo";
+      Group = "cache-demo";
+      ExecStart = probe "cache-demo";
     };
 
     recovery-demo.serviceConfig = {
