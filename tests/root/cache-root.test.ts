@@ -3,7 +3,7 @@
 // honours), the cache a temporary directory: the host's /var/lib/systemd is never touched.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -282,6 +282,25 @@ describe.skipIf(skip !== undefined || !hasCommand("systemd-creds"))("fetch --cac
     // Without the window (default 0) it asks again.
     const fresh = await c.fetch();
     expect(fresh.exitCode).toBe(0);
+    expect(server!.requests.length).toBeGreaterThan(0);
+  });
+
+  it("--cache-reuse: values fetched before the window are not reused; the backend is asked", async () => {
+    const c = setup();
+    expect((await c.fetch()).exitCode).toBe(0);
+    sealByHand(c, Date.now() - 120_000); // a file written now, holding values fetched 2 min ago
+    server!.clearRequests();
+    const r = await c.fetch(["--cache-reuse", "60"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(server!.requests.length).toBeGreaterThan(0);
+    expect(r.stderr).not.toMatch(/using cached values/);
+
+    // A file last written before the window is not even decrypted.
+    sealByHand(c, Date.now());
+    utimesSync(join(c.cache, "app.cred"), new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    server!.clearRequests();
+    const old = await c.fetch(["--cache-reuse", "60", "--verbose"]);
+    expect(old.exitCode, old.stderr).toBe(0);
     expect(server!.requests.length).toBeGreaterThan(0);
   });
 

@@ -11,7 +11,7 @@ import { humanAge, judgeAge, withinReuse } from "./age.js";
 import type { CredsOptions } from "./creds.js";
 import { cacheKey, uncacheableReferences } from "./key.js";
 import { removeMarker, writeMarker } from "./marker.js";
-import { readCache, removeCache, removeStaleTemps, writeCache, type CacheLocation } from "./store.js";
+import { cacheMtime, readCache, removeCache, removeStaleTemps, writeCache, type CacheLocation } from "./store.js";
 
 /** `fetch --cache`'s settings. */
 export interface CacheSettings {
@@ -74,6 +74,9 @@ export function openFetchCache(
   return {
     async reuse() {
       if (settings.reuseSeconds <= 0 || otpWhy) return undefined;
+      // Written after its storedAt: a file older than the window needs no decryption (the usual boot).
+      const mtime = await cacheMtime(settings.dir, spec.name);
+      if (mtime === undefined || now() - mtime >= settings.reuseSeconds * 1000) return undefined;
       const read = await readCache(location);
       if (read.kind !== "ok") return undefined;
       const t = now();

@@ -121,6 +121,15 @@ export async function readCache(location: CacheLocation): Promise<ReadOutcome> {
   }
 }
 
+/** The cache file's mtime (ms), undefined when there is none: never before its storedAt, so a cheap first test of its age. */
+export async function cacheMtime(dir: string, specName: string): Promise<number | undefined> {
+  try {
+    return (await lstat(cachePath(dir, specName))).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Remove this spec's cache file (too old to use). */
 export async function removeCache(dir: string, specName: string): Promise<void> {
   await rm(cachePath(dir, specName), { force: true });
