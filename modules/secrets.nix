@@ -293,6 +293,37 @@ let
             '';
           };
         };
+
+        cache = {
+          enable = mkOption {
+            type = types.bool;
+            default = cfg.cache.enable && !config.dynamicUser && !config.throughAgent && config.delivery == "files";
+            defaultText = literalExpression ''config.homelab.cache.enable && !dynamicUser && !throughAgent && delivery == "files"'';
+            description = ''
+              Keep the last values fetched for this service sealed with `systemd-creds` (host
+              key, and the TPM2 when there is one) in `/var/lib/homelab-secrets`, and start the
+              service from them when the backend fails temporarily (exit 75) at a later start,
+              for example a reboot while 1Password is unreachable. Ciphertext then lives on
+              disk; see docs/cache.md. Not for `dynamicUser`, `throughAgent` or
+              `delivery = "credentials"` services.
+            '';
+          };
+          maxAge = mkOption {
+            type = types.ints.between 0 315360000;
+            default = cfg.cache.maxAge;
+            defaultText = literalExpression "config.homelab.cache.maxAge";
+            description = "Never start from cached values older than this many seconds (older ones are removed).";
+          };
+          reuse = mkOption {
+            type = types.ints.between 0 86400;
+            default = cfg.cache.reuse;
+            defaultText = literalExpression "config.homelab.cache.reuse";
+            description = ''
+              A start within this many seconds of the last fresh fetch uses the cached values
+              without asking the backend (a restart loop must not burn rate limits); 0: always ask.
+            '';
+          };
+        };
       };
     };
 
@@ -370,6 +401,8 @@ let
       tokenFile
       ;
     source = s.source;
+    # Refused by an assertion with throughAgent; not passed on, so that message is what shows.
+    cache = if s.cache.enable && !s.throughAgent then { inherit (s.cache) maxAge reuse; } else null;
     owner = ownerOf name s;
     group = groupOf name s;
     outputDir = outputDirOf name s;
@@ -464,6 +497,27 @@ let
 in
 {
   options.homelab = {
+    cache = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          The default of every `homelab.secrets.<service>.cache.enable` that can have a cache
+          (root-run secrets units: not `dynamicUser`, `throughAgent` or `delivery = "credentials"`).
+        '';
+      };
+      maxAge = mkOption {
+        type = types.ints.between 0 315360000;
+        default = hsLib.defaultCacheMaxAge;
+        description = "The default of every `homelab.secrets.<service>.cache.maxAge` (seconds; a week).";
+      };
+      reuse = mkOption {
+        type = types.ints.between 0 86400;
+        default = hsLib.defaultCacheReuse;
+        description = "The default of every `homelab.secrets.<service>.cache.reuse` (seconds).";
+      };
+    };
+
     package = mkOption {
       type = types.package;
       default = pkgs.homelab-secrets or (pkgs.callPackage ../nix/package.nix { });
@@ -533,6 +587,17 @@ in
                 message = "homelab-secrets (${name}): throughAgent is for root-run secrets units; a dynamicUser service gets the agent's values with delivery = \"credentials\"";
               }
               {
+                assertion = !(s.cache.enable && (s.dynamicUser || s.throughAgent || s.delivery == "credentials"));
+                message = "homelab-secrets (${name}): cache.enable is for root-run secrets units that fetch themselves; not with ${
+                  if s.delivery == "credentials" then
+                    "delivery = \"credentials\""
+                  else if s.throughAgent then
+                    "throughAgent (the credential agent keeps no cache)"
+                  else
+                    "dynamicUser (the cache and the host key must stay root's)"
+                }";
+              }
+              {
                 assertion = hsLib.isValidUnitName name;
                 message = "homelab-secrets: \"${name}\" is not a valid systemd unit name";
               }
@@ -576,7 +641,9 @@ in
       );
       systemd.timers = mkMerge (mapAttrsToList (n: s: (refreshUnitsFor n s).timers) refreshable);
 
-      systemd.tmpfiles.rules = optional (lib.any (s: s.serialize) (attrValues fileDelivered)) "d ${hsLib.lockDir} 0700 root root - -";
+      systemd.tmpfiles.rules =
+        optional (lib.any (s: s.serialize || s.cache.enable) (attrValues fileDelivered)) "d ${hsLib.lockDir} 0700 root root - -"
+        ++ optional (lib.any (s: s.cache.enable) (attrValues fileDelivered)) "d ${hsLib.cacheMarkerDir} 0700 root root - -";
     })
   ];
 }

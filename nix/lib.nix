@@ -397,6 +397,16 @@ let
   # Directory that `--serialize` uses for its host-wide lock (created by tmpfiles).
   lockDir = "/run/homelab-secrets";
 
+  # `fetch --cache`: the sealed values live in the secrets units' StateDirectory= (root's,
+  # 0700); a unit running on cached values says so in cacheMarkerDir (created by tmpfiles).
+  cacheStateDirectory = "homelab-secrets";
+  cacheMarkerDir = "/run/homelab-secrets/cached";
+  defaultCacheMaxAge = 604800;
+  defaultCacheReuse = 60;
+  # systemd-creds --with-key=auto uses the TPM2 when the kernel has one; PrivateDevices= would
+  # hide its device node while /sys still shows it, and the encryption would fail.
+  tpmDevice = "/dev/tpmrm0";
+
   # "/run/foo" -> "foo" when the output dir is a direct child of /run (then it can be the
   # secrets unit's RuntimeDirectory=, which systemd creates, makes writable and removes).
   runtimeDirectoryOf =
@@ -453,6 +463,7 @@ let
     let
       exe = "${package}/bin/homelab-secrets";
       systemctl = "${systemd}/bin/systemctl";
+      systemdCreds = "${systemd}/bin/systemd-creds";
 
       # The spec in the store, checked by `homelab-secrets check` when it is built.
       specFile =
@@ -498,6 +509,8 @@ let
           deadline,
           serialize,
           verbose ? false,
+          # { maxAge; reuse; } or null
+          cache ? null,
         }:
         concatStringsSep " " (
           [
@@ -510,6 +523,13 @@ let
           ]
           ++ optional serialize "--serialize"
           ++ optional verbose "--verbose"
+          ++ lib.optionals (cache != null) [
+            "--cache"
+            "--cache-max-age"
+            (toString cache.maxAge)
+            "--cache-reuse"
+            (toString cache.reuse)
+          ]
         );
     in
     rec {
@@ -527,7 +547,10 @@ let
         [Service] keys); stopWhenUnneeded (false; true for a consumer whose run ends, e.g. a
         timer's oneshot, so its secrets go when the run ends); fromAgent (false; true: the
         values come from the credential agent, whose policy must then name
-        "<name>-secrets.service" with these outputs, and no token is loaded).
+        "<name>-secrets.service" with these outputs, and no token is loaded); cache (null, or
+        { enable ? true; maxAge ? 604800; reuse ? 60; }: keep the last values sealed with
+        systemd-creds in /var/lib/homelab-secrets and use them when the backend fails
+        temporarily; not with fromAgent).
 
         `nixos-rebuild switch` never restarts this unit (restartIfChanged = false): a change of
         the helper alone restarts no service; the new definition is used at the next start.
@@ -554,9 +577,20 @@ let
           # Values from the credential agent (homelab.agent) instead of a sign-in of its own:
           # each output is loaded with LoadCredential= from the agent's socket, no token.
           fromAgent ? false,
+          # The sealed last-known-good cache (docs/cache.md): null, or { enable; maxAge; reuse; }.
+          cache ? null,
           ...
         }:
         let
+          cacheOn = cache != null && (cache.enable or true);
+          cacheArgs =
+            if cacheOn then
+              {
+                maxAge = cache.maxAge or defaultCacheMaxAge;
+                reuse = cache.reuse or defaultCacheReuse;
+              }
+            else
+              null;
           consumer = unitNameOf service;
           spec = mkSpec {
             inherit
@@ -576,7 +610,15 @@ let
           procNet = !fromAgent && readsProcNet spec.source;
           runtimeDir = runtimeDirectoryOf outputDir;
           outputNames = attrNames spec.files ++ attrNames spec.envFiles ++ attrNames spec.templates;
+          readWritePaths =
+            optional (runtimeDir == null) (builtins.dirOf outputDir)
+            ++ optional serialize lockDir
+            # "-": a missing marker directory must not stop the fetch; the helper only warns.
+            ++ optional cacheOn "-${cacheMarkerDir}";
         in
+        assert lib.assertMsg (
+          !(cacheOn && fromAgent)
+        ) "homelab-secrets (${name}): cache is not available with values from the credential agent (fromAgent)";
         {
           description = "homelab-secrets: fetch secrets for ${consumer}";
           before = [ consumer ];
@@ -608,6 +650,7 @@ let
                       serialize
                       verbose
                       ;
+                    cache = cacheArgs;
                   };
               # Recovery from a transient failure (e.g. exit 75: backend unreachable at boot).
               # A failed fetch fails the service's start job (result `dependency`) and that job
@@ -623,7 +666,13 @@ let
               #   ownership (recursively, to this unit's user, root) before every command, which
               #   after the fetch would take the files away from their owner.
               # - "+": outside this unit's sandbox; "-": a refused start is logged and ignored.
-              ExecStartPre = [ "-+${systemctl} start --no-block --job-mode=fail ${consumer}" ];
+              ExecStartPre = [
+                "-+${systemctl} start --no-block --job-mode=fail ${consumer}"
+              ]
+              # The host key systemd-creds seals the cache with, created once outside the
+              # sandbox (ProtectSystem=strict keeps /var/lib/systemd read-only in it). "-": without
+              # it the store only warns; the fetch itself must not fail.
+              ++ optional cacheOn "-+${systemdCreds} setup";
               ExecStop = "${exe} cleanup --spec ${specFile spec}";
               LoadCredential = if fromAgent then map (n: "${n}:${agentSocket}") outputNames else credentialFor spec token;
               TimeoutStartSec = toString (timeoutFor deadline);
@@ -641,10 +690,15 @@ let
                   RuntimeDirectoryMode = normalizeMode dirMode;
                 }
               else
-                { ReadWritePaths = [ (builtins.dirOf outputDir) ]; }
+                { }
             )
-            // optionalAttrs serialize {
-              ReadWritePaths = (optional (runtimeDir == null) (builtins.dirOf outputDir)) ++ [ lockDir ];
+            // optionalAttrs (readWritePaths != [ ]) { ReadWritePaths = readWritePaths; }
+            // optionalAttrs cacheOn {
+              StateDirectory = cacheStateDirectory;
+              StateDirectoryMode = "0700";
+              # The TPM2 (when there is one) in the private /dev: "-" when the host has none.
+              BindPaths = [ "-${tpmDevice}" ];
+              DeviceAllow = [ "${tpmDevice} rw" ];
             }
             // serviceConfig;
         };
@@ -884,6 +938,10 @@ in
     readsProcNet
     unitNameOf
     lockDir
+    cacheMarkerDir
+    cacheStateDirectory
+    defaultCacheMaxAge
+    defaultCacheReuse
     runtimeDirectoryOf
     mkHelpers
     sourceModule

@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { runCommand } from "./cli/command.js";
 import { fetchCommand } from "./cli/commands.js";
-import { commonOptions, fetchOptions, parseDeadline, type FetchArgs } from "./cli/options.js";
+import { commonOptions, fetchOptions, parseCacheSeconds, parseDeadline, type FetchArgs } from "./cli/options.js";
 
 /*
  * `fetch` runs at every boot, once per service: it is parsed here with node's own
@@ -37,12 +37,25 @@ function parseFetch(rest: string[]): FetchArgs | undefined {
     if (typeof values["spec"] !== "string" || ["help", "version"].some((k) => k in values)) return undefined;
     const deadline = values["deadline"] === undefined ? commonOptions.deadline.default : Number(values["deadline"]);
     if (!Number.isFinite(deadline) || deadline <= 0 || deadline > 86400) return undefined;
+    const seconds = (flag: "cache-max-age" | "cache-reuse"): number => {
+      const text = values[flag];
+      return typeof text === "string" ? parseCacheSeconds(flag, text.trim() === "" ? NaN : Number(text)) : fetchOptions[flag].default;
+    };
+    const text = (flag: "cache-dir" | "cache-marker-dir"): string => {
+      const v = values[flag];
+      return typeof v === "string" ? v : fetchOptions[flag].default;
+    };
     return {
       ...values,
       spec: values["spec"],
       deadline: parseDeadline(deadline),
       serialize: values["serialize"] === true,
       verbose: values["verbose"] === true,
+      cache: values["cache"] === true,
+      "cache-dir": text("cache-dir"),
+      "cache-marker-dir": text("cache-marker-dir"),
+      "cache-max-age": seconds("cache-max-age"),
+      "cache-reuse": seconds("cache-reuse"),
     };
   } catch {
     return undefined;

@@ -6,7 +6,8 @@
 # suite writes it), except connect-demo (a Connect server on 127.0.0.1:18181) and
 # recovery-demo (its own Connect server on 127.0.0.1:18182: connect.test.ts and
 # recovery.test.ts run in parallel and the containers share the host's loopback).
-# refresh-demo and reload-demo (refresh.test.ts) share a third, 127.0.0.1:18183.
+# refresh-demo and reload-demo (refresh.test.ts) and cache-demo (cache.test.ts) use 127.0.0.1:18183
+# inside their own containers (private network, forwarded).
 # Vault fields used: Demo/static/{password,username}, Demo/nasty/n1…n12,
 # Demo/dynamic/password, Demo/connect/password, Demo/storm/password,
 # Demo/alice/token, Demo/bob/token; Demo/missing does not exist.
@@ -50,6 +51,11 @@ in
     group = "refresh-demo";
   };
   users.groups.refresh-demo = { };
+  users.users.cache-demo = {
+    isSystemUser = true;
+    group = "cache-demo";
+  };
+  users.groups.cache-demo = { };
   users.users.alice = {
     isNormalUser = true;
     group = "users";
@@ -133,6 +139,22 @@ in
       deadline = 3;
       refresh.interval = "1h";
     };
+    # The sealed last-known-good cache (cache.test.ts): its own Connect port (18183), a short
+    # deadline, and ages short enough for a test to pass them.
+    cache-demo = {
+      source = {
+        type = "connect";
+        host = "http://127.0.0.1:18183";
+      };
+      files.password.reference = "op://Demo/connect/password";
+      envFiles."cache.env".vars.CACHE_PASSWORD = "op://Demo/connect/password";
+      deadline = 3;
+      cache = {
+        enable = true;
+        maxAge = 25;
+        reuse = 5;
+      };
+    };
     reload-demo = {
       source = {
         type = "connect";
@@ -187,6 +209,12 @@ in
       User = "recovery-demo";
       Group = "recovery-demo";
       ExecStart = probe "recovery-demo";
+    };
+
+    cache-demo.serviceConfig = {
+      User = "cache-demo";
+      Group = "cache-demo";
+      ExecStart = probe "cache-demo";
     };
 
     refresh-demo.serviceConfig = {

@@ -101,8 +101,11 @@ if (skip && inCI) {
           const service = name.replace(/-secrets\.service$/, ".service");
           const unit = golden.units[name]!;
           // Before the fetch: the queued start waits for this unit (After=) and needs it (Requires=).
+          // A unit with the sealed cache also sets up the host key (tests/nix/cache-eval.test.ts).
+          const cached = String(unit.Service!.ExecStart).includes(" --cache ");
           expect(asList(unit.Service!.ExecStartPre), name).toEqual([
             `-+${golden.storePaths.systemd}/bin/systemctl start --no-block --job-mode=fail ${service}`,
+            ...(cached ? [`-+${golden.storePaths.systemd}/bin/systemd-creds setup`] : []),
           ]);
           // Not after it: systemd re-chowns RuntimeDirectory= to the unit's user before every command.
           expect(unit.Service!.ExecStartPost, name).toBeUndefined();

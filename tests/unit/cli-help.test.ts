@@ -73,7 +73,7 @@ describe("--help of every command", () => {
   it("lists only the flags each command uses", () => {
     const source = ["--source", "--connect-host", "--token-credential", "--token-file", "--deadline"];
     const expected: Record<Command, string[]> = {
-      fetch: [...source, "--serialize", "--verbose", "--spec"],
+      fetch: [...source, "--serialize", "--verbose", "--spec", "--cache", "--cache-dir", "--cache-max-age", "--cache-reuse"],
       refresh: [...source, "--serialize", "--verbose", "--spec", "--restart", "--reload"],
       read: [...source, "--verbose", "--out", "--mode"],
       check: ["--verbose", "--spec", "--mapfile"],

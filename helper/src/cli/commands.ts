@@ -14,6 +14,7 @@ import {
   deadlineOption,
   fetchOptions,
   overridesOf,
+  parseCacheSeconds,
   parseDeadline,
   parseMode,
   verboseOption,
@@ -24,6 +25,16 @@ import {
 function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
   const options: Record<string, Options> = { ...commonOptions, deadline: { ...deadlineOption, coerce: parseDeadline } };
   return y.options(options) as unknown as Argv<T & CommonArgs>;
+}
+
+/** fetch's own flags, the cache's seconds checked. */
+function withFetch<T>(y: Argv<T>): Argv<T & Omit<FetchArgs, keyof CommonArgs>> {
+  const options: Record<string, Options> = {
+    ...fetchOptions,
+    "cache-max-age": { ...fetchOptions["cache-max-age"], coerce: (v: number) => parseCacheSeconds("cache-max-age", v) },
+    "cache-reuse": { ...fetchOptions["cache-reuse"], coerce: (v: number) => parseCacheSeconds("cache-reuse", v) },
+  };
+  return y.options(options) as unknown as Argv<T & Omit<FetchArgs, keyof CommonArgs>>;
 }
 
 /** The flags of a command that resolves references but takes no lock. */
@@ -91,7 +102,7 @@ export const fetchCommand: CliCommand<FetchArgs> = {
   describe: "Resolve every reference in a spec and write all outputs, or nothing",
   options: (y) =>
     documented(
-      withCommon(y).options(fetchOptions).demandOption("spec"),
+      withFetch(withCommon(y)).demandOption("spec"),
       [
         [
           "$0 fetch --spec /etc/homelab-secrets/services/myapp.json",
@@ -111,6 +122,16 @@ export const fetchCommand: CliCommand<FetchArgs> = {
       serialize: argv.serialize,
       ...(process.env["HOMELAB_SECRETS_LOCK"] ? { lockPath: process.env["HOMELAB_SECRETS_LOCK"] } : {}),
       ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}),
+      ...(argv.cache
+        ? {
+            cache: {
+              dir: argv["cache-dir"],
+              markerDir: argv["cache-marker-dir"],
+              maxAgeSeconds: argv["cache-max-age"],
+              reuseSeconds: argv["cache-reuse"],
+            },
+          }
+        : {}),
       log,
       signal,
     });
@@ -224,7 +245,7 @@ const checkCommand: CliCommand<CheckArgs> = {
   },
 };
 
-type CleanupArgs = VerboseArgs & { spec: string; "output-dir"?: string };
+type CleanupArgs = VerboseArgs & { spec: string; "output-dir"?: string; "cache-marker-dir": string };
 const cleanupCommand: CliCommand<CleanupArgs> = {
   command: "cleanup",
   describe: "Remove what fetch wrote for a spec",
@@ -232,7 +253,8 @@ const cleanupCommand: CliCommand<CleanupArgs> = {
     documented(
       withVerbose(y)
         .option("spec", { type: "string", demandOption: true, describe: "Spec file whose outputs to remove" })
-        .option("output-dir", { type: "string", describe: "Clean this directory instead of the spec's outputDir" }),
+        .option("output-dir", { type: "string", describe: "Clean this directory instead of the spec's outputDir" })
+        .option("cache-marker-dir", { ...fetchOptions["cache-marker-dir"], describe: "Where fetch --cache records cached-values markers" }),
       [
         ["$0 cleanup --spec /etc/homelab-secrets/services/myapp.json", "What the secrets unit's ExecStop= runs"],
         ["$0 cleanup --spec spec.json --output-dir /tmp/demo-secrets", "Remove what fetch --output-dir (or demo) wrote"],
@@ -241,7 +263,12 @@ const cleanupCommand: CliCommand<CleanupArgs> = {
     ),
   run: async (argv, log) => {
     const { runCleanup } = await import("../commands/cleanup.js");
-    await runCleanup({ specFile: argv.spec, ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}), log });
+    await runCleanup({
+      specFile: argv.spec,
+      ...(argv["output-dir"] ? { outputDir: argv["output-dir"] } : {}),
+      markerDir: argv["cache-marker-dir"],
+      log,
+    });
   },
 };
 
@@ -361,12 +388,21 @@ const doctorCommand: CliCommand<DoctorArgs> = {
         default: "homelab-secrets",
         describe: "The service account the wrapper runs the fetch as",
       })
+      .option("cache-marker-dir", {
+        ...fetchOptions["cache-marker-dir"],
+        describe: "Where fetch --cache records services on cached values",
+      })
       .example("$0 doctor", "Check the default configuration directory and wrapper")
       .example("$0 doctor --config-dir /etc/homelab-secrets --wrapper /usr/bin/homelab-secrets-user", "The Debian package's paths")
       .epilogue(exitCodesEpilogue([...always, "config"])),
   run: async (argv) => {
     const { runDoctor, formatFindings } = await import("../commands/doctor.js");
-    const findings = runDoctor({ configDir: argv["config-dir"], wrapper: argv.wrapper, serviceUser: argv["service-user"] });
+    const findings = runDoctor({
+      configDir: argv["config-dir"],
+      wrapper: argv.wrapper,
+      serviceUser: argv["service-user"],
+      markerDir: argv["cache-marker-dir"],
+    });
     process.stdout.write(formatFindings(findings));
     return findings.every((f) => f.ok) ? ExitCode.ok : ExitCode.config;
   },

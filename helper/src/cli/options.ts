@@ -3,6 +3,7 @@
  * the boot-time `fetch` fast path (../cli.ts) parses with it through util.parseArgs.
  */
 import { usageError } from "../errors.js";
+import { defaultCacheDir, defaultCacheMarkerDir } from "../host-paths.js";
 import { modePattern } from "../spec.js";
 import type { SourceOverrides } from "../sources/index.js";
 
@@ -18,7 +19,18 @@ export interface CommonArgs {
 }
 
 /** `fetch`'s flags. */
-export type FetchArgs = CommonArgs & { spec: string; "output-dir"?: string };
+export type FetchArgs = CommonArgs & {
+  spec: string;
+  "output-dir"?: string;
+  cache: boolean;
+  "cache-dir": string;
+  "cache-max-age": number;
+  "cache-reuse": number;
+  "cache-marker-dir": string;
+};
+
+/** --cache-max-age when not given: a week. */
+export const defaultCacheMaxAgeSeconds = 604800;
 
 /** --deadline when not given, for every command that has one. */
 export const defaultDeadlineSeconds = 45;
@@ -48,7 +60,37 @@ export const commonOptions = {
 export const fetchOptions = {
   spec: { type: "string", describe: "Spec file (JSON, version 1)" },
   "output-dir": { type: "string", describe: "Write here instead of the spec's outputDir", hidden: true },
+  cache: {
+    type: "boolean",
+    default: false,
+    describe: "Keep the values sealed with systemd-creds (--cache-dir) and use them when the backend fails temporarily (75)",
+  },
+  "cache-dir": { type: "string", default: defaultCacheDir, describe: "Where --cache keeps its sealed files (root's, 0700)" },
+  "cache-max-age": {
+    type: "number",
+    default: defaultCacheMaxAgeSeconds,
+    describe: "Never use cached values older than this many seconds (older ones are removed)",
+  },
+  "cache-reuse": {
+    type: "number",
+    default: 0,
+    describe: "Within this many seconds of the last fresh fetch, use the cache without asking the backend (restart loops)",
+  },
+  "cache-marker-dir": {
+    type: "string",
+    default: defaultCacheMarkerDir,
+    describe: "Where a fetch on cached values records so (doctor lists them)",
+    hidden: true,
+  },
 } as const;
+
+/** --cache-max-age and --cache-reuse: whole seconds, 0 to ten years. */
+export function parseCacheSeconds(flag: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 315_360_000) {
+    throw usageError(`--${flag} must be a whole number of seconds from 0 to 315360000, not "${String(value)}"`);
+  }
+  return value;
+}
 
 /** The source flags as the sources module takes them. */
 export function overridesOf(argv: Pick<CommonArgs, "source" | "connect-host" | "token-credential" | "token-file">): SourceOverrides {

@@ -1,11 +1,20 @@
 import { join } from "node:path";
+import { removeMarker } from "../cache/marker.js";
+import { defaultCacheMarkerDir } from "../host-paths.js";
 import type { Logger } from "../log.js";
 import { loadSpec, specOutputNames } from "../spec.js";
 import { assertSafeDirectory, removeDirectoryIfEmpty, removeFiles, staleTempFiles } from "../write.js";
 
-/** Remove what `fetch` wrote for a spec (and temp files a killed run left), then the directory if empty. */
-export async function runCleanup(options: { specFile: string; outputDir?: string; log: Logger }): Promise<number> {
+/**
+ * Remove what `fetch` wrote for a spec (and temp files a killed run left), then the directory
+ * if empty, and the spec's cached-values marker. The sealed cache itself stays: it is what a
+ * later start falls back on.
+ */
+export async function runCleanup(options: { specFile: string; outputDir?: string; markerDir?: string; log: Logger }): Promise<number> {
   const spec = await loadSpec(options.specFile);
+  await removeMarker(options.markerDir ?? defaultCacheMarkerDir, spec.name).catch((e: unknown) =>
+    options.log.warn(`${spec.name}: could not remove its cached-values marker: ${(e as Error).message}`),
+  );
   const outputDir = options.outputDir ?? spec.outputDir;
   const { missing } = await assertSafeDirectory(outputDir);
   if (missing.length > 0) {

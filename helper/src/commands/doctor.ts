@@ -10,7 +10,9 @@ import { connectHostFinding } from "../sources/loopback.js";
 import { parseHostConfig as parseHostSource } from "../user/host-config.js";
 import { lookupUid, primaryGidOf } from "../accounts.js";
 import { accessibleToOthers, writableByOthers } from "../file-rules.js";
-import { nixosWrapperPath, packageWrapperPath } from "../host-paths.js";
+import { defaultCacheMarkerDir, nixosWrapperPath, packageWrapperPath } from "../host-paths.js";
+import { humanAge } from "../cache/age.js";
+import { listMarkers } from "../cache/marker.js";
 import { parseHostSettings } from "../user/host-config.js";
 import { checkCliTree, checkNodeBinary, type TreeVerdict } from "../user/tree-check.js";
 
@@ -19,6 +21,7 @@ export interface DoctorArgs {
   "config-dir": string;
   wrapper?: string;
   "service-user": string;
+  "cache-marker-dir": string;
 }
 
 /** One check's verdict. */
@@ -34,7 +37,14 @@ export interface Finding {
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, "0")}`;
 
 /** Every check, in order; nothing is changed on the host. */
-export function runDoctor(options: { configDir: string; wrapper?: string | undefined; serviceUser: string }): Finding[] {
+export function runDoctor(options: {
+  configDir: string;
+  wrapper?: string | undefined;
+  serviceUser: string;
+  /** Where `fetch --cache` records services running on cached values (default /run/homelab-secrets/cached). */
+  markerDir?: string;
+  now?: number;
+}): Finding[] {
   const findings: Finding[] = [];
   const ok = (what: string, detail: string) => findings.push({ ok: true, what, detail });
   const warn = (what: string, detail: string) => findings.push({ ok: true, warn: true, what, detail });
@@ -190,7 +200,21 @@ export function runDoctor(options: { configDir: string; wrapper?: string | undef
       checkBuild(wrapper, { uid: svcUid, gid: svcGid, name: options.serviceUser }, usesToken, ok, unsafe);
     }
   }
+  findings.push(...cachedValueFindings(options.markerDir ?? defaultCacheMarkerDir, options.now ?? Date.now()));
   return findings;
+}
+
+/** One WARN per spec whose outputs came from the cache because its backend failed (none: no line). */
+export function cachedValueFindings(markerDir: string, now: number): Finding[] {
+  return listMarkers(markerDir).map(({ name, marker }) => ({
+    ok: true,
+    warn: true,
+    what: "cached values",
+    detail:
+      marker === undefined
+        ? `${name} runs on cached values (its marker in ${markerDir} is unreadable)`
+        : `${name} runs on values fetched ${humanAge(now - marker.storedAt)} ago, since ${new Date(marker.since).toISOString()}: ${marker.reason}`,
+  }));
 }
 
 /**

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import type { CacheSettings } from "../cache/fetch-cache.js";
 import { lookupGid, lookupUid, primaryGidOf } from "../accounts.js";
 import type { Logger } from "../log.js";
 import { renderOutputs } from "../render/outputs.js";
@@ -17,12 +18,16 @@ export interface FetchOptions {
   readonly outputDir?: string;
   readonly log: Logger;
   readonly signal?: AbortSignal;
+  /** --cache: keep the values sealed on disk and stand in with them for a temporary failure. */
+  readonly cache?: CacheSettings;
 }
 
 export interface FetchResult {
   readonly outputDir: string;
   readonly written: string[];
   readonly references: number;
+  /** Where the values came from: the backend, or the cache (reuse window, or a failed backend). */
+  readonly from: "backend" | "reuse" | "fallback";
 }
 
 /** Resolve every reference of a spec, then write all of its outputs — or nothing. */
@@ -34,19 +39,44 @@ export async function runFetch(options: FetchOptions): Promise<FetchResult> {
   const refs = specReferences(spec);
   const sourceConfig = chooseSource(spec.source, options.overrides);
 
-  const values = await resolveFromSource(sourceConfig, refs, {
-    deadlineSeconds: options.deadlineSeconds,
-    log,
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
-  });
+  // Loaded only with --cache: a boot without it pays nothing for the cache's modules.
+  const cache = options.cache
+    ? (await import("../cache/fetch-cache.js")).openFetchCache(options.cache, { name: spec.name, source: sourceConfig, refs }, log)
+    : undefined;
+
+  let from: FetchResult["from"] = "backend";
+  let fallbackReason = "";
+  let ageMs = 0;
+  let values: Map<string, string> | undefined;
+  const reused = await cache?.reuse();
+  if (reused) {
+    ({ values, ageMs } = reused);
+    from = "reuse";
+  } else {
+    try {
+      values = await resolveFromSource(sourceConfig, refs, {
+        deadlineSeconds: options.deadlineSeconds,
+        log,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
+      });
+    } catch (error) {
+      if (!cache) throw error;
+      ({ values, ageMs } = await cache.fallback(error, options.signal));
+      from = "fallback";
+      fallbackReason = (error as Error).message;
+    }
+  }
 
   const outputs = renderOutputs(spec, values);
   const files = outputs.map((output) => ({ path: join(outputDir, output.name), content: output.content, mode: output.mode, owner }));
   await writeFilesAtomically(files, { createDirs: outputDirectorySettings(spec, owner), log });
   await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
-  log.info(`${spec.name}: wrote ${files.length} file(s) to ${outputDir} from ${refs.length} reference(s) via ${sourceConfig.type}`);
-  return { outputDir, written: files.map((f) => f.path), references: refs.length };
+  const via = from === "backend" ? sourceConfig.type : "the cache";
+  log.info(`${spec.name}: wrote ${files.length} file(s) to ${outputDir} from ${refs.length} reference(s) via ${via}`);
+  if (from === "backend") await cache?.remember(values);
+  if (from === "fallback") await cache?.markCached(ageMs, fallbackReason);
+  return { outputDir, written: files.map((f) => f.path), references: refs.length, from };
 }
 
 /**
