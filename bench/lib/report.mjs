@@ -50,11 +50,7 @@ function stormRows(results) {
 
 function targetLines(results) {
   return results.analysis.targets.map((t) => {
-    const measured = t.skipped
-      ? t.skipped
-      : t.unit === "ms"
-        ? `${t.id === "agent-warm" ? signed(t.measured, 1) : fmt(t.measured, 1)} ms (limit ${fmt(t.limit)} ms)`
-        : `${times(t.measured)} (limit ${t.limit}×)`;
+    const measured = targetMeasured(t);
     // The guard (ExecStartPre=) every shipped consumer has is one more process and credential load.
     const guard =
       t.id === "agent-warm" && t.detail ? `; with the guard every shipped consumer has: ${signed(t.detail.guardedMs, 1)} ms` : "";
@@ -103,6 +99,36 @@ function agentWarmLine(results) {
   return `One more credential when warm (medians of ${a.warmRuns} starts each, interleaved): a oneshot with no credential ${fmt(w.plain, 1)} ms, with one credential from the agent ${fmt(w.credential, 1)} ms (${signed(w.credentialMs, 1)} ms), with it and the guard (ExecStartPre=) ${fmt(w.guarded, 1)} ms (${signed(w.guardedMs, 1)} ms); differences of medians, within the noise of a busy machine when small`;
 }
 
+function refreshRows(results) {
+  const rows = results.refresh?.rows ?? [];
+  const base = rows.find((r) => r.variant === "node -e 0")?.wallMs.median;
+  return rows.map((r) => [
+    r.variant,
+    fmt(r.wallMs.median, 1),
+    base ? times(r.wallMs.median / base) : "–",
+    String(r.requests),
+    r.filesWritten === undefined ? "–" : String(r.filesWritten),
+    r.systemctlRuns === undefined ? "–" : String(r.systemctlRuns),
+  ]);
+}
+const refreshHeader = ["variant", "median ms", "×node", "backend requests", "files written", "systemctl runs"];
+
+function cacheRows(results) {
+  const c = results.cache;
+  if (!c?.rows) return [[`skipped: ${c?.skipped ?? "not run"}`, "", "", ""]];
+  const base = c.rows.find((r) => r.id === "node")?.median;
+  return c.rows.map((r) => [r.label, fmt(r.median), base ? times(r.median / base) : "–", `${fmt(r.min)}–${fmt(r.max)}`]);
+}
+const cacheHeader = ["run", "median ms", "×node", "min–max ms"];
+
+function targetMeasured(t) {
+  if (t.skipped) return t.skipped;
+  if (t.unit === "ms") return `${t.id === "agent-warm" ? signed(t.measured, 1) : fmt(t.measured, 1)} ms (limit ${fmt(t.limit)} ms)`;
+  if (t.unit === "requests")
+    return `${t.measured} requests (limit ${t.limit}), ${t.detail.filesWritten} files written, ${t.detail.systemctlRuns} restarts`;
+  return `${times(t.measured)} (limit ${t.limit}×)`;
+}
+
 // --- console ---------------------------------------------------------------------------------
 export function renderText(results) {
   const { machine: m, config: c, analysis: a, roundTrips: rt } = results;
@@ -132,6 +158,14 @@ export function renderText(results) {
   out.push(pad([agentHeader, ...agentRows(results)]));
   const warmLine = agentWarmLine(results);
   if (warmLine) out.push(warmLine);
+  out.push("");
+  out.push(`Refresh of an unchanged service (fake Connect, 10 references over 3 items; medians, interleaved)`);
+  out.push(pad([refreshHeader, ...refreshRows(results)]));
+  out.push("");
+  out.push(
+    `Sealed cache (fake Connect, ${results.cache?.references ?? "–"} references; medians of ${results.cache?.runs ?? "–"} interleaved runs; deadline ${results.cache?.deadline ?? "–"} s)`,
+  );
+  out.push(pad([cacheHeader, ...cacheRows(results)]));
   out.push("");
   const g = a.growth;
   out.push(
@@ -462,6 +496,13 @@ export function renderMarkdown(results) {
               verdict(x),
             ];
           }),
+        ...["refresh-unchanged", "cache-outage"]
+          .filter((id) => t[id])
+          .map((id) => {
+            const x = t[id];
+            const limit = x.unit === "ms" ? (x.limit === undefined ? "deadline + one cold fetch" : `≤ ${fmt(x.limit)} ms`) : `≤ ${x.limit}`;
+            return [x.what, targetMeasured(x), limit, x.skipped ? "–" : verdict(x)];
+          }),
       ],
       ["l", "r", "r", "l"],
     ),
@@ -507,6 +548,22 @@ export function renderMarkdown(results) {
     out.push(...notes);
     out.push("");
   }
+  out.push("## Refresh of an unchanged service");
+  out.push("");
+  out.push(
+    "What a refresh timer tick costs when nothing rotated (`bench/refresh.mjs`): `node -e 0`, a plain `fetch` of the same spec and `refresh --restart` of the unchanged service (a recording `systemctl` first on PATH), interleaved. Backend requests are counted at the fake Connect server; files written are outputs whose inode or mtime changed.",
+  );
+  out.push("");
+  out.push(mdTable(refreshHeader, refreshRows(results), ["l", "r", "r", "r", "r", "r"]));
+  out.push("");
+  out.push("## Sealed cache");
+  out.push("");
+  out.push(
+    "`fetch --cache` (`bench/cache.mjs`, real `systemd-creds` with a temporary host key): the cost of sealing after a fresh fetch, the reuse path (decrypt, no request), and a start on cached values with the backend down, which waits out the deadline first — a refused connection at boot usually means the network or Connect is not up yet, so the helper keeps trying until the deadline rather than locking in older values seconds before fresh ones would come.",
+  );
+  out.push("");
+  out.push(mdTable(cacheHeader, cacheRows(results), ["l", "r", "r", "r"]));
+  out.push("");
   out.push(`## Cold start and peak RSS`);
   out.push("");
   out.push(
