@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFile, realpath } from "node:fs/promises";
 import { Socket } from "node:net";
 import { join } from "node:path";
 import { ExitCode, HomelabError, usageError } from "../errors.js";
@@ -74,7 +74,9 @@ async function openLastGood(
     log.warn(`agent cache: off: its key ${keyFile} is ${key.length} bytes, not ${keyLength}`);
     return undefined;
   }
-  return new LastGood({ dir, key, source, maxAgeSeconds: settings.maxAgeSeconds, log });
+  // $STATE_DIRECTORY of a DynamicUser= unit is a symlink into /var/lib/private; the privacy check looks at the directory itself.
+  const real = await realpath(dir).catch(() => dir);
+  return new LastGood({ dir: real, key, source, maxAgeSeconds: settings.maxAgeSeconds, log });
 }
 
 /**
