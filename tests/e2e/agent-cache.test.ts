@@ -71,6 +71,11 @@ describeE2E("real systemd: the credential agent's sealed last-known-good cache",
     await s.c.cx(["systemctl", "stop", consumer, agentUnit], { allowFail: true });
     await s.c.cx(["systemctl", "reset-failed", consumer, agentUnit, keyUnit], { allowFail: true });
   };
+  /** For the docs, not asserted: how long the key unit's last run took. */
+  const keyUnitMs = async () => {
+    const t = await s.c.show(keyUnit, ["InactiveExitTimestampMonotonic", "InactiveEnterTimestampMonotonic"]);
+    return ((Number(t["InactiveEnterTimestampMonotonic"]) - Number(t["InactiveExitTimestampMonotonic"])) / 1000).toFixed(1);
+  };
   const warm = async () => {
     await serve();
     const r = await start();
@@ -146,12 +151,15 @@ ExecStart=/usr/local/bin/agent-lkg-probe
     }
     const grep = await s.c.cx(["grep", "-rlF", "-e", value, "/var/lib/homelab-secrets", stateDir], { allowFail: true });
     expect(grep.code, grep.stdout).toBe(1);
+    console.info(`${keyUnit}, first run (key made): ${await keyUnitMs()} ms`);
   }, 90_000);
 
   it("Connect down, agent restarted: the DynamicUser consumer starts with the last value and a warning; past maxAge its start fails", async () => {
     await warm();
     let from = await since();
+    const began = Date.now();
     const r = await start();
+    console.info(`a start on cached values (deadline ${deadline} s): ${Date.now() - began} ms`);
     expect(r.code, r.stderr).toBe(0);
     expect(await served()).toBe(sha256(value));
     const lines = await journal([agentUnit], from);
@@ -162,6 +170,14 @@ ExecStart=/usr/local/bin/agent-lkg-probe
     );
     expect(warning, lines.map((e) => e.message).join("\n")).toBeDefined();
     expect(warning!.priority).toBe(4);
+    // The guard and ExecStart= load the credential one after the other: one backend wait, not two.
+    await s.c.syncJournal();
+    const { InvocationID } = await s.c.show(agentUnit, ["InvocationID"]);
+    const invocation = (await s.c.cx(["journalctl", "-b0", "-o", "cat", `_SYSTEMD_INVOCATION_ID=${InvocationID}`])).stdout.split("\n");
+    expect(invocation.filter((l) => /^backend batch \d+:/.test(l))).toEqual([expect.stringMatching(/^backend batch 1: /)]);
+    expect(lines.map((e) => e.message)).toContainEqual(
+      expect.stringMatching(/^agent-lkg\.service: credential secret: not asking the backend again \d+ s after it failed$/),
+    );
     await stopAll();
 
     const left = warmAt + maxAge * 1000 + 1000 - Date.now();
@@ -211,5 +227,6 @@ ExecStart=/usr/local/bin/agent-lkg-probe
     expect(again.code, again.stderr).toBe(0);
     expect(await served()).toBe(sha256(value));
     expect((await s.c.cx(["sha256sum", keyFile])).stdout).toBe(keyNow);
+    console.info(`${keyUnit}, key there and decrypting: ${await keyUnitMs()} ms`);
   }, 120_000);
 });

@@ -53,11 +53,13 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(join(dir, ".."), { recursive: true, force: true }));
 
+let backendCalls = 0;
 const createSource = (): Promise<Source> => {
   const inner = createFileSource(vaultFile);
   return Promise.resolve({
     name: "test",
     resolveAll: async (refs, context) => {
+      backendCalls++;
       if (failWith) throw failWith;
       return inner.resolveAll(refs, context);
     },
@@ -181,6 +183,29 @@ describe("agent: sealed last-known-good values", () => {
     await fresh.resolve([a]);
     await fresh.storing;
     expect((await readSealed({ dir, key, source })).kind).toBe("ok");
+  });
+
+  it("after a temporary failure, loads within 30 s are answered from the sealed values without another backend wait; later ones ask again", async () => {
+    await warm();
+    clock += 60_000;
+    failWith = tempFailError("down");
+    const batcher = agent();
+    backendCalls = 0;
+    // A consumer's guard (ExecStartPre=) and its ExecStart= load the credential one after the other.
+    expect(await batcher.resolve([a], "foo.service: credential db")).toEqual(new Map([[a.raw, "A1"]]));
+    expect(backendCalls).toBe(1);
+    clock += 29_000;
+    expect(await batcher.resolve([a], "foo.service: credential db")).toEqual(new Map([[a.raw, "A1"]]));
+    await expect(batcher.resolve([parseReference("op://V/c/password")], "bar.service: credential x")).rejects.toMatchObject({
+      exitCode: 75,
+    });
+    expect(backendCalls, "no backend call within the window").toBe(1);
+    expect(warnings().filter((w) => /served cached values/.test(w))).toHaveLength(2);
+
+    clock += 1_000;
+    failWith = undefined;
+    expect(await batcher.resolve([a], "foo.service: credential db")).toEqual(new Map([[a.raw, "A1"]]));
+    expect(backendCalls, "asks again after the window").toBe(2);
   });
 
   it("a store that fails only warns: the fresh values are served", async () => {

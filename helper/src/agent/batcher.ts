@@ -33,6 +33,13 @@ export interface BatcherOptions {
    * batch that failed with a temporary error (75), never for any other.
    */
   readonly lastGood?: LastGood;
+  /**
+   * With lastGood: for this long after a batch failed with 75, requests are answered from the
+   * sealed values (or fail) without asking the backend again (default 30 s). A unit loads its
+   * credentials once per command (guard, then ExecStart=): without this each load would wait
+   * the whole deadline, and two deadlines can exceed the unit's start timeout.
+   */
+  readonly outageSeconds?: number;
 }
 
 interface Waiter {
@@ -60,6 +67,8 @@ export class Batcher {
   /** Requests (their references, sorted) the backend answered with not-found, and when. */
   private readonly notFound = new Map<string, { error: HomelabError; at: number }>();
   private readonly notFoundMs: number;
+  /** The last temporary failure while there are sealed values to fall back on. */
+  private outage: { error: HomelabError; at: number } | undefined;
   private readonly inFlight = new Set<Batch>();
   private gathering: Batch | undefined;
   private source: Promise<Source> | undefined;
@@ -78,6 +87,11 @@ export class Batcher {
   resolve(refs: readonly SecretReference[], who = `${refs.length} reference(s)`): Promise<ReadonlyMap<string, string>> {
     const cached = this.fromCache(refs);
     if (cached) return Promise.resolve(cached);
+    const outage = this.recentOutage();
+    if (outage) {
+      this.options.log.info(`${who}: not asking the backend again ${Math.round((this.now() - outage.at) / 1000)} s after it failed`);
+      return new Promise((resolve, reject) => void this.fail([{ refs, who, resolve, reject }], outage.error));
+    }
     const missing = this.knownMissing(refs);
     if (missing) {
       this.options.log.info(
@@ -112,6 +126,13 @@ export class Batcher {
     return hit !== undefined && this.now() - hit.at < this.options.ttlSeconds * 1000;
   }
 
+  private recentOutage(): { error: HomelabError; at: number } | undefined {
+    if (!this.outage) return undefined;
+    if (this.now() - this.outage.at < (this.options.outageSeconds ?? 30) * 1000) return this.outage;
+    this.outage = undefined;
+    return undefined;
+  }
+
   private knownMissing(refs: readonly SecretReference[]): { error: HomelabError; at: number } | undefined {
     const key = missingKey(refs);
     const hit = this.notFound.get(key);
@@ -138,6 +159,7 @@ export class Batcher {
       for (const w of waiters) w.reject(error);
       return;
     }
+    if (this.outage?.error !== error) this.outage = { error, at: this.now() };
     for (const w of waiters) {
       let hit;
       try {
@@ -229,6 +251,7 @@ export class Batcher {
       const source = await this.source;
       const values = await resolveReferences(source, refs, { deadlineSeconds: this.options.deadlineSeconds, log });
       const at = this.now();
+      this.outage = undefined;
       if (this.options.ttlSeconds > 0) for (const [raw, value] of values) this.cache.set(raw, { value, at });
       // One write per backend batch, not awaited: the waiting units are answered first.
       if (this.options.lastGood) this.storing = this.options.lastGood.remember(refs, values, at);
