@@ -328,7 +328,7 @@ in
           homelab-secrets-agent-key = {
             description = "homelab-secrets credential agent: the sealed cache's key";
             before = [ "homelab-secrets-agent.service" ];
-            # Runs before every start of the agent (~30 ms): a start limit would fail the agent.
+            # Runs before every start of the agent (tens of ms): a start limit would fail the agent.
             startLimitIntervalSec = 0;
             serviceConfig = {
               Type = "oneshot";
