@@ -46,7 +46,7 @@ export async function checkPolicy(file: string): Promise<string> {
  * The sealed cache, or undefined (with a warning) when its key or directory is missing: the
  * agent serves fresh values without it rather than not at all.
  */
-async function openLastGood(
+export async function openLastGood(
   settings: AgentCacheSettings,
   source: SourceConfig,
   log: Logger,
