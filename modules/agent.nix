@@ -102,7 +102,24 @@ let
       (toString cfg.deadline)
     ]
     ++ optional cfg.verbose "--verbose"
+    ++ optional cfg.cache.enable "--cache --cache-max-age ${toString cfg.cache.maxAge}"
   );
+
+  # The sealed cache's key: the agent (a DynamicUser) cannot use the host key, so this root
+  # oneshot keeps a key credential that decrypts on this host, and systemd hands its plaintext
+  # to the agent (LoadCredentialEncrypted=). Missing or undecryptable (another host's, a new host
+  # key): 32 new random bytes, on a pipe, sealed with the host key (and a TPM2 when there is one).
+  cacheKeyFile = "/var/lib/homelab-secrets/agent-cache-key.cred";
+  systemdCreds = "${config.systemd.package}/bin/systemd-creds";
+  keyScript = pkgs.writeShellScript "homelab-secrets-agent-key" ''
+    set -eu
+    cd /var/lib/homelab-secrets
+    if ${systemdCreds} decrypt --name=agent-cache-key agent-cache-key.cred - >/dev/null 2>&1; then exit 0; fi
+    rm -f agent-cache-key.cred.new
+    head -c 32 /dev/urandom | ${systemdCreds} encrypt --with-key=auto --name=agent-cache-key - agent-cache-key.cred.new
+    mv -f agent-cache-key.cred.new agent-cache-key.cred
+    echo "made a new agent cache key (none, or the old one does not decrypt on this host): the agent cache starts empty"
+  '';
 
   consumerUnit =
     name: s:
@@ -178,6 +195,24 @@ in
       description = "Log every step; units, credential IDs and references are logged, values never.";
     };
 
+    cache = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Keep the agent's last-known-good values sealed on disk (AES-256-GCM under a key
+          systemd-creds seals with the host key / TPM2), and serve them when a backend batch
+          fails temporarily (exit class 75), so `delivery = "credentials"` services start during
+          a backend outage; see docs/cache.md. Values then touch the disk (encrypted).
+        '';
+      };
+      maxAge = mkOption {
+        type = types.ints.between 1 (365 * 86400);
+        default = hsLib.defaultCacheMaxAge;
+        description = "Never serve cached values older than this many seconds (older ones are dropped).";
+      };
+    };
+
     serveFiles = mkOption {
       type = types.bool;
       default = false;
@@ -250,11 +285,11 @@ in
         {
           homelab-secrets-agent = {
             description = "homelab-secrets credential agent";
-            requires = [ "homelab-secrets-agent.socket" ];
+            requires = [ "homelab-secrets-agent.socket" ] ++ optional cfg.cache.enable "homelab-secrets-agent-key.service";
             after = [
               "homelab-secrets-agent.socket"
               "network-online.target"
-            ];
+            ] ++ optional cfg.cache.enable "homelab-secrets-agent-key.service";
             wants = [ "network-online.target" ];
             # A new policy is read when the agent next starts; a running one keeps its cache.
             restartTriggers = [ policyFile ];
@@ -281,9 +316,38 @@ in
                 "@system-service"
                 "~@privileged"
               ];
+            } // lib.optionalAttrs cfg.cache.enable {
+              # systemd decrypts the key into the agent's own credential directory; the agent never sees the host key.
+              LoadCredentialEncrypted = "agent-cache-key:${cacheKeyFile}";
+              StateDirectory = "homelab-secrets-agent";
+              StateDirectoryMode = "0700";
             };
           };
         }
+        (mkIf cfg.cache.enable {
+          homelab-secrets-agent-key = {
+            description = "homelab-secrets credential agent: the sealed cache's key";
+            before = [ "homelab-secrets-agent.service" ];
+            # Runs before every start of the agent (tens of ms): a start limit would fail the agent.
+            startLimitIntervalSec = 0;
+            serviceConfig = {
+              Type = "oneshot";
+              UMask = "0077";
+              StateDirectory = "homelab-secrets";
+              StateDirectoryMode = "0700";
+              ExecStartPre = "${systemdCreds} setup";
+              ExecStart = keyScript;
+              LimitCORE = 0;
+              NoNewPrivileges = true;
+              PrivateNetwork = true;
+              PrivateTmp = true;
+              ProtectHome = true;
+              ProtectKernelModules = true;
+              ProtectKernelLogs = true;
+              RestrictAddressFamilies = "AF_UNIX";
+            };
+          };
+        })
         (mapAttrs' consumerUnit viaAgent)
       ];
     })

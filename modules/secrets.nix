@@ -590,7 +590,7 @@ in
                 assertion = !(s.cache.enable && (s.dynamicUser || s.throughAgent || s.delivery == "credentials"));
                 message = "homelab-secrets (${name}): cache.enable is for root-run secrets units that fetch themselves; not with ${
                   if s.delivery == "credentials" then
-                    "delivery = \"credentials\""
+                    "delivery = \"credentials\" (set homelab.agent.cache.enable = true: the agent keeps its own sealed cache)"
                   else if s.throughAgent then
                     "throughAgent (the credential agent keeps no cache)"
                   else

@@ -150,7 +150,7 @@ export function packageDeb(options = {}) {
     // The credential agent: its front end where the shipped units expect it; the units are
     // installed, not enabled (`systemctl enable --now homelab-secrets-agent.socket` opts in).
     buildAgent({ out: join(tree, "usr/libexec/homelab-secrets/homelab-secrets-agent") });
-    for (const unit of ["homelab-secrets-agent.socket", "homelab-secrets-agent.service"]) {
+    for (const unit of ["homelab-secrets-agent.socket", "homelab-secrets-agent.service", "homelab-secrets-agent-key.service"]) {
       copyFileSync(join(root, "examples/plain-linux/agent", unit), join(units, unit));
     }
 

@@ -97,5 +97,45 @@ if (why !== undefined && inCI) {
       ).toMatch(/the agent has no token for its onepassword source; set homelab\.agent\.tokenFile or homelab\.onePassword\.tokenFile/);
       expect(failures(cfg(app + agent))).toBe("");
     });
+
+    it("homelab.agent.cache: a root key unit before the agent, the key as LoadCredentialEncrypted=, a private state directory, --cache", () => {
+      const cached = `${agent} homelab.agent.cache = { enable = true; maxAge = 86400; };`;
+      const units = run("units", cfg(app + cached)) as Record<string, Unit>;
+      const agentUnit = units["homelab-secrets-agent.service"]!;
+      const s = agentUnit["Service"]!;
+      expect(s["LoadCredentialEncrypted"]).toBe("agent-cache-key:/var/lib/homelab-secrets/agent-cache-key.cred");
+      expect(s["StateDirectory"]).toBe("homelab-secrets-agent");
+      expect(s["StateDirectoryMode"]).toBe("0700");
+      expect(s["DynamicUser"]).toBe("true");
+      expect(String(s["ExecStart"])).toMatch(/ agent --policy \S+ --ttl 60 --deadline 45 --cache --cache-max-age 86400$/);
+      expect(String(agentUnit["Unit"]!["Requires"])).toContain("homelab-secrets-agent-key.service");
+      expect(String(agentUnit["Unit"]!["After"])).toContain("homelab-secrets-agent-key.service");
+      const key = units["homelab-secrets-agent-key.service"]!;
+      expect(key["Unit"]!["Before"]).toContain("homelab-secrets-agent.service");
+      expect(key["Unit"]!["StartLimitIntervalSec"]).toBe("0");
+      expect(key["Service"]).toMatchObject({
+        Type: "oneshot",
+        UMask: "0077",
+        StateDirectory: "homelab-secrets",
+        StateDirectoryMode: "0700",
+      });
+      expect(key["Service"]!["User"], "root: it seals with the host key").toBeUndefined();
+      expect(String(key["Service"]!["ExecStartPre"])).toMatch(/\/bin\/systemd-creds setup$/);
+      expect(String(key["Service"]!["ExecStart"])).toMatch(/-homelab-secrets-agent-key$/);
+
+      const plain = run("units", cfg(app + agent)) as Record<string, Unit>;
+      expect(plain["homelab-secrets-agent-key.service"], "no key unit without the cache").toBeUndefined();
+      expect(plain["homelab-secrets-agent.service"]!["Service"]!["LoadCredentialEncrypted"]).toBeUndefined();
+      expect(String(plain["homelab-secrets-agent.service"]!["Service"]!["ExecStart"])).not.toMatch(/--cache/);
+    });
+
+    it("a credentials service's cache.enable is refused with a pointer to homelab.agent.cache", () => {
+      const failures = (
+        run("failedAssertions", cfg(app.replace("delivery =", "cache.enable = true; delivery =") + agent)) as string[]
+      ).join("\n");
+      expect(failures).toMatch(
+        /cache\.enable is for root-run secrets units that fetch themselves; not with delivery = "credentials" \(set homelab\.agent\.cache\.enable = true/,
+      );
+    });
   });
 }

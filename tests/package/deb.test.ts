@@ -285,7 +285,7 @@ describe("the .deb built from this checkout", () => {
     expect(paths).toContain("/usr/libexec/homelab-secrets/homelab-secrets-agent");
     const frontEnd = listing.find((e) => e.path === "/usr/libexec/homelab-secrets/homelab-secrets-agent")!;
     expect(frontEnd.mode).toMatch(/^-rwxr-xr-x$/);
-    for (const unit of ["homelab-secrets-agent.socket", "homelab-secrets-agent.service"]) {
+    for (const unit of ["homelab-secrets-agent.socket", "homelab-secrets-agent.service", "homelab-secrets-agent-key.service"]) {
       expect(readFileSync(join(extracted, "usr/lib/systemd/system", unit), "utf8"), unit).toBe(
         readFileSync(join(repo, "examples/plain-linux/agent", unit), "utf8"),
       );

@@ -78,7 +78,7 @@ describe("--help of every command", () => {
       read: [...source, "--verbose", "--out", "--mode"],
       check: ["--verbose", "--spec", "--mapfile"],
       cleanup: ["--verbose", "--spec", "--output-dir"],
-      agent: [...source, "--verbose", "--policy", "--ttl", "--fd", "--check"],
+      agent: [...source, "--verbose", "--policy", "--ttl", "--fd", "--check", "--cache", "--cache-dir", "--cache-key", "--cache-max-age"],
       install: ["--verbose", "--spec"],
       user: [
         "--verbose",

@@ -3,6 +3,8 @@ import type { Logger } from "../log.js";
 import { uniqueReferences, type SecretReference } from "../reference.js";
 import { resolveReferences } from "../resolve.js";
 import type { Source } from "../sources/source.js";
+import { humanAge } from "../cache/age.js";
+import type { LastGood } from "./last-good.js";
 
 /** Not-found and bad-data errors are about particular references, not the backend. */
 const isSpecific = (error: unknown): boolean =>
@@ -26,10 +28,24 @@ export interface BatcherOptions {
   /** Requests arriving within this window share one backend batch (default 20 ms). */
   readonly mergeWindowMs?: number;
   readonly now?: () => number;
+  /**
+   * The sealed last-known-good values: updated after every fresh batch, and standing in for a
+   * batch that failed with a temporary error (75), never for any other.
+   */
+  readonly lastGood?: LastGood;
+  /**
+   * With lastGood: for this long after a batch failed with 75, requests are answered from the
+   * sealed values (or fail) without asking the backend again (default 30 s). A unit loads its
+   * credentials once per command (guard, then ExecStart=): without this each load would wait
+   * the whole deadline, and two deadlines can exceed the unit's start timeout.
+   */
+  readonly outageSeconds?: number;
 }
 
 interface Waiter {
   readonly refs: readonly SecretReference[];
+  /** Who asks, for log lines ("foo.service: credential db"). */
+  readonly who: string;
   resolve(values: ReadonlyMap<string, string>): void;
   reject(error: unknown): void;
 }
@@ -51,12 +67,16 @@ export class Batcher {
   /** Requests (their references, sorted) the backend answered with not-found, and when. */
   private readonly notFound = new Map<string, { error: HomelabError; at: number }>();
   private readonly notFoundMs: number;
+  /** The last temporary failure while there are sealed values to fall back on. */
+  private outage: { error: HomelabError; at: number } | undefined;
   private readonly inFlight = new Set<Batch>();
   private gathering: Batch | undefined;
   private source: Promise<Source> | undefined;
   private readonly now: () => number;
   /** Backend batches sent so far (for logs and tests). */
   batches = 0;
+  /** The last store into the sealed values (tests await it); never rejects. */
+  storing: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: BatcherOptions) {
     this.now = options.now ?? Date.now;
@@ -64,9 +84,14 @@ export class Batcher {
   }
 
   /** Values for every reference, or the batch's error. */
-  resolve(refs: readonly SecretReference[]): Promise<ReadonlyMap<string, string>> {
+  resolve(refs: readonly SecretReference[], who = `${refs.length} reference(s)`): Promise<ReadonlyMap<string, string>> {
     const cached = this.fromCache(refs);
     if (cached) return Promise.resolve(cached);
+    const outage = this.recentOutage();
+    if (outage) {
+      this.options.log.info(`${who}: not asking the backend again ${Math.round((this.now() - outage.at) / 1000)} s after it failed`);
+      return new Promise((resolve, reject) => void this.fail([{ refs, who, resolve, reject }], outage.error));
+    }
     const missing = this.knownMissing(refs);
     if (missing) {
       this.options.log.info(
@@ -75,7 +100,7 @@ export class Batcher {
       return Promise.reject(missing.error);
     }
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { refs, resolve, reject };
+      const waiter: Waiter = { refs, who, resolve, reject };
       const riding = [...this.inFlight].find((b) => refs.every((r) => b.raws.has(r.raw)));
       if (riding) {
         riding.waiters.push(waiter);
@@ -101,6 +126,13 @@ export class Batcher {
     return hit !== undefined && this.now() - hit.at < this.options.ttlSeconds * 1000;
   }
 
+  private recentOutage(): { error: HomelabError; at: number } | undefined {
+    if (!this.outage) return undefined;
+    if (this.now() - this.outage.at < (this.options.outageSeconds ?? 30) * 1000) return this.outage;
+    this.outage = undefined;
+    return undefined;
+  }
+
   private knownMissing(refs: readonly SecretReference[]): { error: HomelabError; at: number } | undefined {
     const key = missingKey(refs);
     const hit = this.notFound.get(key);
@@ -111,10 +143,38 @@ export class Batcher {
   }
 
   /** Fail a request whose own references alone were just asked for. */
-  private rejectAlone(waiter: Waiter, error: unknown): void {
+  private async rejectAlone(waiter: Waiter, error: unknown): Promise<void> {
     if (this.notFoundMs > 0 && error instanceof HomelabError && error.exitCode === ExitCode.notFound)
       this.notFound.set(missingKey(waiter.refs), { error, at: this.now() });
-    waiter.reject(error);
+    await this.fail([waiter], error);
+  }
+
+  /** Fail these requests with a backend error, except those the sealed values may answer (75 only). */
+  private async fail(waiters: readonly Waiter[], error: unknown): Promise<void> {
+    const { lastGood, log } = this.options;
+    const temporary = error instanceof HomelabError && error.exitCode === ExitCode.tempFail;
+    if (!lastGood || !temporary) {
+      if (lastGood && error instanceof HomelabError)
+        log.info(`cached values are used only for temporary failures (exit 75), not for this one (exit ${error.exitCode})`);
+      for (const w of waiters) w.reject(error);
+      return;
+    }
+    if (this.outage?.error !== error) this.outage = { error, at: this.now() };
+    for (const w of waiters) {
+      let hit;
+      try {
+        hit = await lastGood.lookup(w.refs);
+      } catch (e) {
+        hit = { ok: false as const, why: (e as Error).message };
+      }
+      if (hit.ok) {
+        log.warn(`${w.who}: served cached values from ${humanAge(hit.ageMs)} ago: backend failed: ${error.message}`);
+        w.resolve(hit.values);
+      } else {
+        log.warn(`${w.who}: cached values not used: ${hit.why}`);
+        w.reject(error);
+      }
+    }
   }
 
   private fromCache(refs: readonly SecretReference[]): Map<string, string> | undefined {
@@ -139,7 +199,7 @@ export class Batcher {
       // A reference the backend does not have (or cannot render) fails only the requests that
       // name it: without the prefetched rest of the policy, then each request alone.
       if (!isSpecific(error)) {
-        for (const w of batch.waiters) w.reject(error);
+        await this.fail(batch.waiters, error);
       } else if (extra.length > 0) {
         this.options.log.info(
           `batch failed (${(error as Error).message}); again with only what the ${batch.waiters.length} request(s) need`,
@@ -159,7 +219,7 @@ export class Batcher {
       for (const w of waiters) w.resolve(values);
     } catch (error) {
       if (isSpecific(error)) await this.eachAlone(waiters, error);
-      else for (const w of waiters) w.reject(error);
+      else await this.fail(waiters, error);
     }
   }
 
@@ -167,7 +227,7 @@ export class Batcher {
     // Every caller asked the backend for exactly these waiters' references: one waiter's
     // error is about its own.
     if (waiters.length === 1) {
-      this.rejectAlone(waiters[0]!, error);
+      await this.rejectAlone(waiters[0]!, error);
       return;
     }
     this.options.log.info(`batch failed (${(error as Error).message}); resolving each of its ${waiters.length} request(s) alone`);
@@ -176,7 +236,7 @@ export class Batcher {
         try {
           w.resolve(await this.fetch(w.refs, 1));
         } catch (alone) {
-          this.rejectAlone(w, alone);
+          await this.rejectAlone(w, alone);
         }
       }),
     );
@@ -190,10 +250,11 @@ export class Batcher {
       this.source ??= this.options.createSource();
       const source = await this.source;
       const values = await resolveReferences(source, refs, { deadlineSeconds: this.options.deadlineSeconds, log });
-      if (this.options.ttlSeconds > 0) {
-        const at = this.now();
-        for (const [raw, value] of values) this.cache.set(raw, { value, at });
-      }
+      const at = this.now();
+      this.outage = undefined;
+      if (this.options.ttlSeconds > 0) for (const [raw, value] of values) this.cache.set(raw, { value, at });
+      // One write per backend batch, not awaited: the waiting units are answered first.
+      if (this.options.lastGood) this.storing = this.options.lastGood.remember(refs, values, at);
       return values;
     } catch (error) {
       // Whatever state the client is in after a failure that is not about one reference (the

@@ -31,7 +31,7 @@ export async function answer(request: Request, policy: Policy, batcher: Batcher,
     return { id: request.id, data: undefined };
   }
   try {
-    const values = await batcher.resolve(credential.refs);
+    const values = await batcher.resolve(credential.refs, asked);
     const data = renderCredential(credential, values);
     log.info(`${asked}: served ${data.length} bytes`);
     return { id: request.id, data };

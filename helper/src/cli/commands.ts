@@ -272,7 +272,16 @@ const cleanupCommand: CliCommand<CleanupArgs> = {
   },
 };
 
-type AgentArgs = SourceArgs & { policy: string; ttl: number; fd: number; check: boolean };
+type AgentArgs = SourceArgs & {
+  policy: string;
+  ttl: number;
+  fd: number;
+  check: boolean;
+  cache: boolean;
+  "cache-dir": string | undefined;
+  "cache-key": string | undefined;
+  "cache-max-age": number;
+};
 const agentCommand: CliCommand<AgentArgs> = {
   command: "agent",
   describe: "Serve systemd LoadCredential= requests from the agent's front end (see homelab-secrets-agent)",
@@ -290,7 +299,15 @@ const agentCommand: CliCommand<AgentArgs> = {
           describe: "Serve values from memory for this many seconds (0: always ask the backend)",
         })
         .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
-        .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" }),
+        .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" })
+        .option("cache", {
+          type: "boolean",
+          default: false,
+          describe: "Seal every fresh batch's values; serve them when the backend fails temporarily (75)",
+        })
+        .option("cache-dir", { type: "string", describe: "Where the sealed values are (default: $STATE_DIRECTORY)" })
+        .option("cache-key", { type: "string", describe: "The 32-byte key (default: $CREDENTIALS_DIRECTORY/agent-cache-key)" })
+        .option("cache-max-age", { type: "number", default: 604800, describe: "Never serve cached values older than this (seconds)" }),
       [
         ["$0 agent --check --policy policy.json", "Validate an agent policy offline"],
         [
@@ -314,6 +331,15 @@ const agentCommand: CliCommand<AgentArgs> = {
       fd: argv.fd,
       log,
       signal,
+      ...(argv.cache
+        ? {
+            cache: {
+              maxAgeSeconds: argv["cache-max-age"],
+              ...(argv["cache-dir"] ? { dir: argv["cache-dir"] } : {}),
+              ...(argv["cache-key"] ? { keyFile: argv["cache-key"] } : {}),
+            },
+          }
+        : {}),
     });
   },
 };

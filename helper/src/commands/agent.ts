@@ -1,11 +1,25 @@
+import { readFile, realpath } from "node:fs/promises";
 import { Socket } from "node:net";
+import { join } from "node:path";
 import { ExitCode, HomelabError, usageError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Batcher } from "../agent/batcher.js";
+import { LastGood } from "../agent/last-good.js";
+import { keyLength } from "../agent/sealed.js";
 import { RequestReader } from "../agent/frames.js";
 import { loadPolicy, policyReferences } from "../agent/policy.js";
 import { answer, replyFrame } from "../agent/server.js";
 import { chooseSource, createSource, type SourceOverrides } from "../sources/index.js";
+import type { SourceConfig } from "../spec.js";
+
+/** `agent --cache`'s settings. */
+export interface AgentCacheSettings {
+  /** Where the sealed file is; default $STATE_DIRECTORY (StateDirectory=homelab-secrets-agent). */
+  readonly dir?: string;
+  /** The 32-byte key; default $CREDENTIALS_DIRECTORY/agent-cache-key (LoadCredentialEncrypted=). */
+  readonly keyFile?: string;
+  readonly maxAgeSeconds: number;
+}
 
 export interface AgentOptions {
   readonly policyFile: string;
@@ -16,6 +30,9 @@ export interface AgentOptions {
   readonly fd: number;
   readonly log: Logger;
   readonly signal?: AbortSignal;
+  /** The sealed last-known-good cache; off when undefined. */
+  readonly cache?: AgentCacheSettings;
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Validate a policy offline; a one-line summary. */
@@ -23,6 +40,43 @@ export async function checkPolicy(file: string): Promise<string> {
   const policy = await loadPolicy(file);
   const credentials = [...policy.units.values()].reduce((n, c) => n + c.size, 0);
   return `${file}: OK (${policy.units.size} unit(s), ${credentials} credential(s), ${policyReferences(policy).length} reference(s))`;
+}
+
+/**
+ * The sealed cache, or undefined (with a warning) when its key or directory is missing: the
+ * agent serves fresh values without it rather than not at all.
+ */
+export async function openLastGood(
+  settings: AgentCacheSettings,
+  source: SourceConfig,
+  log: Logger,
+  env: NodeJS.ProcessEnv,
+): Promise<LastGood | undefined> {
+  if (!Number.isInteger(settings.maxAgeSeconds) || settings.maxAgeSeconds < 1)
+    throw usageError(`--cache-max-age must be a whole number of seconds > 0, not "${String(settings.maxAgeSeconds)}"`);
+  const dir = settings.dir ?? env["STATE_DIRECTORY"]?.split(":")[0];
+  const credentials = env["CREDENTIALS_DIRECTORY"];
+  const keyFile = settings.keyFile ?? (credentials ? join(credentials, "agent-cache-key") : undefined);
+  if (!dir || !keyFile) {
+    log.warn(
+      `agent cache: off: ${!dir ? "no --cache-dir and no $STATE_DIRECTORY (StateDirectory=)" : "no --cache-key and no $CREDENTIALS_DIRECTORY (LoadCredentialEncrypted=agent-cache-key:…)"}`,
+    );
+    return undefined;
+  }
+  let key: Buffer;
+  try {
+    key = await readFile(keyFile);
+  } catch (error) {
+    log.warn(`agent cache: off: cannot read its key ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    return undefined;
+  }
+  if (key.length !== keyLength) {
+    log.warn(`agent cache: off: its key ${keyFile} is ${key.length} bytes, not ${keyLength}`);
+    return undefined;
+  }
+  // $STATE_DIRECTORY of a DynamicUser= unit is a symlink into /var/lib/private; the privacy check looks at the directory itself.
+  const real = await realpath(dir).catch(() => dir);
+  return new LastGood({ dir: real, key, source, maxAgeSeconds: settings.maxAgeSeconds, log });
 }
 
 /**
@@ -42,8 +96,11 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     ttlSeconds: options.ttlSeconds,
     deadlineSeconds: options.deadlineSeconds,
     log,
+    ...(options.cache ? { lastGood: await openLastGood(options.cache, sourceConfig, log, options.env ?? process.env) } : {}),
   });
-  log.info(`agent: ${policy.units.size} unit(s) in ${policy.file}, source ${sourceConfig.type}, ttl ${options.ttlSeconds} s`);
+  log.info(
+    `agent: ${policy.units.size} unit(s) in ${policy.file}, source ${sourceConfig.type}, ttl ${options.ttlSeconds} s${options.cache ? `, sealed cache (max age ${options.cache.maxAgeSeconds} s)` : ""}`,
+  );
 
   const channel = new Socket({ fd: options.fd, readable: true, writable: true });
   const reader = new RequestReader();
