@@ -42,9 +42,20 @@ let
   filesThroughAgent = filterAttrs (_: s: s.enable && s.delivery == "files" && s.throughAgent && !s.dynamicUser) config.homelab.secrets;
   credentialIds = s: attrNames s.files ++ attrNames s.envFiles ++ attrNames s.templates;
 
-  policy = hsLib.mkAgentPolicy {
+  # refresh.interval set: <name>-secrets-refresh.service loads the same credentials, always fresh.
+  credentialsRefreshed = filterAttrs (_: s: s.refresh.interval != null) viaAgent;
+  refreshUnitOf = name: "${name}-secrets-refresh";
+
+  basePolicy = hsLib.mkAgentPolicy {
     inherit (cfg) source;
     services = viaAgent // mapAttrs' (name: s: nameValuePair "${name}-secrets" s) filesThroughAgent;
+  };
+  policy = basePolicy // {
+    units =
+      basePolicy.units
+      // mapAttrs' (
+        name: _: nameValuePair "${refreshUnitOf name}.service" { refreshes = hsLib.unitNameOf name; }
+      ) credentialsRefreshed;
   };
   policyProblems = concatLists (
     mapAttrsToList (
@@ -136,6 +147,62 @@ let
         # systemd starts a Type=simple service even when loading a credential failed, and an
         # agent that closed without answering leaves an empty file: the guard fails the start.
         ExecStartPre = mkBefore [ "${frontEnd} --guard ${concatStringsSep " " (map escapeShellArg ids)}" ];
+      };
+    };
+
+  # The refresh of a credentials service: its own credential loads are answered fresh (one
+  # backend batch), then the CLI compares them byte for byte with what the running service
+  # loaded and restarts it only if one differs. The service not running (no credentials
+  # directory): skipped, nothing asked.
+  refreshUnits =
+    name: s:
+    let
+      ids = credentialIds s;
+      service = hsLib.unitNameOf name;
+      unit = refreshUnitOf name;
+    in
+    {
+      services.${unit} = {
+        description = "homelab-secrets: refresh the credentials of ${service} (restart it if they changed)";
+        requires = [ "homelab-secrets-agent.socket" ];
+        after = [ "homelab-secrets-agent.socket" ];
+        # A switch does not run it; the timer does.
+        restartIfChanged = false;
+        unitConfig.ConditionPathIsDirectory = "/run/credentials/${service}";
+        serviceConfig = {
+          Type = "oneshot";
+          LoadCredential = map (id: "${id}:${hsLib.agentSocket}") ids;
+          ExecStart = concatStringsSep " " (
+            [
+              "${package}/bin/homelab-secrets"
+              "refresh-credentials"
+              "--service"
+              service
+            ]
+            ++ optional (s.refresh.onChange == "none") "--no-restart"
+            # --id=ID: an ID may begin with "-".
+            ++ map (id: escapeShellArg "--id=${id}") ids
+          );
+          # The agent's batch (its deadline), then systemctl waiting for the service's restart.
+          TimeoutStartSec = toString (cfg.deadline + 120);
+          # Root, for reading /run/credentials/${service} and asking systemd for the restart; no
+          # network (the agent asks the backend), no mount namespace (it would hide that directory).
+          PrivateNetwork = true;
+          RestrictAddressFamilies = "AF_UNIX";
+          NoNewPrivileges = true;
+          LimitCORE = 0;
+          UMask = "0077";
+          SyslogIdentifier = unit;
+        };
+      };
+      timers.${unit} = {
+        description = "homelab-secrets: refresh the credentials of ${service} every ${s.refresh.interval}";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnBootSec = s.refresh.interval;
+          OnUnitActiveSec = s.refresh.interval;
+          RandomizedDelaySec = s.refresh.randomizedDelay;
+        };
       };
     };
 in
@@ -281,7 +348,8 @@ in
         };
       };
 
-      systemd.services = mkMerge [
+      systemd.services = mkMerge (
+        [
         {
           homelab-secrets-agent = {
             description = "homelab-secrets credential agent";
@@ -349,7 +417,10 @@ in
           };
         })
         (mapAttrs' consumerUnit viaAgent)
-      ];
+      ]
+        ++ mapAttrsToList (n: s: (refreshUnits n s).services) credentialsRefreshed
+      );
+      systemd.timers = mkMerge (mapAttrsToList (n: s: (refreshUnits n s).timers) credentialsRefreshed);
     })
   ];
 }

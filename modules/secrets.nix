@@ -264,7 +264,9 @@ let
               span) and, only when a file changed, rewrite them and restart or reload the
               service (`onChange`): a `<service>-secrets-refresh.timer` and `.service`. `null`
               (the default): no refresh; the secrets change only when the service restarts.
-              For `delivery = "files"` without `throughAgent` or `dynamicUser` for now.
+              For `delivery = "files"` without `throughAgent` or `dynamicUser`, and for
+              `delivery = "credentials"` (the refresh unit loads the credentials fresh from the
+              agent and restarts the service if one differs; `onChange = "reload"` is refused there).
             '';
           };
           onChange = mkOption {
@@ -592,7 +594,7 @@ in
                   if s.delivery == "credentials" then
                     "delivery = \"credentials\" (set homelab.agent.cache.enable = true: the agent keeps its own sealed cache)"
                   else if s.throughAgent then
-                    "throughAgent (the credential agent keeps no cache)"
+                    "throughAgent (set homelab.agent.cache.enable = true: the agent keeps its own sealed cache)"
                   else
                     "dynamicUser (the cache and the host key must stay root's)"
                 }";
@@ -614,8 +616,13 @@ in
                 message = "homelab-secrets (${name}): a dynamicUser service fetches into its own RuntimeDirectory=; leave outputDir unset";
               }
               {
-                assertion = s.refresh.interval == null || (s.delivery == "files" && !s.throughAgent && !s.dynamicUser);
-                message = "homelab-secrets (${name}): refresh is only available for delivery = \"files\" without throughAgent and without dynamicUser for now (the agent's side is not built yet); unset homelab.secrets.${name}.refresh.interval";
+                assertion = s.refresh.interval == null || s.delivery == "credentials" || (!s.throughAgent && !s.dynamicUser);
+                message = "homelab-secrets (${name}): refresh is only available for delivery = \"files\" without throughAgent and without dynamicUser, and for delivery = \"credentials\", for now; unset homelab.secrets.${name}.refresh.interval";
+              }
+              {
+                # systemd loads credentials when a service starts; a reload keeps the old ones.
+                assertion = s.refresh.interval == null || s.delivery != "credentials" || s.refresh.onChange != "reload";
+                message = "homelab-secrets (${name}): refresh.onChange = \"reload\" cannot work with delivery = \"credentials\": systemd loads a service's credentials only when it starts, and a reload keeps the old ones; use \"restart\" (or \"none\")";
               }
             ]
           ) enabled

@@ -137,5 +137,49 @@ if (why !== undefined && inCI) {
         /cache\.enable is for root-run secrets units that fetch themselves; not with delivery = "credentials" \(set homelab\.agent\.cache\.enable = true/,
       );
     });
+    it('refresh for delivery = "credentials": a timer and a root oneshot loading the same IDs from the agent, comparing with the running service', () => {
+      const refreshed = app.replace("delivery =", `refresh = { interval = "30m"; randomizedDelay = "1m"; }; delivery =`);
+      const units = run("units", cfg(refreshed + agent)) as Record<string, Unit>;
+      const r = units["app-secrets-refresh.service"]!;
+      expect(asList(r["Service"]!["LoadCredential"]).sort()).toEqual(
+        ["app.env", "c.ini", "db"].map((id) => `${id}:/run/homelab-secrets/credentials.sock`),
+      );
+      expect(String(r["Service"]!["ExecStart"])).toMatch(
+        /\/bin\/homelab-secrets refresh-credentials --service app\.service (?=.*'--id=db')(?=.*'--id=app\.env')(?=.*'--id=c\.ini')/,
+      );
+      expect(String(r["Service"]!["ExecStart"])).not.toMatch(/--no-restart/);
+      expect(r["Unit"]!["ConditionPathIsDirectory"], "skipped while the service is not running").toBe("/run/credentials/app.service");
+      expect(String(r["Unit"]!["Requires"])).toContain("homelab-secrets-agent.socket");
+      expect(r["Service"]!["Type"]).toBe("oneshot");
+      expect(r["Service"]!["User"], "root: it reads the running service's credentials").toBeUndefined();
+      expect(r["Service"]!["PrivateNetwork"]).toBe("true");
+      expect(JSON.stringify(r), "no token in the refresh unit").not.toMatch(/op-connect-token|agenix/);
+      expect(units["app-secrets-refresh.timer"]!["Timer"]).toEqual({ OnBootSec: "30m", OnUnitActiveSec: "30m", RandomizedDelaySec: "1m" });
+      const without = run("units", cfg(app + agent)) as Record<string, Unit>;
+      expect(units["app.service"], "the service is exactly as without refresh").toEqual(without["app.service"]);
+      expect(Object.keys(without).filter((u) => u.includes("refresh"))).toEqual([]);
+      const none = run("units", cfg(refreshed.replace("refresh = {", `refresh = { onChange = "none";`) + agent)) as Record<string, Unit>;
+      expect(String(none["app-secrets-refresh.service"]!["Service"]!["ExecStart"])).toMatch(/ --no-restart /);
+    });
+
+    it('refresh for delivery = "credentials": the policy names the refresh unit as refreshing the service', () => {
+      const refreshed = app.replace("delivery =", `refresh.interval = "30m"; delivery =`);
+      const golden = evalHarness(nix!, found.inputs!, { attr: "golden", configuration: cfg(refreshed + agent), readWrite: true }) as {
+        files: Record<string, string>;
+      };
+      const [, text] = Object.entries(golden.files).find(([path]) => path.endsWith("-homelab-secrets-agent-policy.json"))!;
+      const policy = JSON.parse(text) as { units: Record<string, unknown> };
+      expect(policy.units["app-secrets-refresh.service"]).toEqual({ refreshes: "app.service" });
+      expect(Object.keys(policy.units).sort()).toEqual(["app-secrets-refresh.service", "app.service"]);
+    });
+
+    it('refresh onChange = "reload" with delivery = "credentials" is refused (a reload keeps the old credentials)', () => {
+      const failures = (c: string) => (run("failedAssertions", c) as string[]).join("\n");
+      const reload = app.replace("delivery =", `refresh = { interval = "30m"; onChange = "reload"; }; delivery =`);
+      expect(failures(cfg(reload + agent))).toMatch(
+        /homelab-secrets \(app\): refresh\.onChange = "reload" cannot work with delivery = "credentials": systemd loads a service's credentials only when it starts/,
+      );
+      expect(failures(cfg(app.replace("delivery =", `refresh.interval = "30m"; delivery =`) + agent))).toBe("");
+    });
   });
 }

@@ -83,7 +83,7 @@ if (why !== undefined && inCI) {
       );
       const agent = `homelab.agent = { enable = true; source = { type = "connect"; host = "http://127.0.0.1:8080"; }; }; homelab.onePassword.connectTokenFile = "/run/agenix/c";`;
       expect(failures(`${agent} homelab.secrets.web = { throughAgent = true; cache.enable = true; };`)).toMatch(
-        /homelab-secrets \(web\): cache\.enable is for root-run secrets units that fetch themselves; not with throughAgent \(the credential agent keeps no cache\)/,
+        /homelab-secrets \(web\): cache\.enable is for root-run secrets units that fetch themselves; not with throughAgent \(set homelab\.agent\.cache\.enable = true: the agent keeps its own sealed cache\)/,
       );
       expect(
         failures(

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
 import { Batcher } from "../../helper/src/agent/batcher.js";
+import { LastGood } from "../../helper/src/agent/last-good.js";
 import { HomelabError, tempFailError } from "../../helper/src/errors.js";
 import { silentLogger } from "../../helper/src/log.js";
 import { parseReference } from "../../helper/src/reference.js";
@@ -285,5 +287,86 @@ describe("agent batcher", () => {
     });
     const error = await batcher.resolve([a]).catch((e: unknown) => e);
     expect((error as HomelabError).exitCode).toBe(75);
+  });
+  describe("fresh requests (a refresh unit's credential loads)", () => {
+    const make = (backend: ReturnType<typeof counting>, clock: { now: number }, lastGood?: LastGood) =>
+      new Batcher({
+        createSource: backend.createSource,
+        prefetch: [a, b, c],
+        ttlSeconds: 300,
+        deadlineSeconds: 5,
+        log: silentLogger,
+        now: () => clock.now,
+        ...(lastGood ? { lastGood } : {}),
+      });
+
+    it("costs one backend batch for all the unit's references even within the TTL, and updates the memory cache", async () => {
+      const backend = counting();
+      const clock = { now: 1_000_000 };
+      const batcher = make(backend, clock);
+      expect((await batcher.resolve([a])).get(a.raw)).toBe("A1");
+      expect(backend.calls.length).toBe(1);
+      writeVault({ a: "A2", b: "B2", c: "C1" });
+      clock.now += 10_000;
+      expect((await batcher.resolve([a])).get(a.raw), "a plain request within the TTL: from memory").toBe("A1");
+      expect(backend.calls.length).toBe(1);
+      // One credential load of the refresh unit (pid 41) asks for its first ID: the unit's every reference, now.
+      const first = await batcher.resolveFresh([a, b], "refresh.service/41");
+      expect([first.get(a.raw), first.get(b.raw)]).toEqual(["A2", "B2"]);
+      expect(backend.calls).toEqual([
+        [a.raw, b.raw, c.raw],
+        [a.raw, b.raw],
+      ]);
+      // Its next IDs in the same load share that batch.
+      expect((await batcher.resolveFresh([a, b], "refresh.service/41")).get(b.raw)).toBe("B2");
+      expect(backend.calls.length).toBe(2);
+      // The service's restart gets the new values from memory.
+      expect((await batcher.resolve([a, b])).get(a.raw)).toBe("A2");
+      expect(backend.calls.length, "the restart's loads cost no batch").toBe(2);
+      // The next refresh run (another load) asks again, still within the TTL.
+      clock.now += 1_000;
+      await batcher.resolveFresh([a, b], "refresh.service/97");
+      expect(backend.calls.length).toBe(3);
+    });
+
+    it("a failed fresh batch fails the load: neither memory nor the sealed values stand in, and the cache keeps the old values", async () => {
+      let down = false;
+      const backend = counting(() => (down ? tempFailError("connect: ECONNREFUSED") : undefined));
+      const clock = { now: 1_800_000_000_000 };
+      const root = mkdtempSync(join(tmpdir(), "hs-batcher-lg-"));
+      const lastGood = new LastGood({
+        dir: join(root, "state"),
+        key: randomBytes(32),
+        source: { type: "file", path: vaultFile },
+        maxAgeSeconds: 3600,
+        log: silentLogger,
+        now: () => clock.now,
+      });
+      try {
+        const batcher = make(backend, clock, lastGood);
+        await batcher.resolve([a]);
+        await batcher.storing;
+        down = true;
+        const error = await batcher.resolveFresh([a, b], "refresh.service/41").then(
+          () => undefined,
+          (e: unknown) => e as HomelabError,
+        );
+        expect(error?.exitCode).toBe(75);
+        expect(backend.calls.length).toBe(2);
+        // A plain request still gets the cached value; the service was never told anything new.
+        expect((await batcher.resolve([a])).get(a.raw)).toBe("A1");
+        expect(backend.calls.length).toBe(2);
+        // The sealed values were written by the fresh batch after a rotation.
+        down = false;
+        writeVault({ a: "A3", b: "B3", c: "C1" });
+        clock.now += 1_000;
+        await batcher.resolveFresh([a, b], "refresh.service/42");
+        await batcher.storing;
+        const sealed = await lastGood.lookup([a, b]);
+        expect(sealed.ok && [sealed.values.get(a.raw), sealed.values.get(b.raw)]).toEqual(["A3", "B3"]);
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
   });
 });

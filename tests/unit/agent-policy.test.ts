@@ -101,4 +101,35 @@ describe("agent policy", () => {
       /"1X" is not a valid variable name/,
     );
   });
+  it('a "refreshes" entry: the named unit\'s credentials, marked fresh with every reference of that unit', () => {
+    const text = policyText.replace(
+      '"worker@a.service"',
+      '"web-secrets-refresh.service": { "refreshes": "web.service" },\n    "worker@a.service"',
+    );
+    const policy = parsePolicy(text, "p.json");
+    const web = policy.units.get("web.service")!;
+    const refresher = policy.units.get("web-secrets-refresh.service")!;
+    expect([...refresher.keys()].sort()).toEqual([...web.keys()].sort());
+    const env = lookupCredential(policy, "web-secrets-refresh.service", "env")!;
+    expect(env.unit).toBe("web-secrets-refresh.service");
+    expect(env.fresh?.refreshes).toBe("web.service");
+    expect(env.fresh?.unitRefs.map((r) => r.raw).sort()).toEqual(["op://V/api/key", "op://V/db/password"]);
+    expect(renderCredential(env, values)).toEqual(renderCredential(lookupCredential(policy, "web.service", "env")!, values));
+    expect(lookupCredential(policy, "web.service", "env")!.fresh, "the service's own loads still use the cache").toBeUndefined();
+    expect(policyReferences(policy).length).toBe(2);
+  });
+
+  it('a "refreshes" entry: refused when it names no unit of the policy, itself, or has credentials of its own', () => {
+    const bad = (text: string) => thrown(() => parsePolicy(text, "/etc/p.json")).message;
+    expect(bad('{"version": 1, "units": {\n "r.service": {"refreshes": "web.service"}}}')).toMatch(
+      /^\/etc\/p\.json:2: units\.r\.service\.refreshes: names web\.service, which has no credentials in this policy/,
+    );
+    expect(bad('{"version": 1, "units": {"r.service": {"refreshes": "r.service"}}}')).toMatch(/a unit cannot refresh itself/);
+    expect(bad('{"version": 1, "units": {"r.service": {"refreshes": "web.target"}}}')).toMatch(/"web\.target" is not a unit name/);
+    expect(
+      bad(
+        '{"version": 1, "units": {"a.service": {"files": {"x": {"ref": "op://V/i/f"}}}, "r.service": {"refreshes": "a.service", "files": {}}}}',
+      ),
+    ).toMatch(/units\.r\.service\.files: unknown key/);
+  });
 });

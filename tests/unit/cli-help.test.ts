@@ -6,7 +6,19 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../helper/src/errors.js";
 import { runCli } from "../helpers.js";
 
-const commands = ["fetch", "refresh", "read", "check", "cleanup", "agent", "install", "user", "doctor", "demo"] as const;
+const commands = [
+  "fetch",
+  "refresh",
+  "refresh-credentials",
+  "read",
+  "check",
+  "cleanup",
+  "agent",
+  "install",
+  "user",
+  "doctor",
+  "demo",
+] as const;
 type Command = (typeof commands)[number];
 
 const help = new Map<Command, string>();
@@ -38,7 +50,7 @@ function flags(text: string): string[] {
 describe("--help of every command", () => {
   it("the main --help lists exactly these commands", async () => {
     const main = await runCli(["--help"]);
-    const listed = [...main.stdout.matchAll(/^\s+homelab-secrets (\w+)/gm)].map((m) => m[1]!);
+    const listed = [...main.stdout.matchAll(/^\s+homelab-secrets ([\w-]+)/gm)].map((m) => m[1]!);
     expect(listed).toEqual([...commands]);
   });
 
@@ -75,6 +87,7 @@ describe("--help of every command", () => {
     const expected: Record<Command, string[]> = {
       fetch: [...source, "--serialize", "--verbose", "--spec", "--cache", "--cache-dir", "--cache-max-age", "--cache-reuse"],
       refresh: [...source, "--serialize", "--verbose", "--spec", "--restart", "--reload"],
+      "refresh-credentials": ["--verbose", "--service", "--id", "--restart"],
       read: [...source, "--verbose", "--out", "--mode"],
       check: ["--verbose", "--spec", "--mapfile"],
       cleanup: ["--verbose", "--spec", "--output-dir"],

@@ -121,6 +121,30 @@ export class Batcher {
 
   private readonly prefetched = new WeakMap<Batch, readonly SecretReference[]>();
 
+  /** Fresh batches by credential load, so that a load's later IDs share its first one's. */
+  private readonly freshLoads = new Map<string, { at: number; values: Promise<Map<string, string>> }>();
+
+  /**
+   * For a refresh unit: `refs` (every reference of the unit it refreshes) from the backend
+   * now, bypassing the memory cache and the not-found and outage windows; one batch per
+   * `load` (the refresh unit and the pid loading its credentials: systemd loads them one
+   * after another). The batch updates the memory cache and the sealed values, so the restart
+   * that may follow gets these values; a failure is never answered from either.
+   */
+  resolveFresh(refs: readonly SecretReference[], load: string, who = load): Promise<ReadonlyMap<string, string>> {
+    const now = this.now();
+    for (const [key, f] of this.freshLoads) if (now - f.at >= freshLoadMs) this.freshLoads.delete(key);
+    let hit = this.freshLoads.get(load);
+    if (!hit) {
+      this.options.log.info(`${who}: a refresh: ${refs.length} reference(s) fresh from the backend`);
+      hit = { at: now, values: this.fetch(refs, 1) };
+      // Settled by each caller; a rejection nobody awaits yet is not unhandled.
+      hit.values.catch(() => undefined);
+      this.freshLoads.set(load, hit);
+    }
+    return hit.values;
+  }
+
   private isFresh(raw: string): boolean {
     const hit = this.cache.get(raw);
     return hit !== undefined && this.now() - hit.at < this.options.ttlSeconds * 1000;
@@ -265,5 +289,8 @@ export class Batcher {
     }
   }
 }
+
+/** How long one credential load's fresh batch answers its later IDs. */
+const freshLoadMs = 60_000;
 
 const missingKey = (refs: readonly SecretReference[]): string => [...new Set(refs.map((r) => r.raw))].sort().join("\n");

@@ -16,10 +16,13 @@ import { isCredentialId, isUnitName } from "./peer.js";
  *     "units": { "foo.service": {
  *         "files":     { "ID": { "ref": "op://…" } },
  *         "envFiles":  { "ID": { "vars": { "KEY": "op://…" } } },
- *         "templates": { "ID": { "content": "… {{ op://… }} …" } } } } }
+ *         "templates": { "ID": { "content": "… {{ op://… }} …" } } },
+ *       "foo-secrets-refresh.service": { "refreshes": "foo.service" } } }
  *
  * Each entry is one credential: its ID is what the unit names in LoadCredential=ID:socket,
- * and it renders exactly as the same entry of a spec file would.
+ * and it renders exactly as the same entry of a spec file would. A "refreshes" entry gives a
+ * refresh unit the credentials of the unit it names, always fresh from the backend (see
+ * Credential.fresh), so that it can compare them with what that unit loaded.
  */
 export interface Policy {
   readonly file: string;
@@ -33,6 +36,11 @@ export interface Credential {
   /** A one-entry spec, so rendering is the spec renderer's. */
   readonly spec: Spec;
   readonly refs: readonly SecretReference[];
+  /**
+   * A refresh unit's credential: never answered from memory; one backend batch for every
+   * reference of its unit (`unitRefs`) per credential load, which then updates the cache.
+   */
+  readonly fresh?: { readonly refreshes: string; readonly unitRefs: readonly SecretReference[] };
 }
 
 /** systemd refuses credentials of this size or more (CREDENTIAL_SIZE_MAX). */
@@ -63,9 +71,18 @@ export function parsePolicy(text: string, file: string): Policy {
   if (root["version"] !== 1) fail("/version", "must be 1 (this agent reads policy version 1)");
   const source = root["source"] === undefined ? undefined : parseSourceAt(json, at);
   const units = new Map<string, Map<string, Credential>>();
+  const refreshers: [string, string][] = [];
   for (const unit of Object.keys(v.optionalObject("/units"))) {
     const pointer = `/units/${pointerKey(unit)}`;
     if (!isUnitName(unit)) fail(pointer, `"${unit}" is not a unit name systemd gives credentials to (foo.service, foo@bar.service, …)`);
+    if (v.object(pointer)["refreshes"] !== undefined) {
+      v.onlyKeys(pointer, ["refreshes"]);
+      const target = v.string(`${pointer}/refreshes`);
+      if (!isUnitName(target)) fail(`${pointer}/refreshes`, `"${target}" is not a unit name systemd gives credentials to`);
+      if (target === unit) fail(`${pointer}/refreshes`, "a unit cannot refresh itself");
+      refreshers.push([unit, target]);
+      continue;
+    }
     v.onlyKeys(pointer, ["files", "envFiles", "templates"]);
     const credentials = new Map<string, Credential>();
     const add = (id: string, kind: string, make: (p: string) => Partial<Pick<Spec, "files" | "envFiles" | "templates">>) => {
@@ -113,6 +130,12 @@ export function parsePolicy(text: string, file: string): Policy {
     }
     if (credentials.size === 0) fail(pointer, "defines no files, envFiles or templates");
     units.set(unit, credentials);
+  }
+  for (const [unit, target] of refreshers) {
+    const own = units.get(target);
+    if (!own) fail(`/units/${pointerKey(unit)}/refreshes`, `names ${target}, which has no credentials in this policy`);
+    const unitRefs = uniqueReferences([...own!.values()].flatMap((c) => c.refs));
+    units.set(unit, new Map([...own!].map(([id, c]) => [id, { ...c, unit, fresh: { refreshes: target, unitRefs } }])));
   }
   return { file, source, units };
 }

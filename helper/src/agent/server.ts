@@ -31,7 +31,10 @@ export async function answer(request: Request, policy: Policy, batcher: Batcher,
     return { id: request.id, data: undefined };
   }
   try {
-    const values = await batcher.resolve(credential.refs, asked);
+    // A refresh unit's load: one fresh batch per load (its pid), whatever is in memory.
+    const values = credential.fresh
+      ? await batcher.resolveFresh(credential.fresh.unitRefs, `${verdict.unit}/${request.pid}`, asked)
+      : await batcher.resolve(credential.refs, asked);
     const data = renderCredential(credential, values);
     log.info(`${asked}: served ${data.length} bytes`);
     return { id: request.id, data };

@@ -191,6 +191,31 @@ const refreshCommand: CliCommand<RefreshArgs> = {
   },
 };
 
+type RefreshCredentialsArgs = VerboseArgs & { service: string; id: string[]; restart: boolean };
+const refreshCredentialsCommand: CliCommand<RefreshCredentialsArgs> = {
+  command: "refresh-credentials",
+  describe: "Compare this unit's fresh agent credentials with a running service's; restart it only if one changed",
+  options: (y) =>
+    documented(
+      withVerbose(y)
+        .option("id", { type: "string", array: true, demandOption: true, describe: "A credential ID both units load (--id=ID, repeated)" })
+        .option("service", { type: "string", demandOption: true, describe: "The service whose /run/credentials/<service> is compared" })
+        .option("restart", { type: "boolean", default: true, describe: "systemctl try-restart it when a credential changed" }),
+      [
+        [
+          "$0 refresh-credentials --service web.service --id=db --id=app.env",
+          'What <name>-secrets-refresh.service runs for delivery = "credentials": unchanged → nothing restarted',
+        ],
+      ],
+      [...always, "cantCreate", "tempFail", "noPerm", "config"],
+    ),
+  run: async (argv, log) => {
+    const { parseUnitName } = await import("../refresh/systemctl.js");
+    const { runRefreshCredentials } = await import("../commands/refresh-credentials.js");
+    await runRefreshCredentials({ service: parseUnitName(argv.service, "--service"), ids: argv.id, restart: argv.restart, log });
+  },
+};
+
 type ReadArgs = SourceArgs & { ref: string; out?: string; mode: string };
 const readCommand: CliCommand<ReadArgs> = {
   command: "read <ref>",
@@ -457,6 +482,7 @@ const demoCommand: CliCommand<DemoArgs> = {
 export const commands: readonly Registration[] = [
   register(fetchCommand),
   register(refreshCommand),
+  register(refreshCredentialsCommand),
   register(readCommand),
   register(checkCommand),
   register(cleanupCommand),
