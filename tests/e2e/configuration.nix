@@ -97,6 +97,18 @@ in
       '';
     };
 
+    # Refreshed through the agent (agent-refresh.test.ts): its -secrets-refresh unit loads the
+    # same credentials fresh and restarts it when one changed.
+    agentrefresh-demo = {
+      delivery = "credentials";
+      dynamicUser = true;
+      files.password.reference = "op://Demo/dynamic/password";
+      templates."refresh.ini".content = ''
+        user = {{ op://Demo/static/username }}
+      '';
+      refresh.interval = "1h";
+    };
+
     # delivery = "files" through the agent: its -secrets unit gets the values from the agent
     # and only writes them (no token, no sign-in of its own).
     agentfiles-demo = {
@@ -195,6 +207,11 @@ in
       ExecStart = probe "agent-demo";
     };
 
+    agentrefresh-demo.serviceConfig = {
+      DynamicUser = true;
+      ExecStart = probe "agentrefresh-demo";
+    };
+
     oneshot-demo = {
       restartIfChanged = false;
       serviceConfig = {
@@ -273,7 +290,7 @@ in
     serviceConfig.ExecStart = probe name;
   });
 
-  # --- the credential agent (serves agent-demo and agentfiles-demo-secrets) ---------------
+  # --- the credential agent (serves agent-demo, agentrefresh-demo and agentfiles-demo-secrets)
   homelab.agent = {
     enable = true;
     source = vault;

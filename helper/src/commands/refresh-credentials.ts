@@ -15,7 +15,11 @@ export interface RefreshCredentialsOptions {
   readonly restart: boolean;
   /** Where this unit's own (fresh) credentials are; default $CREDENTIALS_DIRECTORY. */
   readonly freshDir?: string;
-  /** Where the running service's credentials are; default /run/credentials/<service>. */
+  /**
+   * Where the running service's credentials are; default /run/credentials/<service> as PID 1
+   * sees it (/proc/1/root/…): under systemd 257 (not 252) a unit with credentials of its own
+   * (this one) sees only those under /run/credentials, and the service's would look absent.
+   */
   readonly runningDir?: string;
   readonly log: Logger;
   /** Restarts the service; default `systemctl try-restart --job-mode=ignore-requirements`. */
@@ -60,7 +64,7 @@ export async function runRefreshCredentials(options: RefreshCredentialsOptions):
   const freshDir = options.freshDir ?? process.env["CREDENTIALS_DIRECTORY"];
   if (!freshDir)
     throw configError("no $CREDENTIALS_DIRECTORY: run this from a unit with LoadCredential=ID:<the agent's socket> for each ID");
-  const runningDir = options.runningDir ?? join("/run/credentials", service);
+  const runningDir = options.runningDir ?? join("/proc/1/root/run/credentials", service);
   const running = await stat(runningDir).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
     throw error;
