@@ -72,4 +72,42 @@ describeE2E("real systemd: the credential agent from the Nix module's units", ()
     const { LoadCredential } = await s.c.show("agentfiles-demo-secrets.service", ["LoadCredential"]);
     expect(LoadCredential, "no token, only the agent's socket").not.toMatch(/token/);
   });
+  it("homelab.agent.cache: the module's key unit (its writeShellScript) runs before the agent, which seals what it served; the key survives the agent's restart", async () => {
+    const keyUnit = "homelab-secrets-agent-key.service";
+    const agentUnit = "homelab-secrets-agent.service";
+    const stateDir = "/var/lib/private/homelab-secrets-agent";
+    const messages = async (unit: string) => (await s.c.journal([unit])).map((e) => e.message);
+    // The tests above started the agent (agent-demo's loads): the key unit ran first.
+    const key = await s.c.show(keyUnit, ["Result", "ExecMainStatus", "ExecMainStartTimestampMonotonic", "ExecMainExitTimestampMonotonic"]);
+    const why = `${(await messages(keyUnit)).join("\n")}\n${(await messages(agentUnit)).join("\n")}`;
+    expect(key.Result, why).toBe("success");
+    expect(key.ExecMainStatus, why).toBe("0");
+    const ms = (Number(key.ExecMainExitTimestampMonotonic) - Number(key.ExecMainStartTimestampMonotonic)) / 1000;
+    console.log(`[e2e] systemd ${s.systemd}: the key script ran in ${ms.toFixed(1)} ms`);
+    const made = /made a new agent cache key/;
+    expect((await messages(keyUnit)).filter((m) => made.test(m)).length, "one new key on a new host").toBe(1);
+    const mode = (await s.c.cx(["stat", "-c", "%a %u", "/var/lib/homelab-secrets/agent-cache-key.cred"])).stdout.trim();
+    expect(mode).toMatch(/^[67]00 0$/);
+    const agentText = (await messages(agentUnit)).join("\n");
+    expect(agentText).toMatch(/ttl 300 s, sealed cache \(max age 604800 s\)/);
+    expect(agentText).not.toMatch(/agent cache: off/);
+    const sealed = (await s.c.cx(["find", stateDir, "-type", "f"])).stdout.trim().split("\n");
+    expect(sealed, "the agent sealed the values it served").toContain(`${stateDir}/values.sealed`);
+    const fields = demoVault().vaults["Demo"]!.items;
+    for (const value of [fields["dynamic"]!.fields!["password"]!, fields["static"]!.fields!["password"]!]) {
+      const grep = await s.c.cx(["grep", "-rlF", "-e", value, "/var/lib/homelab-secrets", stateDir], { allowFail: true });
+      expect(grep.stdout, "no value in any byte of the key or sealed files").toBe("");
+    }
+
+    // The agent stopped and started again (its next load): the key unit runs again and keeps the key, the sealed values unseal.
+    await s.c.cx(["systemctl", "stop", "agent-demo.service", agentUnit]);
+    const again = await s.c.cx(["systemctl", "start", "agent-demo.service"], { allowFail: true });
+    expect(again.code, again.stderr).toBe(0);
+    await waitForProbe(s.c, "agent-demo.service", "agent-demo");
+    expect((await s.c.show(keyUnit, ["Result"])).Result).toBe("success");
+    expect((await messages(keyUnit)).filter((m) => made.test(m)).length, "the same key: none made").toBe(1);
+    const starts = (await messages(agentUnit)).filter((m) => /sealed cache \(max age/.test(m)).length;
+    expect(starts, "the agent started twice, with its cache each time").toBe(2);
+    expect((await messages(agentUnit)).join("\n")).not.toMatch(/ignoring the sealed values|agent cache: off/);
+  });
 });

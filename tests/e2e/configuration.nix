@@ -294,6 +294,8 @@ in
   homelab.agent = {
     enable = true;
     source = vault;
+    # The sealed cache: the module's key unit (writeShellScript) under real systemd (agent-nix.test.ts).
+    cache.enable = true;
   };
 
   # --- per-user secrets through the wrapper ----------------------------------------------

@@ -95,7 +95,9 @@ export function installGolden(root: string, golden: Golden): string[] {
     writeFileSync(host, content);
     chmodSync(host, mode);
   };
-  for (const [path, content] of Object.entries(golden.files)) put(mapStorePaths(path, golden), mapStorePaths(content, golden), 0o444);
+  // A script (writeShellScript's "#!") is executable in the store, 0555; everything else 0444.
+  for (const [path, content] of Object.entries(golden.files))
+    put(mapStorePaths(path, golden), mapStorePaths(content, golden), content.startsWith("#!") ? 0o555 : 0o444);
   const unitDir = "/etc/systemd/system";
   const paths: string[] = [];
   for (const [name, sections] of Object.entries(golden.units)) {
