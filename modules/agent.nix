@@ -169,7 +169,7 @@ let
         # A switch does not run it; the timer does.
         restartIfChanged = false;
         unitConfig.ConditionPathIsDirectory = "/run/credentials/${service}";
-        serviceConfig = {
+        serviceConfig = hsLib.defaultHardening { network = false; } // {
           Type = "oneshot";
           LoadCredential = map (id: "${id}:${hsLib.agentSocket}") ids;
           ExecStart = concatStringsSep " " (
@@ -185,13 +185,13 @@ let
           );
           # The agent's batch (its deadline), then systemctl waiting for the service's restart.
           TimeoutStartSec = toString (cfg.deadline + 120);
-          # Root, for reading /run/credentials/${service} and asking systemd for the restart; no
-          # network (the agent asks the backend), no mount namespace (it would hide that directory).
-          PrivateNetwork = true;
-          RestrictAddressFamilies = "AF_UNIX";
-          NoNewPrivileges = true;
-          LimitCORE = 0;
-          UMask = "0077";
+          # Root, for reading the service's credentials through /proc/1/root (CAP_SYS_PTRACE: PID 1
+          # is not dumpable; CAP_DAC_OVERRIDE: under systemd 252 they are its user's 0400 files)
+          # and asking systemd for the restart; no network: the agent asks the backend.
+          CapabilityBoundingSet = [
+            "CAP_DAC_OVERRIDE"
+            "CAP_SYS_PTRACE"
+          ];
           SyslogIdentifier = unit;
         };
       };

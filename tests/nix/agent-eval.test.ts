@@ -153,6 +153,11 @@ if (why !== undefined && inCI) {
       expect(r["Service"]!["Type"]).toBe("oneshot");
       expect(r["Service"]!["User"], "root: it reads the running service's credentials").toBeUndefined();
       expect(r["Service"]!["PrivateNetwork"]).toBe("true");
+      expect(asList(r["Service"]!["CapabilityBoundingSet"]).sort(), "reads the service's credentials via /proc/1/root").toEqual([
+        "CAP_DAC_OVERRIDE",
+        "CAP_SYS_PTRACE",
+      ]);
+      expect(r["Service"]!["ProtectSystem"]).toBe("strict");
       expect(JSON.stringify(r), "no token in the refresh unit").not.toMatch(/op-connect-token|agenix/);
       expect(units["app-secrets-refresh.timer"]!["Timer"]).toEqual({ OnBootSec: "30m", OnUnitActiveSec: "30m", RandomizedDelaySec: "1m" });
       const without = run("units", cfg(app + agent)) as Record<string, Unit>;

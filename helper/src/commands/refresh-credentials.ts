@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { configError, tempFailError, usageError } from "../errors.js";
+import { configError, permissionError, tempFailError, usageError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isCredentialId } from "../agent/peer.js";
 import { runSystemctl } from "../refresh/systemctl.js";
@@ -32,6 +32,13 @@ export type RefreshCredentialsOutcome =
   | { readonly kind: "unchanged" }
   | { readonly kind: "changed"; readonly ids: readonly string[]; readonly restarted: boolean };
 
+const unreadable = (path: string, error: unknown): Error => {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "EACCES" || code === "EPERM"
+    ? permissionError(`cannot read ${path}: ${code} (root with CAP_DAC_OVERRIDE and CAP_SYS_PTRACE reads it)`)
+    : (error as Error);
+};
+
 const readAll = async (path: string): Promise<Buffer | undefined> => {
   let handle;
   try {
@@ -40,7 +47,7 @@ const readAll = async (path: string): Promise<Buffer | undefined> => {
     // ELOOP: a symlink (O_NOFOLLOW); neither it nor a missing file is what systemd wrote.
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ELOOP") return undefined;
-    throw error;
+    throw unreadable(path, error);
   }
   try {
     if (!(await handle.stat()).isFile()) return undefined;
@@ -67,7 +74,7 @@ export async function runRefreshCredentials(options: RefreshCredentialsOptions):
   const runningDir = options.runningDir ?? join("/proc/1/root/run/credentials", service);
   const running = await stat(runningDir).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
-    throw error;
+    throw unreadable(runningDir, error);
   });
   if (!running?.isDirectory()) {
     log.info(`${service}: not running (no ${runningDir}); nothing to compare, nothing restarted`);
