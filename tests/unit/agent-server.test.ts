@@ -108,4 +108,37 @@ describe("agent answer", () => {
     );
     expect(text).not.toContain("s3cret-value");
   });
+  it("a refresh unit's loads: fresh from the backend once per load (pid), within the TTL, and the service's next load gets the new value from memory", async () => {
+    const policy = parsePolicy(
+      JSON.stringify({
+        version: 1,
+        units: {
+          "web.service": { files: { db: { ref: "op://V/db/password" } } },
+          "web-secrets-refresh.service": { refreshes: "web.service" },
+        },
+      }),
+      "policy.json",
+    );
+    const batcher = new Batcher({
+      createSource: () => Promise.resolve(createFileSource(join(dir, "vault.json"))),
+      prefetch: policyReferences(policy),
+      ttlSeconds: 300,
+      deadlineSeconds: 5,
+      log,
+    });
+    const load = async (unit: string, pid = 99) => (await answer({ ...ask(unit, "db"), pid }, policy, batcher, log)).data?.toString();
+    expect(await load("web.service")).toBe("s3cret-value");
+    writeFileSync(join(dir, "vault.json"), JSON.stringify({ vaults: { V: { items: { db: { fields: { password: "rotated" } } } } } }));
+    expect(await load("web.service"), "within the TTL: memory").toBe("s3cret-value");
+    expect(batcher.batches).toBe(1);
+    expect(await load("web-secrets-refresh.service", 41)).toBe("rotated");
+    expect(await load("web-secrets-refresh.service", 41)).toBe("rotated");
+    expect(batcher.batches, "one batch for the load").toBe(2);
+    expect(await load("web.service"), "the restart: the new value, from memory").toBe("rotated");
+    expect(batcher.batches).toBe(2);
+    expect(await load("web-secrets-refresh.service", 42)).toBe("rotated");
+    expect(batcher.batches, "the next refresh run asks again").toBe(3);
+    expect(lines.join("")).toContain("web-secrets-refresh.service: credential db: a refresh: 1 reference(s) fresh from the backend");
+    expect(lines.join("")).not.toMatch(/rotated|s3cret-value/);
+  });
 });
