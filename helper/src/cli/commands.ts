@@ -17,9 +17,11 @@ import {
   parseCacheSeconds,
   parseDeadline,
   parseMode,
+  refreshOptions,
   verboseOption,
   type CommonArgs,
   type FetchArgs,
+  type RefreshArgs,
 } from "./options.js";
 
 function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
@@ -138,24 +140,13 @@ export const fetchCommand: CliCommand<FetchArgs> = {
   },
 };
 
-type RefreshArgs = CommonArgs & { spec: string; restart?: string[]; reload?: string[] };
 const refreshCommand: CliCommand<RefreshArgs> = {
   command: "refresh",
   describe: "Fetch a running service's secrets again; rewrite them and restart (or reload) it only if something changed",
   options: (y) =>
     documented(
-      withCommon(y)
-        .option("spec", { type: "string", demandOption: true, describe: "Spec file (JSON, version 1)" })
-        .option("restart", {
-          type: "string",
-          array: true,
-          describe: "When something changed: systemctl try-restart this unit (only it, not its secrets unit)",
-        })
-        .option("reload", {
-          type: "string",
-          array: true,
-          describe: "When something changed: systemctl try-reload-or-restart this unit",
-        })
+      (withCommon(y).options(refreshOptions as Record<string, Options>) as unknown as Argv<RefreshArgs>)
+        .demandOption("spec")
         .conflicts("restart", "reload"),
       [
         [
@@ -185,6 +176,7 @@ const refreshCommand: CliCommand<RefreshArgs> = {
       serialize: argv.serialize,
       ...(process.env["HOMELAB_SECRETS_LOCK"] ? { lockPath: process.env["HOMELAB_SECRETS_LOCK"] } : {}),
       ...(onChange ? { onChange } : {}),
+      ...(argv.cache ? { cache: { dir: argv["cache-dir"], markerDir: argv["cache-marker-dir"] } } : {}),
       log,
       signal,
     });

@@ -56,16 +56,27 @@ export const commonOptions = {
   verbose: verboseOption,
 } as const;
 
-/** The flags only `fetch` has. */
-export const fetchOptions = {
-  spec: { type: "string", describe: "Spec file (JSON, version 1)" },
-  "output-dir": { type: "string", describe: "Write here instead of the spec's outputDir", hidden: true },
+/** The flags of every command that stores the sealed cache (`fetch`, `refresh`). */
+export const cacheStoreOptions = {
   cache: {
     type: "boolean",
     default: false,
     describe: "Keep the values sealed with systemd-creds (--cache-dir) and use them when the backend fails temporarily (75)",
   },
   "cache-dir": { type: "string", default: defaultCacheDir, describe: "Where --cache keeps its sealed files (root's, 0700)" },
+  "cache-marker-dir": {
+    type: "string",
+    default: defaultCacheMarkerDir,
+    describe: "Where a fetch on cached values records so (doctor lists them)",
+    hidden: true,
+  },
+} as const;
+
+/** The flags only `fetch` has. */
+export const fetchOptions = {
+  spec: { type: "string", describe: "Spec file (JSON, version 1)" },
+  "output-dir": { type: "string", describe: "Write here instead of the spec's outputDir", hidden: true },
+  ...cacheStoreOptions,
   "cache-max-age": {
     type: "number",
     default: defaultCacheMaxAgeSeconds,
@@ -76,11 +87,31 @@ export const fetchOptions = {
     default: 0,
     describe: "Within this many seconds of the last fresh fetch, use the cache without asking the backend (restart loops)",
   },
-  "cache-marker-dir": {
+} as const;
+
+/** `refresh`'s flags. */
+export type RefreshArgs = CommonArgs & {
+  spec: string;
+  restart?: string[];
+  reload?: string[];
+  cache: boolean;
+  "cache-dir": string;
+  "cache-marker-dir": string;
+};
+
+/** The flags only `refresh` has. */
+export const refreshOptions = {
+  spec: { type: "string", describe: "Spec file (JSON, version 1)" },
+  restart: {
     type: "string",
-    default: defaultCacheMarkerDir,
-    describe: "Where a fetch on cached values records so (doctor lists them)",
-    hidden: true,
+    array: true,
+    describe: "When something changed: systemctl try-restart this unit (only it, not its secrets unit)",
+  },
+  reload: { type: "string", array: true, describe: "When something changed: systemctl try-reload-or-restart this unit" },
+  ...cacheStoreOptions,
+  cache: {
+    ...cacheStoreOptions.cache,
+    describe: "As the secrets unit's fetch --cache: seal the fresh values and drop the cached-values marker (never uses cached values)",
   },
 } as const;
 
