@@ -14,8 +14,6 @@ import {
   deadlineOption,
   fetchOptions,
   overridesOf,
-  parseCacheSeconds,
-  parseDeadline,
   parseMode,
   refreshOptions,
   verboseOption,
@@ -23,21 +21,6 @@ import {
   type FetchArgs,
   type RefreshArgs,
 } from "./options.js";
-
-function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
-  const options: Record<string, Options> = { ...commonOptions, deadline: { ...deadlineOption, coerce: parseDeadline } };
-  return y.options(options) as unknown as Argv<T & CommonArgs>;
-}
-
-/** fetch's own flags, the cache's seconds checked. */
-function withFetch<T>(y: Argv<T>): Argv<T & Omit<FetchArgs, keyof CommonArgs>> {
-  const options: Record<string, Options> = {
-    ...fetchOptions,
-    "cache-max-age": { ...fetchOptions["cache-max-age"], coerce: (v: number) => parseCacheSeconds("cache-max-age", v) },
-    "cache-reuse": { ...fetchOptions["cache-reuse"], coerce: (v: number) => parseCacheSeconds("cache-reuse", v) },
-  };
-  return y.options(options) as unknown as Argv<T & Omit<FetchArgs, keyof CommonArgs>>;
-}
 
 /** The flags of a command that resolves references but takes no lock. */
 type SourceArgs = Omit<CommonArgs, "serialize">;
@@ -50,7 +33,7 @@ function withSource<T>(y: Argv<T>): Argv<T & SourceArgs> {
     "connect-host": connectHost,
     "token-credential": tokenCredential,
     "token-file": tokenFile,
-    deadline: { ...deadlineOption, coerce: parseDeadline },
+    deadline: deadlineOption,
     verbose,
   };
   return y.options(all) as unknown as Argv<T & SourceArgs>;
@@ -102,9 +85,10 @@ function documented<T>(y: Argv<T>, examples: readonly (readonly [string, string]
 export const fetchCommand: CliCommand<FetchArgs> = {
   command: "fetch",
   describe: "Resolve every reference in a spec and write all outputs, or nothing",
+  table: { ...commonOptions, ...fetchOptions },
   options: (y) =>
     documented(
-      withFetch(withCommon(y)).demandOption("spec"),
+      y.options(fetchCommand.table as Record<string, Options>) as unknown as Argv<FetchArgs>,
       [
         [
           "$0 fetch --spec /etc/homelab-secrets/services/myapp.json",
@@ -140,14 +124,13 @@ export const fetchCommand: CliCommand<FetchArgs> = {
   },
 };
 
-const refreshCommand: CliCommand<RefreshArgs> = {
+export const refreshCommand: CliCommand<RefreshArgs> = {
   command: "refresh",
   describe: "Fetch a running service's secrets again; rewrite them and restart (or reload) it only if something changed",
+  table: { ...commonOptions, ...refreshOptions },
   options: (y) =>
     documented(
-      (withCommon(y).options(refreshOptions as Record<string, Options>) as unknown as Argv<RefreshArgs>)
-        .demandOption("spec")
-        .conflicts("restart", "reload"),
+      y.options(refreshCommand.table as Record<string, Options>) as unknown as Argv<RefreshArgs>,
       [
         [
           "$0 refresh --spec /etc/homelab-secrets/services/myapp.json --restart myapp.service",
@@ -343,7 +326,7 @@ const userCommand: CliCommand<UserArgs> = {
       .option("map-file-path", { type: "string", describe: "Mapfile (env OP_MAP_FILE_PATH; honoured only for root or unprivileged runs)" })
       .option("tags", { type: "string", describe: "Only entries with one of these comma-separated tags" })
       .option("untagged", { type: "boolean", default: false, describe: "Include untagged entries (alone: only untagged ones)" })
-      .option("deadline", { ...deadlineOption, coerce: parseDeadline })
+      .option("deadline", deadlineOption)
       .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory (unprivileged runs)" })
       .example("homelab-secrets-user --tags dev", "Through the SUID wrapper: your entries tagged dev")
       .example("homelab-secrets-user --cleanup", "Remove your mapped files")
