@@ -726,7 +726,9 @@ let
         dirMode, outputDir, source, tokenFile, deadline, serialize, verbose, service), the
         same values, so that the refresh compares against what the secrets unit writes; and
         interval ("1h": OnBootSec= and OnUnitActiveSec=), onChange ("restart", "reload" or
-        "none"), randomizedDelay ("5m": RandomizedDelaySec=, spreads a fleet's requests).
+        "none"), randomizedDelay ("5m": RandomizedDelaySec=, spreads a fleet's requests); cache
+        (as given to mkSecretService: with it on, a successful refresh seals the values and
+        removes the cached-values marker; it never reads the cache).
 
         The refresh unit never starts anything: ConditionPathIsDirectory= skips it while the
         output directory does not exist (the secrets unit's RuntimeDirectory= exists only while
