@@ -78,7 +78,7 @@ describe("--help of every command", () => {
       read: [...source, "--verbose", "--out", "--mode"],
       check: ["--verbose", "--spec", "--mapfile"],
       cleanup: ["--verbose", "--spec", "--output-dir"],
-      agent: [...source, "--verbose", "--policy", "--ttl", "--fd", "--check"],
+      agent: [...source, "--verbose", "--policy", "--ttl", "--not-found-ttl", "--fd", "--check"],
       install: ["--verbose", "--spec"],
       user: [
         "--verbose",

@@ -48,6 +48,14 @@ function withVerbose<T>(y: Argv<T>): Argv<T & VerboseArgs> {
   return y.option("verbose", verboseOption);
 }
 
+/** A whole-or-fractional number of seconds from 0 to `max`, else a usage error naming the flag. */
+function parseSeconds(flag: string, value: number, max: number): number {
+  if (!Number.isFinite(value) || value < 0 || value > max) {
+    throw usageError(`--${flag} must be a number of seconds from 0 to ${max}, not "${String(value)}"`);
+  }
+  return value;
+}
+
 type ExitCodeName = keyof typeof ExitCode;
 
 /** What each exit code means, as --help says it; a new ExitCode needs its line here. */
@@ -247,7 +255,7 @@ const cleanupCommand: CliCommand<CleanupArgs> = {
   },
 };
 
-type AgentArgs = SourceArgs & { policy: string; ttl: number; fd: number; check: boolean };
+type AgentArgs = SourceArgs & { policy: string; ttl: number; "not-found-ttl"?: number; fd: number; check: boolean };
 const agentCommand: CliCommand<AgentArgs> = {
   command: "agent",
   describe: "Serve systemd LoadCredential= requests from the agent's front end (see homelab-secrets-agent)",
@@ -263,6 +271,12 @@ const agentCommand: CliCommand<AgentArgs> = {
           type: "number",
           default: 300,
           describe: "Serve values from memory for this many seconds (0: always ask the backend)",
+        })
+        .option("not-found-ttl", {
+          type: "number",
+          describe:
+            "Refuse a request whose references the backend does not have (69) from memory for this many seconds (default: the smaller of --ttl and 30; 0: ask every time)",
+          coerce: (v: number) => parseSeconds("not-found-ttl", v, 86400),
         })
         .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
         .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" }),
@@ -285,6 +299,7 @@ const agentCommand: CliCommand<AgentArgs> = {
       policyFile: argv.policy,
       overrides: overridesOf(argv),
       ttlSeconds: argv.ttl,
+      ...(argv["not-found-ttl"] !== undefined ? { notFoundSeconds: argv["not-found-ttl"] } : {}),
       deadlineSeconds: argv.deadline,
       fd: argv.fd,
       log,
