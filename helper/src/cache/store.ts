@@ -135,16 +135,21 @@ export async function removeCache(dir: string, specName: string): Promise<void> 
   await rm(cachePath(dir, specName), { force: true });
 }
 
-/** Temp files a killed store left for this spec. */
+/**
+ * Temp files a killed store left for this spec: ours (`<name>.cred.<12 hex>.hs-tmp`) and the
+ * one systemd-creds writes its output through before renaming it onto ours (`.#` + that name +
+ * random characters). Exact patterns: another spec's name may start with this one's.
+ */
 export async function removeStaleTemps(dir: string, specName: string): Promise<void> {
-  const prefix = `${specName}.cred.`;
+  const ours = `${specName.replace(/[.]/g, "\\.")}\\.cred\\.[0-9a-f]{12}\\.hs-tmp`;
+  const stale = new RegExp(`^(?:${ours}|\\.#${ours}.+)$`);
   let names: string[] = [];
   try {
     names = await readdir(dir);
   } catch {
     return;
   }
-  await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith(tempSuffix)).map((n) => rm(join(dir, n), { force: true })));
+  await Promise.all(names.filter((n) => stale.test(n)).map((n) => rm(join(dir, n), { force: true })));
 }
 
 /** ms since the epoch that a Date can hold (0 to year 275760). */
