@@ -11,7 +11,16 @@ import { humanAge, judgeAge, withinReuse } from "./age.js";
 import type { CredsOptions } from "./creds.js";
 import { cacheKey, uncacheableReferences } from "./key.js";
 import { removeMarker, writeMarker } from "./marker.js";
-import { cacheMtime, readCache, removeCache, removeStaleTemps, writeCache, type CacheLocation } from "./store.js";
+import {
+  cacheMtime,
+  cachePath,
+  privateDirectoryProblem,
+  readCache,
+  removeCache,
+  removeStaleTemps,
+  writeCache,
+  type CacheLocation,
+} from "./store.js";
 
 /** `fetch --cache`'s settings. */
 export interface CacheSettings {
@@ -143,8 +152,23 @@ export function openFetchCache(
         const path = await writeCache(location, values, now());
         log.debug(`${spec.name}: sealed ${values.size} value(s) in ${path}`);
       } catch (e) {
-        log.warn(`${spec.name}: fetched fresh, but could not update the cache: ${(e as Error).message}`);
+        // The entry there now holds values older than these, perhaps rotated out: a later
+        // failure must not bring them back.
+        const dropped = await dropSuperseded(settings.dir, spec.name);
+        log.warn(`${spec.name}: fetched fresh, but could not update the cache: ${(e as Error).message}${dropped}`);
       }
     },
   };
+}
+
+/** Remove the spec's older entry after a failed store (only in a private directory: never by a path someone else controls); what to add to the warning. */
+async function dropSuperseded(dir: string, specName: string): Promise<string> {
+  if ((await cacheMtime(dir, specName)) === undefined) return "";
+  if ((await privateDirectoryProblem(dir, false)) !== undefined) return "";
+  try {
+    await removeCache(dir, specName);
+    return `; removed the older ${cachePath(dir, specName)} so that a failure cannot bring back the values these replaced`;
+  } catch (e) {
+    return `; could not remove the older ${cachePath(dir, specName)} either (${(e as NodeJS.ErrnoException).code ?? String(e)}): a failure may bring back the values these replaced`;
+  }
 }
