@@ -226,6 +226,25 @@ describe.skipIf(skip !== undefined || !hasCommand("systemd-creds"))("fetch --cac
     expect(c.password()).toBe(v1.password);
   });
 
+  it("a start that reads the cache for --cache-reuse and then falls back decrypts it once (a hung TPM costs one timeout, not two past TimeoutStartSec)", async () => {
+    const c = setup();
+    const bin = join(c.dir, "bin");
+    mkdirSync(bin);
+    const log = join(c.dir, "creds.log");
+    const real = execFileSync("sh", ["-c", "command -v systemd-creds"], { encoding: "utf8" }).trim();
+    writeFileSync(join(bin, "systemd-creds"), `#!/bin/sh\necho "$1" >> '${log}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+    const env = { PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}` };
+    expect((await c.fetch([], env)).exitCode).toBe(0);
+    // Written just now (inside the window), holding values fetched 2 min ago (outside it).
+    seal(c, { version: 1, specKey: specKey(), storedAt: Date.now() - 120_000, values: { [refs[0]!]: v1.password, [refs[1]!]: v1.key } });
+    writeFileSync(log, "");
+    await stopServer();
+    const r = await c.fetch(["--cache-reuse", "60"], env);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/using cached values from 2 min( \d+ s)? ago \(the backend failed/);
+    expect(readFileSync(log, "utf8")).toBe("decrypt\n");
+  });
+
   it("a FIFO planted as the cache file is refused at once (no hang); the 75 stands", async () => {
     const c = setup();
     mkdirSync(c.cache, { mode: 0o700 });

@@ -20,6 +20,7 @@ import {
   removeStaleTemps,
   writeCache,
   type CacheLocation,
+  type ReadOutcome,
 } from "./store.js";
 
 /** `fetch --cache`'s settings. */
@@ -80,13 +81,18 @@ export function openFetchCache(
     return values;
   };
 
+  // Read (decrypted) at most once per fetch: a start inside the reuse window whose backend
+  // then fails would otherwise run systemd-creds twice, and a hung TPM would cost two timeouts.
+  let read: Promise<ReadOutcome> | undefined;
+  const readOnce = () => (read ??= readCache(location));
+
   return {
     async reuse() {
       if (settings.reuseSeconds <= 0 || otpWhy) return undefined;
       // Written after its storedAt: a file older than the window needs no decryption (the usual boot).
       const mtime = await cacheMtime(settings.dir, spec.name);
       if (mtime === undefined || now() - mtime >= settings.reuseSeconds * 1000) return undefined;
-      const read = await readCache(location);
+      const read = await readOnce();
       if (read.kind !== "ok") return undefined;
       const t = now();
       if (!withinReuse(read.entry.storedAt, t, settings.reuseSeconds)) return undefined;
@@ -111,7 +117,7 @@ export function openFetchCache(
         throw error;
       }
       if (otpWhy) refuse(otpWhy);
-      const read = await readCache(location);
+      const read = await readOnce();
       if (read.kind === "absent") refuse(`none stored in ${settings.dir} yet`);
       if (read.kind === "unusable") refuse(read.why);
       const verdict = judgeAge(read.entry.storedAt, now(), settings.maxAgeSeconds);
