@@ -3,7 +3,7 @@
  * stand in for a temporary (75) failure, remember every fresh success. Loaded only with
  * --cache, so a boot without it pays nothing for this.
  */
-import { ExitCode, HomelabError } from "../errors.js";
+import { cacheMayStandIn, HomelabError, whyNot } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SecretReference } from "../reference.js";
 import type { SourceConfig } from "../spec.js";
@@ -106,9 +106,11 @@ export function openFetchCache(
     },
 
     async fallback(error, signal) {
-      if (!(error instanceof HomelabError) || error.exitCode !== ExitCode.tempFail) {
+      if (!cacheMayStandIn(error)) {
         if (error instanceof HomelabError)
-          log.info(`${spec.name}: cached values are used only for temporary failures (exit 75), not for this one (exit ${error.exitCode})`);
+          log.info(
+            `${spec.name}: cached values are used only for recognised temporary failures (exit 75), not for this one (${whyNot(error)})`,
+          );
         throw error;
       }
       if (signal?.aborted) throw error; // stopped (SIGTERM), not failed: nothing to stand in for
