@@ -403,6 +403,8 @@ let
   cacheMarkerDir = "/run/homelab-secrets/cached";
   defaultCacheMaxAge = 604800;
   defaultCacheReuse = 60;
+  # A cache argument as mkSecretService and mkRefreshUnits take it: null, or { enable ? true; … }.
+  cacheEnabled = cache: cache != null && (cache.enable or true);
   # systemd-creds --with-key=auto uses the TPM2 when the kernel has one; PrivateDevices= would
   # hide its device node while /sys still shows it, and the encryption would fail.
   tpmDevice = "/dev/tpmrm0";
@@ -503,6 +505,24 @@ let
         in
         optional (token != null) "${name}:${toString token}";
 
+      # What a unit that stores the sealed cache needs (the secrets unit and its refresh unit):
+      # the host key's setup, the marker directory, the state directory and the TPM2.
+      cacheUnitParts = cacheOn: {
+        # The host key systemd-creds seals the cache with, created once outside the sandbox
+        # (ProtectSystem=strict keeps /var/lib/systemd read-only in it). "-": without it the
+        # store only warns; the fetch itself must not fail.
+        execStartPre = optional cacheOn "-+${systemdCreds} setup";
+        # "-": a missing marker directory must not stop the fetch; the helper only warns.
+        readWritePaths = optional cacheOn "-${cacheMarkerDir}";
+        serviceConfig = optionalAttrs cacheOn {
+          StateDirectory = cacheStateDirectory;
+          StateDirectoryMode = "0700";
+          # The TPM2 (when there is one) in the private /dev: "-" when the host has none.
+          BindPaths = [ "-${tpmDevice}" ];
+          DeviceAllow = [ "${tpmDevice} rw" ];
+        };
+      };
+
       fetchCommand =
         {
           spec,
@@ -582,7 +602,8 @@ let
           ...
         }:
         let
-          cacheOn = cache != null && (cache.enable or true);
+          cacheOn = cacheEnabled cache;
+          cacheParts = cacheUnitParts cacheOn;
           cacheArgs =
             if cacheOn then
               {
@@ -613,8 +634,7 @@ let
           readWritePaths =
             optional (runtimeDir == null) (builtins.dirOf outputDir)
             ++ optional serialize lockDir
-            # "-": a missing marker directory must not stop the fetch; the helper only warns.
-            ++ optional cacheOn "-${cacheMarkerDir}";
+            ++ cacheParts.readWritePaths;
         in
         assert lib.assertMsg (
           !(cacheOn && fromAgent)
@@ -669,10 +689,7 @@ let
               ExecStartPre = [
                 "-+${systemctl} start --no-block --job-mode=fail ${consumer}"
               ]
-              # The host key systemd-creds seals the cache with, created once outside the
-              # sandbox (ProtectSystem=strict keeps /var/lib/systemd read-only in it). "-": without
-              # it the store only warns; the fetch itself must not fail.
-              ++ optional cacheOn "-+${systemdCreds} setup";
+              ++ cacheParts.execStartPre;
               ExecStop = "${exe} cleanup --spec ${specFile spec}";
               LoadCredential = if fromAgent then map (n: "${n}:${agentSocket}") outputNames else credentialFor spec token;
               TimeoutStartSec = toString (timeoutFor deadline);
@@ -693,13 +710,7 @@ let
                 { }
             )
             // optionalAttrs (readWritePaths != [ ]) { ReadWritePaths = readWritePaths; }
-            // optionalAttrs cacheOn {
-              StateDirectory = cacheStateDirectory;
-              StateDirectoryMode = "0700";
-              # The TPM2 (when there is one) in the private /dev: "-" when the host has none.
-              BindPaths = [ "-${tpmDevice}" ];
-              DeviceAllow = [ "${tpmDevice} rw" ];
-            }
+            // cacheParts.serviceConfig
             // serviceConfig;
         };
 
@@ -715,7 +726,9 @@ let
         dirMode, outputDir, source, tokenFile, deadline, serialize, verbose, service), the
         same values, so that the refresh compares against what the secrets unit writes; and
         interval ("1h": OnBootSec= and OnUnitActiveSec=), onChange ("restart", "reload" or
-        "none"), randomizedDelay ("5m": RandomizedDelaySec=, spreads a fleet's requests).
+        "none"), randomizedDelay ("5m": RandomizedDelaySec=, spreads a fleet's requests); cache
+        (as given to mkSecretService: with it on, a successful refresh seals the values and
+        removes the cached-values marker; it never reads the cache).
 
         The refresh unit never starts anything: ConditionPathIsDirectory= skips it while the
         output directory does not exist (the secrets unit's RuntimeDirectory= exists only while
@@ -744,11 +757,14 @@ let
           onChange ? "restart",
           randomizedDelay ? "5m",
           fromAgent ? false,
+          # As given to mkSecretService: with it on, a refresh stores the sealed cache too.
+          cache ? null,
           ...
         }:
         let
           consumer = unitNameOf service;
           unit = "${name}-secrets-refresh";
+          cacheParts = cacheUnitParts (cacheEnabled cache);
           spec = mkSpec {
             inherit
               name
@@ -803,15 +819,18 @@ let
                 ]
                 ++ optional serialize "--serialize"
                 ++ optional verbose "--verbose"
+                ++ optional (cacheEnabled cache) "--cache"
                 ++ action
               );
               LoadCredential = credentialFor spec token;
               # The fetch, then systemctl waiting for the service's restart.
               TimeoutStartSec = toString (timeoutFor deadline + 90);
               # "-": gone (the service stopped) between the condition and the start is no error.
-              ReadWritePaths = [ "-${outputDir}" ] ++ optional serialize lockDir;
+              ReadWritePaths = [ "-${outputDir}" ] ++ optional serialize lockDir ++ cacheParts.readWritePaths;
               SyslogIdentifier = unit;
-            };
+            }
+            // optionalAttrs (cacheParts.execStartPre != [ ]) { ExecStartPre = cacheParts.execStartPre; }
+            // cacheParts.serviceConfig;
           };
           timers.${unit} = {
             description = "homelab-secrets: refresh the secrets of ${consumer} every ${interval}";

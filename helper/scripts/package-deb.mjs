@@ -9,7 +9,7 @@
 // Layout: the CLI with its production dependencies (from package-lock.json, `npm ci
 // --omit=dev`) in /usr/lib/homelab-secrets, a launcher /usr/bin/homelab-secrets, the wrapper
 // /usr/bin/homelab-secrets-user (SUID/SGID set by postinst through dpkg-statoverride), the
-// template unit in /usr/lib/systemd/system. Everything is root-owned (dpkg-deb
+// template units (secrets, refresh) in /usr/lib/systemd/system. Everything is root-owned (dpkg-deb
 // --root-owner-group) and closed to group/other writes: the wrapper refuses anything else.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -146,7 +146,10 @@ export function packageDeb(options = {}) {
 
     const units = join(tree, "usr/lib/systemd/system");
     mkdirSync(units, { recursive: true });
-    copyFileSync(join(root, "packaging/systemd/homelab-secrets@.service"), join(units, "homelab-secrets@.service"));
+    // The secrets template, and the refresh templates (installed, not enabled).
+    for (const unit of ["homelab-secrets@.service", "homelab-secrets-refresh@.service", "homelab-secrets-refresh@.timer"]) {
+      copyFileSync(join(root, "packaging/systemd", unit), join(units, unit));
+    }
     // The credential agent: its front end where the shipped units expect it; the units are
     // installed, not enabled (`systemctl enable --now homelab-secrets-agent.socket` opts in).
     buildAgent({ out: join(tree, "usr/libexec/homelab-secrets/homelab-secrets-agent") });

@@ -28,22 +28,44 @@ export class HomelabError extends Error {
   readonly exitCode: ExitCodeValue;
   /** For transient failures: how long the backend asked us to wait (Retry-After). */
   readonly retryAfterMs: number | undefined;
+  /**
+   * A backend failure nothing recognised, taken as transient so that it is retried. It could
+   * as well be a revoked account, so cached values never stand in for it.
+   */
+  readonly unrecognised: boolean;
 
-  constructor(exitCode: ExitCodeValue, message: string, options: { retryAfterMs?: number; cause?: unknown } = {}) {
+  constructor(exitCode: ExitCodeValue, message: string, options: HomelabErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.exitCode = exitCode;
     this.retryAfterMs = options.retryAfterMs;
+    this.unrecognised = options.unrecognised ?? false;
   }
+}
+
+export interface HomelabErrorOptions {
+  readonly retryAfterMs?: number;
+  readonly cause?: unknown;
+  readonly unrecognised?: boolean;
 }
 
 export const usageError = (m: string) => new HomelabError(ExitCode.usage, m);
 export const dataError = (m: string) => new HomelabError(ExitCode.dataErr, m);
 export const notFoundError = (m: string) => new HomelabError(ExitCode.notFound, m);
 export const cantCreateError = (m: string, cause?: unknown) => new HomelabError(ExitCode.cantCreate, m, { cause });
-export const tempFailError = (m: string, options: { retryAfterMs?: number; cause?: unknown } = {}) =>
-  new HomelabError(ExitCode.tempFail, m, options);
+export const tempFailError = (m: string, options: HomelabErrorOptions = {}) => new HomelabError(ExitCode.tempFail, m, options);
 export const permissionError = (m: string) => new HomelabError(ExitCode.noPerm, m);
 export const configError = (m: string) => new HomelabError(ExitCode.config, m);
+
+/**
+ * Whether sealed last-known-good values may stand in for this failure: a recognised transient
+ * one (75: unreachable, timed out, rate-limited), never bad data, not-found, auth or configuration.
+ */
+export const cacheMayStandIn = (error: unknown): error is HomelabError =>
+  error instanceof HomelabError && error.exitCode === ExitCode.tempFail && !error.unrecognised;
+
+/** Why cacheMayStandIn refused an error, for a log line. */
+export const whyNot = (error: HomelabError): string =>
+  error.unrecognised ? `exit ${error.exitCode}, but an error nothing recognised` : `exit ${error.exitCode}`;
 
 /** Transient failures are the only ones worth retrying. */
 export const isTransient = (error: unknown): boolean => error instanceof HomelabError && error.exitCode === ExitCode.tempFail;

@@ -92,5 +92,9 @@ function nameReferences(error: unknown, refs: readonly SecretReference[]): unkno
       .slice(0, 5)
       .map((r) => r.raw)
       .join(", ") + (refs.length > 5 ? ` and ${refs.length - 5} more` : "");
-  return new HomelabError(error.exitCode, `could not resolve ${shown}: ${error.message}`, { cause: error });
+  return new HomelabError(error.exitCode, `could not resolve ${shown}: ${error.message}`, {
+    cause: error,
+    unrecognised: error.unrecognised,
+    ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+  });
 }

@@ -166,6 +166,8 @@ in
         maxAge = 25;
         reuse = 5;
       };
+      # refresh.test.ts: a refresh brings a service on cached values back to fresh ones.
+      refresh.interval = "1h";
     };
     reload-demo = {
       source = {

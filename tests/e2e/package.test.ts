@@ -317,6 +317,110 @@ describeE2E("Debian package: dpkg -i, a wired service, users, upgrade, remove, p
     expect((await s.c.sh('test -e "$1"', [outputDir], { allowFail: true })).code, `${outputDir} removed`).not.toBe(0);
   });
 
+  it("the shipped refresh templates, enabled for one service: a value rotated at a fake Connect restarts it once, an unchanged one nothing; an empty HOMELAB_SECRETS_ON_CHANGE only rewrites", async () => {
+    // The container shares the host's network: a fake Connect on the host's loopback.
+    const name = "rotapp";
+    const connectToken = `refresh-pkg-token-${randomBytes(6).toString("hex")}`;
+    const current = { password: `rot-v1-${randomBytes(6).toString("hex")}` };
+    const server = await startFakeConnect({
+      vault: { vaults: { Demo: { items: { rot: { fields: { password: "seed" } } } } } },
+      token: connectToken,
+      port: 0,
+      host: "127.0.0.1",
+      mutateItem: (item) => {
+        for (const f of item.fields) if (f.label === "password") f.value = current.password;
+      },
+    });
+    const unit = `${name}.service`;
+    const secrets = `homelab-secrets@${name}.service`;
+    const refresh = `homelab-secrets-refresh@${name}.service`;
+    const timer = `homelab-secrets-refresh@${name}.timer`;
+    const dir = `/run/${name}-secrets`;
+    const dropIns = [`/etc/systemd/system/${unit}.d`, `/etc/systemd/system/${secrets}.d`, `/etc/systemd/system/${refresh}.d`];
+    const invocation = async (u: string) => (await s.c.show(u, ["InvocationID"])).InvocationID!;
+    const fileState = async () => (await shOk('stat -c "%i %.9Y" "$1"; cat "$1"', [`${dir}/password`])).trim();
+    const startRefresh = async () => {
+      const r = await s.c.cx(["systemctl", "start", refresh], { allowFail: true, timeoutMs: 60_000 });
+      await s.c.syncJournal();
+      const log = (await s.c.journal([refresh])).map((e) => e.message).join("\n");
+      expect(r.code, `${r.stderr}\n${log}`).toBe(0);
+      expect(await s.c.show(refresh, ["Result"])).toEqual({ Result: "success" });
+      return log;
+    };
+    try {
+      await s.c.writeFile(`${conf}/op-connect-token`, connectToken, "0600");
+      const rotSpec = {
+        version: 1,
+        name,
+        outputDir: dir,
+        source: { type: "connect", host: `http://127.0.0.1:${server.port}`, tokenCredential: "op-connect-token" },
+        files: { password: { ref: "op://Demo/rot/password", mode: "0400" } },
+        envFiles: { [`${name}.env`]: { vars: { ROT_PASSWORD: "op://Demo/rot/password" } } },
+      };
+      await s.c.writeFile(`${conf}/services/${name}.json`, JSON.stringify(rotSpec, null, 2), "0644");
+      await s.c.writeFile(
+        `/etc/systemd/system/${unit}`,
+        `[Unit]\nDescription=e2e refresh consumer\n[Service]\nExecStart=/bin/sleep infinity\n`,
+      );
+      // The shipped example drop-in, and the documented ProcSubset=all for a plain-http Connect
+      // on this host, for the secrets unit and its refresh unit alike.
+      await shOk(
+        'mkdir -p "$2" "$3" "$4" && sed "s/myapp/$1/g" /usr/share/doc/homelab-secrets/examples/plain-linux/myapp.service.d/homelab-secrets.conf > "$2/homelab-secrets.conf" && printf "[Service]\\nProcSubset=all\\n" > "$3/connect.conf" && cp "$3/connect.conf" "$4/connect.conf" && systemctl daemon-reload',
+        [name, ...dropIns],
+      );
+      for (const u of ["homelab-secrets-refresh@.service", "homelab-secrets-refresh@.timer"])
+        expect((await shOk('dpkg -S "/usr/lib/systemd/system/$1"', [u])).trim()).toMatch(/^homelab-secrets: /);
+      expect((await s.c.show(timer, ["UnitFileState"])).UnitFileState, "shipped, not enabled").toBe("disabled");
+      await shOk(`systemctl enable --now ${timer}`);
+      expect(await s.c.show(timer, ["ActiveState", "Unit"])).toEqual({ ActiveState: "active", Unit: refresh });
+      expect((await shOk(`systemctl show ${timer} --property=TimersMonotonic`)).trim()).toMatch(/OnUnitActiveUSec=1h\b/);
+
+      const start = await s.c.cx(["systemctl", "start", unit], { allowFail: true, timeoutMs: 60_000 });
+      expect(start.code, start.stderr).toBe(0);
+      expect(await shOk('cat "$1"', [`${dir}/password`])).toBe(current.password);
+
+      // Unchanged: nothing written, nothing restarted.
+      const before = { unit: await invocation(unit), secrets: await invocation(secrets), file: await fileState() };
+      server.clearRequests();
+      const unchanged = await startRefresh();
+      expect(server.requests.length, "it asked Connect").toBeGreaterThan(0);
+      expect(unchanged).toMatch(new RegExp(`${name}: unchanged`));
+      expect(await fileState()).toBe(before.file);
+      expect(await invocation(unit)).toBe(before.unit);
+      expect(await invocation(secrets)).toBe(before.secrets);
+
+      // Rotated: rewritten, the service restarted exactly once, its secrets unit not re-run.
+      current.password = `rot-v2-${randomBytes(6).toString("hex")}`;
+      const rotated = await startRefresh();
+      expect(await shOk('cat "$1"', [`${dir}/password`])).toBe(current.password);
+      const after = await invocation(unit);
+      expect(after, "restarted").not.toBe(before.unit);
+      expect(await invocation(secrets), "its secrets unit not re-run").toBe(before.secrets);
+      const { MainPID } = await s.c.show(unit, ["MainPID"]);
+      expect((await s.c.cx(["cat", `/proc/${MainPID}/environ`])).out.includes(Buffer.from(`ROT_PASSWORD=${current.password}`))).toBe(true);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await invocation(unit), "exactly once").toBe(after);
+      expect(rotated).toMatch(new RegExp(`systemctl try-restart ${name}\\.service done`));
+      expect(rotated).not.toContain(current.password);
+
+      // HOMELAB_SECRETS_ON_CHANGE empty (a drop-in): rewritten, nothing restarted.
+      await shOk('printf "[Service]\\nEnvironment=HOMELAB_SECRETS_ON_CHANGE=\\n" > "$1/on-change.conf" && systemctl daemon-reload', [
+        dropIns[2]!,
+      ]);
+      current.password = `rot-v3-${randomBytes(6).toString("hex")}`;
+      await startRefresh();
+      expect(await shOk('cat "$1"', [`${dir}/password`])).toBe(current.password);
+      expect(await invocation(unit), "not restarted").toBe(after);
+    } finally {
+      await s.c.cx(["systemctl", "disable", "--now", timer], { allowFail: true });
+      await s.c.cx(["systemctl", "stop", unit], { allowFail: true });
+      await s.c.cx(["rm", "-rf", ...dropIns, `/etc/systemd/system/${unit}`, `${conf}/services/${name}.json`], { allowFail: true });
+      await s.c.cx(["systemctl", "daemon-reload"], { allowFail: true });
+      await s.c.writeFile(`${conf}/op-connect-token`, "", "0600");
+      await server.close();
+    }
+  }, 180_000);
+
   it("the shipped agent socket, enabled with a policy and a token in /etc/homelab-secrets, serves the shipped DynamicUser= example consumer from the installed files", async () => {
     // The container shares the host's network: a fake Connect on the host's loopback.
     const connectToken = `agent-pkg-token-${randomBytes(6).toString("hex")}`;

@@ -236,4 +236,68 @@ describeE2E("real systemd: refresh on a timer, restart or reload on a change", (
       await s.c.cx(["systemctl", "daemon-reload"]);
     }
   }, 90_000);
+
+  it("cache-demo on cached values (Connect down at its start): its refresh brings back fresh values, the marker goes, doctor is quiet, one restart; unchanged: no restart", async () => {
+    const name = "cache-demo";
+    const cService = `${name}.service`;
+    const cSecrets = `${name}-secrets.service`;
+    const cRefresh = `${name}-secrets-refresh.service`;
+    const cDir = `/run/${name}-secrets`;
+    const marker = `/run/homelab-secrets/cached/${name}`;
+    const reuseMs = 5000; // cache-demo's cache.reuse: a start within it would not ask Connect
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const password = async () => (await s.c.cx(["cat", `${cDir}/password`])).stdout;
+    const hasMarker = async () => (await s.c.cx(["test", "-e", marker], { allowFail: true })).code === 0;
+    const doctor = async () => (await s.c.cx(["/opt/homelab-secrets/bin/homelab-secrets", "doctor"], { allowFail: true })).stdout;
+    const listed = new RegExp(`cached values: ${name} runs on values fetched`);
+    /** Stop cache-demo, take Connect down, wait past the reuse window, start it: on cached values. */
+    const startOnCached = async (sealedAt: number, expected: string) => {
+      await s.c.cx(["systemctl", "stop", cService]);
+      await s.c.waitForState(cSecrets, "inactive", 10_000);
+      await server!.close();
+      server = undefined;
+      const left = sealedAt + reuseMs + 500 - Date.now();
+      if (left > 0) await sleep(left);
+      const r = await s.c.cx(["systemctl", "start", cService], { allowFail: true, timeoutMs: 60_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(await hasMarker(), "started on cached values").toBe(true);
+      expect(await password()).toBe(expected);
+      expect(await doctor()).toMatch(listed);
+    };
+
+    current["connect"] = "cache-v1";
+    expect((await s.c.cx(["systemctl", "start", cService], { allowFail: true, timeoutMs: 60_000 })).code).toBe(0);
+    await startOnCached(Date.now(), "cache-v1");
+
+    // Connect back with a value rotated meanwhile: the refresh writes it, drops the marker, restarts once.
+    current["connect"] = "cache-v2 rotated";
+    await serve();
+    const before = { service: await invocation(cService), secrets: await invocation(cSecrets) };
+    const from = await cursor();
+    const r = await startRefresh(cRefresh);
+    const sealedAt = Date.now();
+    const journal = await journalSince(cRefresh, from);
+    expect(r.code, `${r.stderr}\n${journal}`).toBe(0);
+    expect(await password()).toBe("cache-v2 rotated");
+    expect(await hasMarker(), "the marker is gone").toBe(false);
+    expect(await doctor()).not.toMatch(listed);
+    const after = await invocation(cService);
+    expect(after, "restarted").not.toBe(before.service);
+    expect(await invocation(cSecrets), "its secrets unit not re-run").toBe(before.secrets);
+    expect(probeFiles(await waitForProbe(s.c, cService, name)).get(`${cDir}/password`)?.sha256).toBe(sha256("cache-v2 rotated"));
+    await sleep(1000);
+    expect(await invocation(cService), "exactly once").toBe(after);
+    expect(journal).not.toContain("cache-v2");
+
+    // The refresh sealed what it fetched: the next start with Connect down stands in with it.
+    await startOnCached(sealedAt, "cache-v2 rotated");
+    await serve();
+    const unchanged = await invocation(cService);
+    const r2 = await startRefresh(cRefresh);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(await hasMarker(), "unchanged, but fresh: the marker is gone").toBe(false);
+    expect(await doctor()).not.toMatch(listed);
+    expect(await invocation(cService), "unchanged: no restart").toBe(unchanged);
+    await s.c.cx(["systemctl", "stop", cService]);
+  }, 120_000);
 });

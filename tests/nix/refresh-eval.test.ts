@@ -126,6 +126,33 @@ if (why !== undefined && inCI) {
       expect(failures(web(`refresh.interval = "1h";`))).toBe("");
     });
 
+    it("with the cache on: --cache, the host key's setup, the state directory, the TPM and the marker directory, as the secrets unit has them", () => {
+      const u = units(web(`refresh.interval = "1h";`, `cache.enable = true; serialize = true;`));
+      const s = u["web-secrets-refresh.service"]!["Service"]!;
+      const secrets = u["web-secrets.service"]!["Service"]!;
+      expect(String(s["ExecStart"])).toMatch(/ refresh --spec \S+ --deadline 45 --serialize --cache --restart web\.service$/);
+      expect(String(s["ExecStart"]), "the cache's ages are the fetch's: a refresh never reads the cache").not.toMatch(
+        /--cache-(max-age|reuse)/,
+      );
+      expect(asList(s["ExecStartPre"])).toEqual(asList(secrets["ExecStartPre"]).filter((c) => c.includes("systemd-creds setup")));
+      expect(asList(s["ExecStartPre"])).toHaveLength(1);
+      for (const key of ["StateDirectory", "StateDirectoryMode", "BindPaths", "DeviceAllow", "PrivateDevices", "ProtectSystem"])
+        expect(s[key], key).toEqual(secrets[key]);
+      expect(s["StateDirectory"]).toBe("homelab-secrets");
+      expect(asList(s["ReadWritePaths"])).toEqual(["-/run/web-secrets", "/run/homelab-secrets", "-/run/homelab-secrets/cached"]);
+      // Through homelab.mkRefreshUnits as well, with mkSecretService's cache argument.
+      const args = `name = "api"; files.pw = "op://V/api/key"; source = { type = "file"; path = "/etc/hs/vault.json"; }; cache = { maxAge = 60; };`;
+      const direct = units(
+        `{ homelab, ... }: { systemd.services = (homelab.mkRefreshUnits { ${args} }).services // { api.serviceConfig.ExecStart = "/bin/true"; }; }`,
+      )["api-secrets-refresh.service"]!["Service"]!;
+      expect(String(direct["ExecStart"])).toMatch(/ --cache --restart api\.service$/);
+      expect(direct["StateDirectory"]).toBe("homelab-secrets");
+      // Off: none of it.
+      const off = units(web(`refresh.interval = "1h";`))["web-secrets-refresh.service"]!["Service"]!;
+      expect(String(off["ExecStart"])).not.toMatch(/--cache/);
+      for (const key of ["ExecStartPre", "StateDirectory", "BindPaths", "DeviceAllow"]) expect(off[key], key).toBeUndefined();
+    });
+
     it("homelab.mkRefreshUnits for plain helper users: the same units for a mkSecretService-made secrets unit", () => {
       const args = `name = "api"; files.pw = "op://V/api/key"; owner = "web"; source = { type = "file"; path = "/etc/hs/vault.json"; };`;
       const c = `{ homelab, ... }: let r = homelab.mkRefreshUnits { ${args} interval = "2h"; onChange = "reload"; randomizedDelay = "10m"; }; in {

@@ -182,6 +182,70 @@ describe("homelab-secrets@.service: the NixOS secrets unit, without Nix", () => 
   });
 });
 
+describe("homelab-secrets-refresh@.service and .timer: the NixOS refresh units, without Nix", () => {
+  const service = parseUnit(readFileSync(join(repo, "packaging/systemd/homelab-secrets-refresh@.service"), "utf8"));
+  const timer = parseUnit(readFileSync(join(repo, "packaging/systemd/homelab-secrets-refresh@.timer"), "utf8"));
+  const nix = golden.units["refresh-demo-secrets-refresh.service"]!;
+  const nixTimer = golden.units["refresh-demo-secrets-refresh.timer"]!;
+  // What differs from refresh-demo's refresh unit (a connect source over plain http, deadline 3), and why:
+  const differs: Record<string, string[]> = {
+    // As in homelab-secrets@.service: both token files; the default PATH.
+    LoadCredential: ["op-token:/etc/homelab-secrets/op-token", "op-connect-token:/etc/homelab-secrets/op-connect-token"],
+    // What a change does, in one variable a drop-in can set (empty: only rewrite).
+    Environment: ['"HOMELAB_SECRETS_ON_CHANGE=--restart %i.service"'],
+    ExecStart: ["/usr/bin/homelab-secrets refresh --spec /etc/homelab-secrets/services/%i.json --deadline 45 $HOMELAB_SECRETS_ON_CHANGE"],
+    // The deadline 45 of homelab-secrets@.service (75 s) plus the 90 s of the restart.
+    TimeoutStartSec: ["165"],
+    // As homelab-secrets@.service: /proc/net hidden unless a drop-in opens it for a plain-http Connect on this host.
+    ProcSubset: ["pid"],
+    LimitCORE: ["0"],
+  };
+
+  it("has every [Service] key of the golden refresh unit with the same value, except the listed differences", () => {
+    const s = service["Service"]!;
+    const mismatches: string[] = [];
+    for (const key of [...new Set([...Object.keys(nix["Service"]!), ...Object.keys(s)])].sort()) {
+      if (key === "X-RestartIfChanged") continue; // read only by NixOS's switch
+      if (key in differs) {
+        if (normalize(s[key] ?? []) !== normalize(differs[key]!)) mismatches.push(`${key}: ${normalize(s[key] ?? [])}`);
+        continue;
+      }
+      const want = nix["Service"]![key];
+      if (want === undefined || s[key] === undefined) {
+        mismatches.push(`${key}: ${want === undefined ? "only in the template" : "missing from the template"}`);
+        continue;
+      }
+      const w = toPackage(normalize(want), "refresh-demo");
+      if (normalize(s[key]) !== w) mismatches.push(`${key}: template ${normalize(s[key])} ≠ module ${w}`);
+    }
+    expect(mismatches).toEqual([]);
+    expect(normalize(nix["Service"]!["ExecStart"]!)).toMatch(/ refresh --spec \S+ --deadline 3 --restart refresh-demo\.service$/);
+  });
+
+  it("[Unit]: after the secrets instance, skipped while /run/%i-secrets is absent; no [Install] (its timer starts it)", () => {
+    const pkg = service["Unit"]!;
+    const keys = [...new Set([...Object.keys(nix["Unit"]!), ...Object.keys(pkg)])].filter((k) => k !== "Documentation").sort();
+    expect(Object.fromEntries(keys.map((k) => [k, pkg[k] && normalize(pkg[k])]))).toEqual(
+      Object.fromEntries(
+        keys.map((k) => [
+          k,
+          nix["Unit"]![k] === undefined
+            ? undefined
+            : toPackage(normalize(nix["Unit"]![k]), "refresh-demo").replace("%i-secrets.service", "homelab-secrets@%i.service"),
+        ]),
+      ),
+    );
+    expect(service["Install"]).toBeUndefined();
+  });
+
+  it("the timer: the module's [Timer] and [Install]", () => {
+    for (const section of ["Timer", "Install"]) {
+      const want = Object.fromEntries(Object.entries(nixTimer[section]!).map(([k, v]) => [k, normalize(v)]));
+      expect(Object.fromEntries(Object.entries(timer[section]!).map(([k, v]) => [k, normalize(v)])), section).toEqual(want);
+    }
+  });
+});
+
 describe("debVersion", () => {
   it("appends a suffix to package.json's version and refuses what Debian would not parse", () => {
     const base = (JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { version: string }).version;
@@ -275,9 +339,10 @@ describe("the .deb built from this checkout", () => {
     expect(readFileSync(join(extracted, "usr/bin/homelab-secrets"), "utf8")).toBe(`#!/bin/sh\nexec ${nodePath} ${cliPath} "$@"\n`);
     const wrapper = readFileSync(join(extracted, "usr/bin/homelab-secrets-user")).toString("latin1");
     for (const baked of [`${nodePath}\0`, `${cliPath}\0`, "/etc/homelab-secrets"]) expect(wrapper).toContain(baked);
-    expect(readFileSync(join(extracted, "usr/lib/systemd/system/homelab-secrets@.service"), "utf8")).toBe(
-      readFileSync(templatePath, "utf8"),
-    );
+    for (const unit of ["homelab-secrets@.service", "homelab-secrets-refresh@.service", "homelab-secrets-refresh@.timer"])
+      expect(readFileSync(join(extracted, "usr/lib/systemd/system", unit), "utf8"), unit).toBe(
+        readFileSync(join(repo, "packaging/systemd", unit), "utf8"),
+      );
   });
 
   it("ships the credential agent: its front end where the units expect it, the socket and service as in examples/", () => {

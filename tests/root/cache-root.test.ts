@@ -189,7 +189,7 @@ describe.skipIf(skip !== undefined || !hasCommand("systemd-creds"))("fetch --cac
     writeFileSync(c.token, "wrong-token\n", { mode: 0o600 }); // same file: the same cache key
     const r = await c.fetch();
     expect(r.exitCode, r.stderr).toBe(77);
-    expect(r.stderr).toMatch(/cached values are used only for temporary failures \(exit 75\), not for this one \(exit 77\)/);
+    expect(r.stderr).toMatch(/cached values are used only for recognised temporary failures \(exit 75\), not for this one \(exit 77\)/);
     expect(r.stderr).not.toMatch(/using cached values/);
     expect(c.outputs()).toEqual(before);
     expect(existsSync(c.markers) ? readdirSync(c.markers) : []).toEqual([]);

@@ -1,14 +1,14 @@
 // `homelab-secrets refresh` as a real process, as root: a fake Connect server (the real
 // protocol) whose values change at runtime, files owned by a real service account, and a fake
 // `systemctl` first on PATH that records its argv. Counts the backend's requests per run.
-import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startFakeConnect, type ConnectItem, type FakeConnect } from "../connect/fake-connect.mjs";
-import { createAccount, rootSkipReason, type TestAccount } from "./root-env.js";
+import { createAccount, hasCommand, rootSkipReason, type TestAccount } from "./root-env.js";
 
 const cli = join(import.meta.dirname, "../../helper/dist/cli.js");
 const skip = rootSkipReason();
@@ -211,5 +211,170 @@ describe.skipIf(skip !== undefined)("refresh as root: fake Connect, a real servi
     expect(absent.exitCode, absent.stderr).toBe(78);
     expect(absent.stderr).toMatch(/systemctl not found on PATH/);
     expect(readFileSync(join(out, "password"), "utf8")).toBe("pw-v3");
+  });
+});
+
+// refresh --cache with the REAL systemd-creds: the host key a temporary file
+// (SYSTEMD_CREDENTIAL_SECRET), the cache and marker directories temporary ones.
+describe.skipIf(skip !== undefined || !hasCommand("systemd-creds"))("refresh --cache with the real systemd-creds", () => {
+  let work: string;
+  let server: FakeConnect | undefined;
+  let port = 0;
+  let n = 0;
+  const current = { password: "pw-v1" };
+  const vault = { vaults: { Lab: { items: { App: { fields: { password: "seed" } } } } } };
+  const live = (item: ConnectItem) => {
+    for (const f of item.fields) if (f.label === "password") f.value = current.password;
+  };
+  const up = async () => {
+    server = await startFakeConnect({ vault, token, mutateItem: live, ...(port ? { port } : {}) });
+    port = server.port;
+  };
+  const down = async () => {
+    await server?.close();
+    server = undefined;
+  };
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "hs-refresh-cache-root-"));
+    await up();
+  });
+  afterEach(async () => {
+    current.password = "pw-v1";
+    await down();
+    await up();
+  });
+  afterAll(async () => {
+    await down();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** A fresh case: spec, output, cache, markers, host key, token and a recording systemctl. */
+  function setup() {
+    const dir = join(work, `case${++n}`);
+    mkdirSync(dir, { mode: 0o700 });
+    const p = {
+      spec: join(dir, "spec.json"),
+      out: join(dir, "out"),
+      cache: join(dir, "cache"),
+      markers: join(dir, "markers"),
+      key: join(dir, "credential.secret"),
+      token: join(dir, "token"),
+      bin: join(dir, "bin"),
+      argv: join(dir, "systemctl.argv"),
+    };
+    writeFileSync(p.token, `${token}\n`, { mode: 0o600 });
+    mkdirSync(p.bin);
+    writeFileSync(join(p.bin, "systemctl"), `#!/bin/sh\necho "$*" >>"${p.argv}"\n`, { mode: 0o755 });
+    writeFileSync(
+      p.spec,
+      JSON.stringify({
+        version: 1,
+        name: "app",
+        outputDir: p.out,
+        source: { type: "connect", host: `http://127.0.0.1:${port}`, tokenFile: p.token },
+        files: { password: { ref: "op://Lab/App/password", mode: "0400" } },
+      }),
+    );
+    const cacheFlags = ["--cache", "--cache-dir", p.cache, "--cache-marker-dir", p.markers];
+    const cli_ = (command: string, args: string[]) =>
+      execa(process.execPath, [cli, command, "--spec", p.spec, "--deadline", "2", ...cacheFlags, ...args], {
+        reject: false,
+        env: { PATH: `${p.bin}:${process.env["PATH"]}`, SYSTEMD_CREDENTIAL_SECRET: p.key },
+        extendEnv: false,
+        timeout: 30_000,
+      });
+    const markers = () => (existsSync(p.markers) ? readdirSync(p.markers) : []);
+    const restarts = () => (existsSync(p.argv) ? readFileSync(p.argv, "utf8").split("\n").filter(Boolean) : []);
+    const sealed = () => readFileSync(join(p.cache, "app.cred"));
+    const password = () => readFileSync(join(p.out, "password"), "utf8");
+    return {
+      ...p,
+      markerDir: p.markers,
+      fetch: (a: string[] = []) => cli_("fetch", a),
+      refresh: () => cli_("refresh", ["--restart", "app.service"]),
+      markers,
+      restarts,
+      sealed,
+      password,
+    };
+  }
+
+  /** The service starts on cached values: a fresh fetch seals pw-v1, then a start with Connect down. */
+  async function onCachedValues() {
+    const c = setup();
+    expect((await c.fetch()).exitCode).toBe(0);
+    await down();
+    const cached = await c.fetch();
+    expect(cached.exitCode, cached.stderr).toBe(0);
+    expect(cached.stderr).toMatch(/using cached values/);
+    expect(c.markers()).toEqual(["app"]);
+    await up();
+    return c;
+  }
+
+  it("a rotated value while on cached values: files rewritten, marker gone, one restart, the new value sealed", async () => {
+    const c = await onCachedValues();
+    const before = c.sealed();
+    current.password = "pw-v2 rotated";
+    server!.clearRequests();
+    const r = await c.refresh();
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(server!.requests.length, "it asked the backend").toBeGreaterThan(0);
+    expect(c.password()).toBe("pw-v2 rotated");
+    expect(c.markers()).toEqual([]);
+    expect(c.restarts()).toEqual(["try-restart --job-mode=ignore-requirements app.service"]);
+    expect(c.sealed().equals(before), "the sealed file was rewritten").toBe(false);
+    expect(c.sealed().includes(Buffer.from("pw-v2"))).toBe(false);
+    for (const v of ["pw-v1", "pw-v2", token]) expect(r.stderr).not.toContain(v);
+    // What was sealed is the new value: a start with Connect down now stands in with pw-v2.
+    await down();
+    rmSync(c.out, { recursive: true, force: true });
+    const start = await c.fetch();
+    expect(start.exitCode, start.stderr).toBe(0);
+    expect(c.password()).toBe("pw-v2 rotated");
+  });
+
+  it("unchanged while on cached values: nothing written, nothing restarted, but the marker goes and the cache is sealed anew", async () => {
+    const c = await onCachedValues();
+    const before = c.sealed();
+    const file = statSync(join(c.out, "password"), { bigint: true });
+    const r = await c.refresh();
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/app: unchanged/);
+    expect(c.markers()).toEqual([]);
+    expect(c.restarts()).toEqual([]);
+    const now = statSync(join(c.out, "password"), { bigint: true });
+    expect([now.ino, now.mtimeNs]).toEqual([file.ino, file.mtimeNs]);
+    expect(c.sealed().equals(before), "sealed again (a new storedAt)").toBe(false);
+  });
+
+  it("a refresh within --cache-reuse of the last fresh fetch still asks the backend (a refresh never reuses)", async () => {
+    const c = setup();
+    expect((await c.fetch(["--cache-reuse", "600"])).exitCode).toBe(0);
+    current.password = "pw-v2";
+    server!.clearRequests();
+    const r = await c.refresh();
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(server!.requests.length).toBeGreaterThan(0);
+    expect(c.password()).toBe("pw-v2");
+  });
+
+  it("Connect still down: exit 75, no fallback to the cache, files, marker and sealed file untouched, nothing restarted", async () => {
+    const c = await onCachedValues();
+    const before = {
+      sealed: c.sealed(),
+      marker: readFileSync(join(c.markerDir, "app")),
+      file: statSync(join(c.out, "password"), { bigint: true }),
+    };
+    await down();
+    const r = await c.refresh();
+    expect(r.exitCode, r.stderr).toBe(75);
+    expect(r.stderr).not.toMatch(/using cached values/);
+    expect(c.sealed().equals(before.sealed)).toBe(true);
+    expect(readFileSync(join(c.markerDir, "app")).equals(before.marker)).toBe(true);
+    const now = statSync(join(c.out, "password"), { bigint: true });
+    expect([now.ino, now.mtimeNs]).toEqual([before.file.ino, before.file.mtimeNs]);
+    expect(c.restarts()).toEqual([]);
   });
 });

@@ -83,7 +83,9 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     return { spawns, log: () => Buffer.concat(stderr).toString() };
   }
   async function ask(address: string, how: "--print" | "--sum" = "--print"): Promise<{ bytes: number; data: string }> {
-    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+    // systemd-socket-activate binds before it runs the front end; on a loaded machine that took
+    // over 2 s once (the client's connect then failed with 77), so wait up to 10 s for it.
+    for (let i = 0; i < 500 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
     const out = await new Promise<string>((resolve, reject) => {
       const c = spawn(client, [socket, address, how], { stdio: ["ignore", "pipe", "inherit"] });
       const chunks: Buffer[] = [];
@@ -109,7 +111,9 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
 
   it("an answer larger than a socket buffer arrives whole, also beside a client that never reads", async () => {
     startFront("big");
-    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+    // systemd-socket-activate binds before it runs the front end; on a loaded machine that took
+    // over 2 s once (the client's connect then failed with 77), so wait up to 10 s for it.
+    for (let i = 0; i < 500 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
     const stuck = spawn(client, [socket, "00/unit/stuck.service/x", "--stall"], { stdio: ["ignore", "pipe", "inherit"] });
     await new Promise<void>((resolve) => stuck.stdout.on("data", () => resolve()));
     const got = await ask("00/unit/a.service/x", "--sum");
@@ -144,7 +148,9 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
     // A refusal is 1 MiB, more than a socket buffer: writing it to a client that does not read
     // blocks. The second client must be answered while the stuck one is still connected.
     const { log } = startFront("refuse");
-    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
+    // systemd-socket-activate binds before it runs the front end; on a loaded machine that took
+    // over 2 s once (the client's connect then failed with 77), so wait up to 10 s for it.
+    for (let i = 0; i < 500 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
     const events: string[] = [];
     const stuck = spawn(client, [socket, "00/unit/stuck.service/x", "--stall"], { stdio: ["ignore", "pipe", "inherit"] });
     const stuckDone = new Promise<void>((resolve) => stuck.on("close", () => resolve()));
@@ -171,8 +177,8 @@ describe.skipIf(why !== undefined && process.env["CI"] !== "true")("agent front 
   it("exits 0 when idle, and refuses to run without systemd's listening socket", async () => {
     // The idle clock starts when the front end does: the client must connect within it. 1 s
     // was lost once on a loaded CI machine (connection refused: the front end had already
-    // exited idle); 5 s leaves room without changing what is asserted.
-    startFront("echo", ["--idle-exit", "5"]);
+    // exited idle); 10 s, the socket wait's bound, leaves room without changing what is asserted.
+    startFront("echo", ["--idle-exit", "10"]);
     expect((await ask("00/unit/a.service/x")).bytes).toBeGreaterThan(0);
     const code = await new Promise<number | null>((resolve) => agent!.on("exit", (c) => resolve(c)));
     expect(code).toBe(0);

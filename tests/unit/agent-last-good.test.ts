@@ -116,8 +116,16 @@ describe("agent: sealed last-known-good values", () => {
     await expect(agent().resolve([a], "foo.service: credential db")).rejects.toMatchObject({ exitCode: error.exitCode });
     expect(warnings()).toEqual([]);
     expect(lines.map((l) => l.message).join("\n")).toMatch(
-      new RegExp(`only for temporary failures \\(exit 75\\), not for this one \\(exit ${error.exitCode}\\)`),
+      new RegExp(`only for recognised temporary failures \\(exit 75\\), not for this one \\(exit ${error.exitCode}\\)`),
     );
+  });
+
+  it("an unrecognised backend error (75, retried) with a warm cache: not served from it (it could be a revoked account)", async () => {
+    await warm();
+    failWith = tempFailError("1Password request failed: service account is deactivated", { unrecognised: true });
+    await expect(agent().resolve([a], "foo.service: credential db")).rejects.toMatchObject({ exitCode: 75 });
+    expect(warnings()).toEqual([]);
+    expect(lines.map((l) => l.message).join("\n")).toMatch(/not for this one \(exit 75, but an error nothing recognised\)/);
   });
 
   it("older than maxAge: refused, dropped from the file; the request fails with the 75", async () => {

@@ -23,6 +23,13 @@ describe("cache age", () => {
     });
   });
 
+  it("a storedAt no Date can hold is refused and removed, not thrown on", () => {
+    for (const storedAt of [1e300, 8.64e15 + 1, Number.NaN, Infinity]) {
+      expect(() => judgeAge(storedAt, t0, week)).not.toThrow();
+      expect(judgeAge(storedAt, t0, week)).toEqual({ usable: false, remove: true, why: "it has no valid time of storage" });
+    }
+  });
+
   it("is refused but kept when stored in the future (the clock may be what is wrong)", () => {
     const v = judgeAge(t0 + 90_000, t0, week);
     expect(v).toMatchObject({ usable: false, remove: false });

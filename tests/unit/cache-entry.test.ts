@@ -16,6 +16,10 @@ describe("cache entry", () => {
     ["another version", JSON.stringify({ ...good, version: 2 }), "unknown cache version"],
     ["no key", JSON.stringify({ ...good, specKey: 1 }), "no specKey"],
     ["no time", JSON.stringify({ ...good, storedAt: "yesterday" }), "no storedAt"],
+    ["a time no Date can hold", JSON.stringify({ ...good, storedAt: 1e300 }), "no storedAt"],
+    ["a time past year 275760", JSON.stringify({ ...good, storedAt: 8.64e15 + 1 }), "no storedAt"],
+    ["a time before 1970", JSON.stringify({ ...good, storedAt: -1 }), "no storedAt"],
+    ["a fractional time", JSON.stringify({ ...good, storedAt: 1_700_000_000_000.5 }), "no storedAt"],
     ["values a list", JSON.stringify({ ...good, values: ["s3cret-value"] }), "no values"],
     [
       "a value not text",

@@ -86,12 +86,24 @@ describe("--help of every command", () => {
     const source = ["--source", "--connect-host", "--token-credential", "--token-file", "--deadline"];
     const expected: Record<Command, string[]> = {
       fetch: [...source, "--serialize", "--verbose", "--spec", "--cache", "--cache-dir", "--cache-max-age", "--cache-reuse"],
-      refresh: [...source, "--serialize", "--verbose", "--spec", "--restart", "--reload"],
+      refresh: [...source, "--serialize", "--verbose", "--spec", "--restart", "--reload", "--cache", "--cache-dir"],
       "refresh-credentials": ["--verbose", "--service", "--id", "--restart"],
       read: [...source, "--verbose", "--out", "--mode"],
       check: ["--verbose", "--spec", "--mapfile"],
       cleanup: ["--verbose", "--spec", "--output-dir"],
-      agent: [...source, "--verbose", "--policy", "--ttl", "--fd", "--check", "--cache", "--cache-dir", "--cache-key", "--cache-max-age"],
+      agent: [
+        ...source,
+        "--verbose",
+        "--policy",
+        "--ttl",
+        "--not-found-ttl",
+        "--fd",
+        "--check",
+        "--cache",
+        "--cache-dir",
+        "--cache-key",
+        "--cache-max-age",
+      ],
       install: ["--verbose", "--spec"],
       user: [
         "--verbose",

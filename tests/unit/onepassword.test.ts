@@ -1,6 +1,9 @@
 // How the 1Password SDK's errors map to exit classes and messages (never the token).
 import { describe, expect, it } from "vitest";
-import { HomelabError, notFoundError } from "../../helper/src/errors.js";
+import { cacheMayStandIn, HomelabError, notFoundError } from "../../helper/src/errors.js";
+import { resolveReferences } from "../../helper/src/resolve.js";
+import { parseReference } from "../../helper/src/reference.js";
+import { silentLogger } from "../../helper/src/log.js";
 import { classifySdkError } from "../../helper/src/sources/onepassword.js";
 
 describe("classifySdkError", () => {
@@ -30,6 +33,22 @@ describe("classifySdkError", () => {
     expect(error).toBeInstanceOf(HomelabError);
     expect(error.exitCode).toBe(code);
     expect(error.message).toContain(message.slice(0, 40));
+  });
+
+  it("only recognised transient errors let sealed values stand in; an unknown one is retried (75) but never cached over", async () => {
+    const stand = (message: string) => cacheMayStandIn(classifySdkError(new Error(message), token));
+    expect(stand("operation timed out")).toBe(true);
+    expect(stand("authentication error: … reqwest library: error sending request")).toBe(true);
+    expect(stand("Rate limit exceeded")).toBe(true);
+    expect(stand("service account is deactivated")).toBe(false);
+    expect(stand("Unauthorized: the token was revoked")).toBe(false);
+    // resolveReferences names the references in a new error: the mark survives it.
+    const failing = { name: "sdk", resolveAll: () => Promise.reject(classifySdkError(new Error("service account is deactivated"), token)) };
+    const error = await resolveReferences(failing, [parseReference("op://V/i/f", "test")], { deadlineSeconds: 5, log: silentLogger }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ exitCode: 75, unrecognised: true });
+    expect(cacheMayStandIn(error)).toBe(false);
   });
 
   it.each(["Rate limit exceeded", "too many requests: rate limit reached for this account"])(

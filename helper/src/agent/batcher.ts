@@ -1,4 +1,4 @@
-import { ExitCode, HomelabError } from "../errors.js";
+import { cacheMayStandIn, ExitCode, HomelabError, whyNot } from "../errors.js";
 import type { Logger } from "../log.js";
 import { uniqueReferences, type SecretReference } from "../reference.js";
 import { resolveReferences } from "../resolve.js";
@@ -176,10 +176,9 @@ export class Batcher {
   /** Fail these requests with a backend error, except those the sealed values may answer (75 only). */
   private async fail(waiters: readonly Waiter[], error: unknown): Promise<void> {
     const { lastGood, log } = this.options;
-    const temporary = error instanceof HomelabError && error.exitCode === ExitCode.tempFail;
-    if (!lastGood || !temporary) {
+    if (!lastGood || !cacheMayStandIn(error)) {
       if (lastGood && error instanceof HomelabError)
-        log.info(`cached values are used only for temporary failures (exit 75), not for this one (exit ${error.exitCode})`);
+        log.info(`cached values are used only for recognised temporary failures (exit 75), not for this one (${whyNot(error)})`);
       for (const w of waiters) w.reject(error);
       return;
     }

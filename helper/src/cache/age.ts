@@ -18,7 +18,8 @@ export type AgeVerdict =
  */
 export function judgeAge(storedAt: number, now: number, maxAgeSeconds: number): AgeVerdict {
   const ageMs = now - storedAt;
-  if (!Number.isFinite(storedAt)) return { usable: false, remove: true, why: "it has no valid time of storage" };
+  if (!Number.isFinite(storedAt) || Number.isNaN(new Date(storedAt).getTime()))
+    return { usable: false, remove: true, why: "it has no valid time of storage" };
   if (ageMs < 0) {
     return {
       usable: false,

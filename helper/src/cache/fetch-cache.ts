@@ -3,7 +3,7 @@
  * stand in for a temporary (75) failure, remember every fresh success. Loaded only with
  * --cache, so a boot without it pays nothing for this.
  */
-import { ExitCode, HomelabError } from "../errors.js";
+import { cacheMayStandIn, HomelabError, whyNot } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SecretReference } from "../reference.js";
 import type { SourceConfig } from "../spec.js";
@@ -11,7 +11,17 @@ import { humanAge, judgeAge, withinReuse } from "./age.js";
 import type { CredsOptions } from "./creds.js";
 import { cacheKey, uncacheableReferences } from "./key.js";
 import { removeMarker, writeMarker } from "./marker.js";
-import { cacheMtime, readCache, removeCache, removeStaleTemps, writeCache, type CacheLocation } from "./store.js";
+import {
+  cacheMtime,
+  cachePath,
+  privateDirectoryProblem,
+  readCache,
+  removeCache,
+  removeStaleTemps,
+  writeCache,
+  type CacheLocation,
+  type ReadOutcome,
+} from "./store.js";
 
 /** `fetch --cache`'s settings. */
 export interface CacheSettings {
@@ -71,13 +81,18 @@ export function openFetchCache(
     return values;
   };
 
+  // Read (decrypted) at most once per fetch: a start inside the reuse window whose backend
+  // then fails would otherwise run systemd-creds twice, and a hung TPM would cost two timeouts.
+  let read: Promise<ReadOutcome> | undefined;
+  const readOnce = () => (read ??= readCache(location));
+
   return {
     async reuse() {
       if (settings.reuseSeconds <= 0 || otpWhy) return undefined;
       // Written after its storedAt: a file older than the window needs no decryption (the usual boot).
       const mtime = await cacheMtime(settings.dir, spec.name);
       if (mtime === undefined || now() - mtime >= settings.reuseSeconds * 1000) return undefined;
-      const read = await readCache(location);
+      const read = await readOnce();
       if (read.kind !== "ok") return undefined;
       const t = now();
       if (!withinReuse(read.entry.storedAt, t, settings.reuseSeconds)) return undefined;
@@ -91,9 +106,11 @@ export function openFetchCache(
     },
 
     async fallback(error, signal) {
-      if (!(error instanceof HomelabError) || error.exitCode !== ExitCode.tempFail) {
+      if (!cacheMayStandIn(error)) {
         if (error instanceof HomelabError)
-          log.info(`${spec.name}: cached values are used only for temporary failures (exit 75), not for this one (exit ${error.exitCode})`);
+          log.info(
+            `${spec.name}: cached values are used only for recognised temporary failures (exit 75), not for this one (${whyNot(error)})`,
+          );
         throw error;
       }
       if (signal?.aborted) throw error; // stopped (SIGTERM), not failed: nothing to stand in for
@@ -102,7 +119,7 @@ export function openFetchCache(
         throw error;
       }
       if (otpWhy) refuse(otpWhy);
-      const read = await readCache(location);
+      const read = await readOnce();
       if (read.kind === "absent") refuse(`none stored in ${settings.dir} yet`);
       if (read.kind === "unusable") refuse(read.why);
       const verdict = judgeAge(read.entry.storedAt, now(), settings.maxAgeSeconds);
@@ -143,8 +160,23 @@ export function openFetchCache(
         const path = await writeCache(location, values, now());
         log.debug(`${spec.name}: sealed ${values.size} value(s) in ${path}`);
       } catch (e) {
-        log.warn(`${spec.name}: fetched fresh, but could not update the cache: ${(e as Error).message}`);
+        // The entry there now holds values older than these, perhaps rotated out: a later
+        // failure must not bring them back.
+        const dropped = await dropSuperseded(settings.dir, spec.name);
+        log.warn(`${spec.name}: fetched fresh, but could not update the cache: ${(e as Error).message}${dropped}`);
       }
     },
   };
+}
+
+/** Remove the spec's older entry after a failed store (only in a private directory: never by a path someone else controls); what to add to the warning. */
+async function dropSuperseded(dir: string, specName: string): Promise<string> {
+  if ((await cacheMtime(dir, specName)) === undefined) return "";
+  if ((await privateDirectoryProblem(dir, false)) !== undefined) return "";
+  try {
+    await removeCache(dir, specName);
+    return `; removed the older ${cachePath(dir, specName)} so that a failure cannot bring back the values these replaced`;
+  } catch (e) {
+    return `; could not remove the older ${cachePath(dir, specName)} either (${(e as NodeJS.ErrnoException).code ?? String(e)}): a failure may bring back the values these replaced`;
+  }
 }

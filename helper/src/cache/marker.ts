@@ -20,7 +20,22 @@ export interface Marker {
 /** Record that `specName` runs on cached values. */
 export async function writeMarker(dir: string, specName: string, marker: Marker): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  await writeFile(join(dir, specName), `${JSON.stringify(marker)}\n`, { mode: 0o600 });
+  const text = JSON.stringify({ since: marker.since, storedAt: marker.storedAt, reason: printable(marker.reason) });
+  await writeFile(join(dir, specName), `${text}\n`, { mode: 0o600 });
+}
+
+/**
+ * `text` with every control character (C0, DEL and C1) replaced by a space: the reason is a
+ * backend's error message, and doctor prints it on a terminal.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, " ");
+}
+
+/** ms since the epoch that a Date can hold, so that doctor can print it. */
+function isTime(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && Math.abs(value) <= 8.64e15;
 }
 
 /** Forget it (fresh values again, or the service stopped); absent is fine. */
@@ -36,10 +51,12 @@ export function listMarkers(dir: string): { name: string; marker: Marker | undef
   } catch {
     return [];
   }
-  return names.map((name) => {
+  return names.map((file) => {
+    const name = printable(file);
     try {
-      const m = JSON.parse(readFileSync(join(dir, name), "utf8")) as Marker;
-      return { name, marker: typeof m.since === "number" && typeof m.storedAt === "number" ? m : undefined };
+      const m = JSON.parse(readFileSync(join(dir, file), "utf8")) as Partial<Record<keyof Marker, unknown>> | null;
+      if (m === null || !isTime(m.since) || !isTime(m.storedAt)) return { name, marker: undefined };
+      return { name, marker: { since: m.since, storedAt: m.storedAt, reason: printable(typeof m.reason === "string" ? m.reason : "") } };
     } catch {
       return { name, marker: undefined };
     }

@@ -135,17 +135,28 @@ export async function removeCache(dir: string, specName: string): Promise<void> 
   await rm(cachePath(dir, specName), { force: true });
 }
 
-/** Temp files a killed store left for this spec. */
+/**
+ * Temp files a killed store left for this spec: ours (`<name>.cred.<12 hex>.hs-tmp`) and the
+ * one systemd-creds writes its output through before renaming it onto ours (`.#` + that name +
+ * random characters). Exact patterns: another spec's name may start with this one's.
+ */
 export async function removeStaleTemps(dir: string, specName: string): Promise<void> {
-  const prefix = `${specName}.cred.`;
+  const ours = `${specName.replace(/[.]/g, "\\.")}\\.cred\\.[0-9a-f]{12}\\.hs-tmp`;
+  const stale = new RegExp(`^(?:${ours}|\\.#${ours}.+)$`);
   let names: string[] = [];
   try {
     names = await readdir(dir);
   } catch {
     return;
   }
-  await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith(tempSuffix)).map((n) => rm(join(dir, n), { force: true })));
+  await Promise.all(names.filter((n) => stale.test(n)).map((n) => rm(join(dir, n), { force: true })));
 }
+
+/** ms since the epoch that a Date can hold (0 to year 275760). */
+function isTime(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= maxTime;
+}
+const maxTime = 8.64e15;
 
 /** The decrypted JSON, checked field by field (the error names the field, never a value). */
 export function parseEntry(text: string): CacheEntry {
@@ -159,7 +170,7 @@ export function parseEntry(text: string): CacheEntry {
   if (typeof o !== "object" || o === null) throw new Error("decrypted content is not an object");
   if (o["version"] !== 1) throw new Error("unknown cache version");
   if (typeof o["specKey"] !== "string") throw new Error("no specKey");
-  if (typeof o["storedAt"] !== "number" || !Number.isFinite(o["storedAt"])) throw new Error("no storedAt");
+  if (!isTime(o["storedAt"])) throw new Error("no storedAt");
   const values = o["values"];
   if (typeof values !== "object" || values === null || Array.isArray(values)) throw new Error("no values");
   for (const [ref, value] of Object.entries(values)) if (typeof value !== "string") throw new Error(`value of ${ref} is not text`);

@@ -14,28 +14,13 @@ import {
   deadlineOption,
   fetchOptions,
   overridesOf,
-  parseCacheSeconds,
-  parseDeadline,
   parseMode,
+  refreshOptions,
   verboseOption,
   type CommonArgs,
   type FetchArgs,
+  type RefreshArgs,
 } from "./options.js";
-
-function withCommon<T>(y: Argv<T>): Argv<T & CommonArgs> {
-  const options: Record<string, Options> = { ...commonOptions, deadline: { ...deadlineOption, coerce: parseDeadline } };
-  return y.options(options) as unknown as Argv<T & CommonArgs>;
-}
-
-/** fetch's own flags, the cache's seconds checked. */
-function withFetch<T>(y: Argv<T>): Argv<T & Omit<FetchArgs, keyof CommonArgs>> {
-  const options: Record<string, Options> = {
-    ...fetchOptions,
-    "cache-max-age": { ...fetchOptions["cache-max-age"], coerce: (v: number) => parseCacheSeconds("cache-max-age", v) },
-    "cache-reuse": { ...fetchOptions["cache-reuse"], coerce: (v: number) => parseCacheSeconds("cache-reuse", v) },
-  };
-  return y.options(options) as unknown as Argv<T & Omit<FetchArgs, keyof CommonArgs>>;
-}
 
 /** The flags of a command that resolves references but takes no lock. */
 type SourceArgs = Omit<CommonArgs, "serialize">;
@@ -48,7 +33,7 @@ function withSource<T>(y: Argv<T>): Argv<T & SourceArgs> {
     "connect-host": connectHost,
     "token-credential": tokenCredential,
     "token-file": tokenFile,
-    deadline: { ...deadlineOption, coerce: parseDeadline },
+    deadline: deadlineOption,
     verbose,
   };
   return y.options(all) as unknown as Argv<T & SourceArgs>;
@@ -61,6 +46,14 @@ interface VerboseArgs {
 
 function withVerbose<T>(y: Argv<T>): Argv<T & VerboseArgs> {
   return y.option("verbose", verboseOption);
+}
+
+/** A whole-or-fractional number of seconds from 0 to `max`, else a usage error naming the flag. */
+function parseSeconds(flag: string, value: number, max: number): number {
+  if (!Number.isFinite(value) || value < 0 || value > max) {
+    throw usageError(`--${flag} must be a number of seconds from 0 to ${max}, not "${String(value)}"`);
+  }
+  return value;
 }
 
 type ExitCodeName = keyof typeof ExitCode;
@@ -100,9 +93,10 @@ function documented<T>(y: Argv<T>, examples: readonly (readonly [string, string]
 export const fetchCommand: CliCommand<FetchArgs> = {
   command: "fetch",
   describe: "Resolve every reference in a spec and write all outputs, or nothing",
+  table: { ...commonOptions, ...fetchOptions },
   options: (y) =>
     documented(
-      withFetch(withCommon(y)).demandOption("spec"),
+      y.options(fetchCommand.table as Record<string, Options>) as unknown as Argv<FetchArgs>,
       [
         [
           "$0 fetch --spec /etc/homelab-secrets/services/myapp.json",
@@ -138,25 +132,13 @@ export const fetchCommand: CliCommand<FetchArgs> = {
   },
 };
 
-type RefreshArgs = CommonArgs & { spec: string; restart?: string[]; reload?: string[] };
-const refreshCommand: CliCommand<RefreshArgs> = {
+export const refreshCommand: CliCommand<RefreshArgs> = {
   command: "refresh",
   describe: "Fetch a running service's secrets again; rewrite them and restart (or reload) it only if something changed",
+  table: { ...commonOptions, ...refreshOptions },
   options: (y) =>
     documented(
-      withCommon(y)
-        .option("spec", { type: "string", demandOption: true, describe: "Spec file (JSON, version 1)" })
-        .option("restart", {
-          type: "string",
-          array: true,
-          describe: "When something changed: systemctl try-restart this unit (only it, not its secrets unit)",
-        })
-        .option("reload", {
-          type: "string",
-          array: true,
-          describe: "When something changed: systemctl try-reload-or-restart this unit",
-        })
-        .conflicts("restart", "reload"),
+      y.options(refreshCommand.table as Record<string, Options>) as unknown as Argv<RefreshArgs>,
       [
         [
           "$0 refresh --spec /etc/homelab-secrets/services/myapp.json --restart myapp.service",
@@ -185,6 +167,7 @@ const refreshCommand: CliCommand<RefreshArgs> = {
       serialize: argv.serialize,
       ...(process.env["HOMELAB_SECRETS_LOCK"] ? { lockPath: process.env["HOMELAB_SECRETS_LOCK"] } : {}),
       ...(onChange ? { onChange } : {}),
+      ...(argv.cache ? { cache: { dir: argv["cache-dir"], markerDir: argv["cache-marker-dir"] } } : {}),
       log,
       signal,
     });
@@ -300,6 +283,7 @@ const cleanupCommand: CliCommand<CleanupArgs> = {
 type AgentArgs = SourceArgs & {
   policy: string;
   ttl: number;
+  "not-found-ttl"?: number;
   fd: number;
   check: boolean;
   cache: boolean;
@@ -323,6 +307,12 @@ const agentCommand: CliCommand<AgentArgs> = {
           default: 300,
           describe: "Serve values from memory for this many seconds (0: always ask the backend)",
         })
+        .option("not-found-ttl", {
+          type: "number",
+          describe:
+            "Refuse a request whose references the backend does not have (69) from memory for this many seconds (default: the smaller of --ttl and 30; 0: ask every time)",
+          coerce: (v: number) => parseSeconds("not-found-ttl", v, 86400),
+        })
         .option("fd", { type: "number", default: 3, describe: "The front end's socketpair" })
         .option("check", { type: "boolean", default: false, describe: "Only validate the policy offline (used at Nix build time)" })
         .option("cache", {
@@ -332,7 +322,7 @@ const agentCommand: CliCommand<AgentArgs> = {
         })
         .option("cache-dir", { type: "string", describe: "Where the sealed values are (default: $STATE_DIRECTORY)" })
         .option("cache-key", { type: "string", describe: "The 32-byte key (default: $CREDENTIALS_DIRECTORY/agent-cache-key)" })
-        .option("cache-max-age", { type: "number", default: 604800, describe: "Never serve cached values older than this (seconds)" }),
+        .option("cache-max-age", { ...fetchOptions["cache-max-age"], describe: "Never serve cached values older than this many seconds" }),
       [
         ["$0 agent --check --policy policy.json", "Validate an agent policy offline"],
         [
@@ -352,6 +342,7 @@ const agentCommand: CliCommand<AgentArgs> = {
       policyFile: argv.policy,
       overrides: overridesOf(argv),
       ttlSeconds: argv.ttl,
+      ...(argv["not-found-ttl"] !== undefined ? { notFoundSeconds: argv["not-found-ttl"] } : {}),
       deadlineSeconds: argv.deadline,
       fd: argv.fd,
       log,
@@ -402,7 +393,7 @@ const userCommand: CliCommand<UserArgs> = {
       .option("map-file-path", { type: "string", describe: "Mapfile (env OP_MAP_FILE_PATH; honoured only for root or unprivileged runs)" })
       .option("tags", { type: "string", describe: "Only entries with one of these comma-separated tags" })
       .option("untagged", { type: "boolean", default: false, describe: "Include untagged entries (alone: only untagged ones)" })
-      .option("deadline", { ...deadlineOption, coerce: parseDeadline })
+      .option("deadline", deadlineOption)
       .option("config-dir", { type: "string", default: defaultConfigDir, describe: "Host configuration directory (unprivileged runs)" })
       .example("homelab-secrets-user --tags dev", "Through the SUID wrapper: your entries tagged dev")
       .example("homelab-secrets-user --cleanup", "Remove your mapped files")

@@ -1,6 +1,7 @@
 /**
- * The flags commands share, in one table: yargs builds --help and validation from it, and
- * the boot-time `fetch` fast path (../cli.ts) parses with it through util.parseArgs.
+ * The flags commands share, in tables: yargs builds --help and validation from them, and the
+ * fast path of `fetch` and `refresh` (./fast.ts) parses with the same tables through
+ * util.parseArgs. Each rule (required, conflicts, coerce) is stated once, here.
  */
 import { usageError } from "../errors.js";
 import { defaultCacheDir, defaultCacheMarkerDir } from "../host-paths.js";
@@ -40,6 +41,7 @@ export const deadlineOption = {
   type: "number",
   default: defaultDeadlineSeconds,
   describe: "Give up after this many seconds in total",
+  coerce: (v: number) => parseDeadline(v),
 } as const;
 
 /** --verbose's definition, shared by every command that logs. */
@@ -56,31 +58,70 @@ export const commonOptions = {
   verbose: verboseOption,
 } as const;
 
-/** The flags only `fetch` has. */
-export const fetchOptions = {
-  spec: { type: "string", describe: "Spec file (JSON, version 1)" },
-  "output-dir": { type: "string", describe: "Write here instead of the spec's outputDir", hidden: true },
+/** The flags of every command that stores the sealed cache (`fetch`, `refresh`). */
+export const cacheStoreOptions = {
   cache: {
     type: "boolean",
     default: false,
     describe: "Keep the values sealed with systemd-creds (--cache-dir) and use them when the backend fails temporarily (75)",
   },
   "cache-dir": { type: "string", default: defaultCacheDir, describe: "Where --cache keeps its sealed files (root's, 0700)" },
-  "cache-max-age": {
-    type: "number",
-    default: defaultCacheMaxAgeSeconds,
-    describe: "Never use cached values older than this many seconds (older ones are removed)",
-  },
-  "cache-reuse": {
-    type: "number",
-    default: 0,
-    describe: "Within this many seconds of the last fresh fetch, use the cache without asking the backend (restart loops)",
-  },
   "cache-marker-dir": {
     type: "string",
     default: defaultCacheMarkerDir,
     describe: "Where a fetch on cached values records so (doctor lists them)",
     hidden: true,
+  },
+} as const;
+
+/** The flags only `fetch` has. */
+export const fetchOptions = {
+  spec: { type: "string", demandOption: true, describe: "Spec file (JSON, version 1)" },
+  "output-dir": { type: "string", describe: "Write here instead of the spec's outputDir", hidden: true },
+  ...cacheStoreOptions,
+  "cache-max-age": {
+    type: "number",
+    default: defaultCacheMaxAgeSeconds,
+    describe: "Never use cached values older than this many seconds (older ones are removed)",
+    coerce: (v: number) => parseCacheSeconds("cache-max-age", v),
+  },
+  "cache-reuse": {
+    type: "number",
+    default: 0,
+    describe: "Within this many seconds of the last fresh fetch, use the cache without asking the backend (restart loops)",
+    coerce: (v: number) => parseCacheSeconds("cache-reuse", v),
+  },
+} as const;
+
+/** `refresh`'s flags. */
+export type RefreshArgs = CommonArgs & {
+  spec: string;
+  restart?: string[];
+  reload?: string[];
+  cache: boolean;
+  "cache-dir": string;
+  "cache-marker-dir": string;
+};
+
+/** The flags only `refresh` has. */
+export const refreshOptions = {
+  spec: { type: "string", demandOption: true, describe: "Spec file (JSON, version 1)" },
+  restart: {
+    type: "string",
+    array: true,
+    conflicts: "reload",
+    describe: "When something changed: systemctl try-restart this unit (only it, not its secrets unit)",
+  },
+  reload: {
+    type: "string",
+    array: true,
+    conflicts: "restart",
+    describe: "When something changed: systemctl try-reload-or-restart this unit",
+  },
+  ...cacheStoreOptions,
+  cache: {
+    ...cacheStoreOptions.cache,
+    describe: "As the secrets unit's fetch --cache: seal the fresh values and drop the cached-values marker (never uses cached values)",
   },
 } as const;
 

@@ -25,6 +25,8 @@ export interface AgentOptions {
   readonly policyFile: string;
   readonly overrides: SourceOverrides;
   readonly ttlSeconds: number;
+  /** How long a not-found (69) answer is repeated from memory; default the Batcher's, min(ttl, 30). */
+  readonly notFoundSeconds?: number;
   readonly deadlineSeconds: number;
   /** The front end's end of the socketpair (3 under homelab-secrets-agent). */
   readonly fd: number;
@@ -94,6 +96,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     createSource: () => createSource(sourceConfig, { log }),
     prefetch: policyReferences(policy),
     ttlSeconds: options.ttlSeconds,
+    ...(options.notFoundSeconds !== undefined ? { notFoundSeconds: options.notFoundSeconds } : {}),
     deadlineSeconds: options.deadlineSeconds,
     log,
     ...(options.cache ? { lastGood: await openLastGood(options.cache, sourceConfig, log, options.env ?? process.env) } : {}),

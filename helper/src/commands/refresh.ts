@@ -2,6 +2,7 @@ import { constants } from "node:fs";
 import type { Stats } from "node:fs";
 import { lstat, open } from "node:fs/promises";
 import { join } from "node:path";
+import type { CacheSettings } from "../cache/fetch-cache.js";
 import type { Logger } from "../log.js";
 import { compareWithDisk, type Difference } from "../refresh/compare.js";
 import { runSystemctl, systemctlVerb, type OnChange } from "../refresh/systemctl.js";
@@ -22,6 +23,12 @@ export interface RefreshOptions {
   readonly onChange?: { readonly action: OnChange; readonly units: readonly string[] };
   readonly log: Logger;
   readonly signal?: AbortSignal;
+  /**
+   * --cache, as the secrets unit's fetch has it: every fresh success seals its values and drops
+   * the cached-values marker. Never read: a refresh always asks the backend, and a failed one
+   * falls back to nothing.
+   */
+  readonly cache?: Pick<CacheSettings, "dir" | "markerDir" | "creds" | "now">;
   /** Runs systemctl (tests replace it); default: systemctl from PATH. */
   readonly systemctl?: (action: OnChange, units: readonly string[], log: Logger) => Promise<void>;
 }
@@ -74,6 +81,14 @@ async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats):
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
   });
+  // Loaded only with --cache, as fetch does. No reuse and no fallback: only remember() is used.
+  const cache = options.cache
+    ? (await import("../cache/fetch-cache.js")).openFetchCache(
+        { ...options.cache, maxAgeSeconds: 0, reuseSeconds: 0 },
+        { name: spec.name, source: sourceConfig, refs },
+        log,
+      )
+    : undefined;
   const owner = specOwner(spec);
   const files: FileToWrite[] = renderOutputs(spec, values).map((output) => ({
     path: join(outputDir, output.name),
@@ -87,6 +102,8 @@ async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats):
     log.info(
       `${spec.name}: unchanged (${files.length} file(s) from ${refs.length} reference(s) via ${sourceConfig.type}); nothing written`,
     );
+    // The files are what the backend says now, whatever the secrets unit wrote them from.
+    await cache?.remember(values);
     return { outcome: "unchanged", outputDir, differences, notified: [] };
   }
   log.info(`${spec.name}: changed: ${differences.map((d) => `${d.name} (${d.reason})`).join(", ")}`);
@@ -106,6 +123,7 @@ async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats):
   }
   await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
   log.info(`${spec.name}: rewrote ${files.length} file(s) in ${outputDir}`);
+  await cache?.remember(values);
 
   const onChange = options.onChange;
   if (!onChange || onChange.units.length === 0) return { outcome: "changed", outputDir, differences, notified: [] };

@@ -56,8 +56,22 @@ async function differenceOf(file: FileToWrite, self: Self): Promise<string | und
       return `owner uid ${stats.uid}, should be ${self.uid}`;
     }
     if (stats.size !== file.content.length) return "content";
-    const current = await handle.readFile();
-    return Buffer.from(file.content.buffer, file.content.byteOffset, file.content.byteLength).equals(current) ? undefined : "content";
+    // Read at most one byte more than expected: the file's owner may grow it after the stat,
+    // and readFile() would follow it as far as it goes (gigabytes in root's memory).
+    const current = Buffer.alloc(file.content.length + 1);
+    try {
+      let filled = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(current, filled, current.length - filled, filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        if (filled === current.length) return "content";
+      }
+      const expected = Buffer.from(file.content.buffer, file.content.byteOffset, file.content.byteLength);
+      return filled === expected.length && expected.equals(current.subarray(0, filled)) ? undefined : "content";
+    } finally {
+      current.fill(0);
+    }
   } finally {
     await handle.close();
   }

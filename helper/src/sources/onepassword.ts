@@ -97,7 +97,7 @@ export function classifySdkError(
     return tempFailError(`1Password is unreachable: ${message}`);
   }
   if (/authentication error/i.test(raw)) return permissionError(`1Password authentication failed: ${message}`);
-  return tempFailError(`1Password request failed: ${message}`);
+  return tempFailError(`1Password request failed: ${message}`, { unrecognised: true });
 }
 
 function redact(text: string, token: string): string {
