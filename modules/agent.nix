@@ -113,6 +113,7 @@ let
       (toString cfg.deadline)
     ]
     ++ optional cfg.verbose "--verbose"
+    ++ optional (cfg.notFoundTtl != null) "--not-found-ttl ${toString cfg.notFoundTtl}"
     ++ optional cfg.cache.enable "--cache --cache-max-age ${toString cfg.cache.maxAge}"
   );
 
@@ -241,6 +242,17 @@ in
       description = ''
         Seconds a resolved value is served from the agent's memory; 0: every credential load
         asks the backend (concurrent ones still share one batch).
+      '';
+    };
+
+    notFoundTtl = mkOption {
+      type = types.nullOr (types.ints.between 0 86400);
+      default = null;
+      description = ''
+        Seconds a "not found" answer (a reference 1Password does not have, exit 69) is repeated
+        from memory, so a unit with a wrong reference in a restart loop does not read 1Password
+        at every attempt (failed reads count against its rate limits too); `null`: the smaller of
+        `ttl` and 30; 0: ask every time.
       '';
     };
 

@@ -129,6 +129,13 @@ if (why !== undefined && inCI) {
       expect(String(plain["homelab-secrets-agent.service"]!["Service"]!["ExecStart"])).not.toMatch(/--cache/);
     });
 
+    it("homelab.agent.notFoundTtl: passed as --not-found-ttl; unset, the agent's own default (no flag)", () => {
+      const agentExec = (extra: string) =>
+        String((run("units", cfg(app + agent + extra)) as Record<string, Unit>)["homelab-secrets-agent.service"]!["Service"]!["ExecStart"]);
+      expect(agentExec(" homelab.agent.notFoundTtl = 0;")).toMatch(/ --ttl 60 --deadline 45 --not-found-ttl 0$/);
+      expect(agentExec("")).not.toMatch(/--not-found-ttl/);
+    });
+
     it("a credentials service's cache.enable is refused with a pointer to homelab.agent.cache", () => {
       const failures = (
         run("failedAssertions", cfg(app.replace("delivery =", "cache.enable = true; delivery =") + agent)) as string[]

@@ -98,7 +98,10 @@ export async function runRefreshCredentials(options: RefreshCredentialsOptions):
   }
   log.info(`${service}: credential(s) changed: ${changed.join(", ")}${options.restart ? "; restarting it" : " (no restart asked for)"}`);
   if (!options.restart) return { kind: "changed", ids: changed, restarted: false };
-  await (options.restartService ?? ((unit: string) => runSystemctl("restart", [unit], log)))(service);
+  await (
+    options.restartService ??
+    ((unit: string) => runSystemctl("restart", [unit], log, "the agent holds the new values (the next start gets them)"))
+  )(service);
   log.info(`${service}: restarted`);
   return { kind: "changed", ids: changed, restarted: true };
 }

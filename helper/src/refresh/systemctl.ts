@@ -38,8 +38,16 @@ export function systemctlArgs(action: OnChange, units: readonly string[]): strin
   return [systemctlVerb[action], `--job-mode=${refreshJobMode}`, ...units];
 }
 
-/** Run systemctl from PATH and wait for it: systemctl waits for the job to finish. */
-export async function runSystemctl(action: OnChange, units: readonly string[], log: Logger): Promise<void> {
+/**
+ * Run systemctl from PATH and wait for it: systemctl waits for the job to finish. `done` says
+ * in an error what the refresh did already (default: the files are rewritten).
+ */
+export async function runSystemctl(
+  action: OnChange,
+  units: readonly string[],
+  log: Logger,
+  done = "the new files are written",
+): Promise<void> {
   const args = systemctlArgs(action, units);
   log.debug(`running systemctl ${args.join(" ")}`);
   const result = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
@@ -48,11 +56,11 @@ export async function runSystemctl(action: OnChange, units: readonly string[], l
     child.once("exit", (code, signal) => resolve({ code, signal }));
   }).catch((error: unknown) => {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw configError("systemctl not found on PATH; the new files are written but nothing was restarted");
-    throw tempFailError(`cannot run systemctl: ${code ?? String(error)}; the new files are written but nothing was restarted`);
+    if (code === "ENOENT") throw configError(`systemctl not found on PATH; ${done} but nothing was restarted`);
+    throw tempFailError(`cannot run systemctl: ${code ?? String(error)}; ${done} but nothing was restarted`);
   });
   if (result.code !== 0) {
     const how = result.signal ? `killed by ${result.signal}` : `exit ${result.code}`;
-    throw tempFailError(`systemctl ${args.join(" ")} failed (${how}); the new files are written`);
+    throw tempFailError(`systemctl ${args.join(" ")} failed (${how}); ${done}`);
   }
 }
