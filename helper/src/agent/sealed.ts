@@ -9,10 +9,11 @@
  *   {"version":1,"values":{"op://…":{"value":"…","at":<ms fetched>}}}
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { lstat, open, readFile, readdir, rename, rm } from "node:fs/promises";
+import { lstat, open, readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { sourceOrigin } from "../cache/key.js";
 import type { SourceConfig } from "../spec.js";
-import { privateDirectoryProblem } from "../cache/store.js";
+import { privateDirectoryProblem, replaceSealedFile, tempSuffix } from "../cache/store.js";
 
 /** One cached value and when it was fetched fresh (ms since the epoch). */
 export interface SealedValue {
@@ -39,7 +40,6 @@ export const keyLength = 32;
 const magic = Buffer.from("hs-agent-sealed\x01", "latin1");
 const ivLength = 12;
 const tagLength = 16;
-const tempSuffix = ".hs-tmp";
 
 /** The file's path in `dir`. */
 export const sealedPath = (dir: string): string => join(dir, sealedFileName);
@@ -49,13 +49,7 @@ export const sealedPath = (dir: string): string => join(dir, sealedFileName);
  * in to). A file sealed for another backend fails authentication instead of being served.
  */
 export function sourceIdentity(source: SourceConfig): Buffer {
-  const from =
-    source.type === "connect"
-      ? { type: source.type, host: source.host }
-      : source.type === "file"
-        ? { type: source.type, path: source.path }
-        : { type: source.type };
-  return Buffer.concat([magic, Buffer.from(JSON.stringify(from), "utf8")]);
+  return Buffer.concat([magic, Buffer.from(JSON.stringify(sourceOrigin(source)), "utf8")]);
 }
 
 /** The ciphertext of `values` (a fresh IV each time). */
@@ -126,21 +120,15 @@ export async function writeSealed(location: SealedLocation, values: ReadonlyMap<
   const problem = await privateDirectoryProblem(location.dir, true);
   if (problem) throw new Error(problem);
   const path = sealedPath(location.dir);
-  const temp = `${path}.${randomBytes(6).toString("hex")}${tempSuffix}`;
-  try {
+  await replaceSealedFile(path, async (temp) => {
     const handle = await open(temp, "wx", 0o600);
     try {
       await handle.writeFile(seal(location, values));
-      await handle.sync();
     } finally {
       await handle.close();
     }
-    await rename(temp, path);
-    return path;
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
+  });
+  return path;
 }
 
 /** Read and unseal; never throws. */

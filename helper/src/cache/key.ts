@@ -14,12 +14,7 @@ import type { SourceConfig } from "../spec.js";
  * rendered (output names, modes, template text) — neither changes which values are fetched.
  */
 export function cacheKey(source: SourceConfig, refs: readonly SecretReference[]): string {
-  const from =
-    source.type === "connect"
-      ? { type: source.type, host: source.host }
-      : source.type === "file"
-        ? { type: source.type, path: source.path }
-        : { type: source.type };
+  const from = sourceOrigin(source);
   const references = [...new Set(refs.map((r) => r.raw))].sort();
   return createHash("sha256")
     .update(JSON.stringify({ source: from, references }))
@@ -37,4 +32,14 @@ export function credentialName(specName: string, key: string): string {
 /** One-time-password references: a cached code would have expired, so such specs are not cached. */
 export function uncacheableReferences(refs: readonly SecretReference[]): SecretReference[] {
   return refs.filter((r) => r.attribute !== undefined);
+}
+
+/**
+ * Where values come from, as sealed caches bind them: the source's type and its Connect host
+ * or vault path; not how it is signed in to (token credential or file, listener account).
+ */
+export function sourceOrigin(source: SourceConfig): { type: string; host?: string; path?: string } {
+  if (source.type === "connect") return { type: source.type, host: source.host };
+  if (source.type === "file") return { type: source.type, path: source.path };
+  return { type: source.type };
 }

@@ -33,7 +33,8 @@ export type ReadOutcome =
   | { readonly kind: "unusable"; readonly why: string }
   | { readonly kind: "ok"; readonly entry: CacheEntry; readonly path: string };
 
-const tempSuffix = ".hs-tmp";
+/** What the temp file beside a sealed file ends with (stale ones are removed by this). */
+export const tempSuffix = ".hs-tmp";
 
 /** The spec's cache file. */
 export function cachePath(dir: string, specName: string): string {
@@ -69,27 +70,15 @@ export async function writeCache(location: CacheLocation, values: ReadonlyMap<st
   const problem = await privateDirectoryProblem(location.dir, true);
   if (problem) throw new Error(problem);
   const path = cachePath(location.dir, location.specName);
-  const temp = `${path}.${randomBytes(6).toString("hex")}${tempSuffix}`;
   const entry: CacheEntry = { version: 1, specKey: location.specKey, storedAt, values: Object.fromEntries(values) };
   const plaintext = Buffer.from(JSON.stringify(entry), "utf8");
   try {
-    const result = await encrypt(credentialName(location.specName, location.specKey), plaintext, temp, location.creds);
-    if (!result.ok) throw new Error(result.why);
-    await chmod(temp, 0o600);
-    const handle = await open(temp, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    // The data is synced before the rename, so a crash leaves the old file or the new one, never
-    // a torn one; the directory is not synced (that cost tens of ms per boot-time fetch): a
-    // rename lost in a crash leaves the previous, still valid, older entry.
-    await rename(temp, path);
+    await replaceSealedFile(path, async (temp) => {
+      const result = await encrypt(credentialName(location.specName, location.specKey), plaintext, temp, location.creds);
+      if (!result.ok) throw new Error(result.why);
+      await chmod(temp, 0o600);
+    });
     return path;
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
   } finally {
     plaintext.fill(0);
   }
@@ -175,4 +164,27 @@ export function parseEntry(text: string): CacheEntry {
   if (typeof values !== "object" || values === null || Array.isArray(values)) throw new Error("no values");
   for (const [ref, value] of Object.entries(values)) if (typeof value !== "string") throw new Error(`value of ${ref} is not text`);
   return { version: 1, specKey: o["specKey"], storedAt: o["storedAt"], values: values as Record<string, string> };
+}
+
+/**
+ * Replace `path` with a file `fill` writes at a temp path beside it (0600, ciphertext only):
+ * synced, then renamed over, so a crash leaves the old file or the new one, never a torn one.
+ * The directory is not synced (that cost tens of ms per boot-time fetch): a rename lost in a
+ * crash leaves the previous, still valid, older entry. The temp file never outlives a failure.
+ */
+export async function replaceSealedFile(path: string, fill: (temp: string) => Promise<void>): Promise<void> {
+  const temp = `${path}.${randomBytes(6).toString("hex")}${tempSuffix}`;
+  try {
+    await fill(temp);
+    const handle = await open(temp, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
 }
