@@ -161,6 +161,15 @@ describe.skipIf(skip !== undefined)("refresh --from-credentials as root: a temp 
     expect(recorded()).toEqual([]);
   });
 
+  it("--from-credentials with --cache: a usage error (64), nothing touched", async () => {
+    const before = await installed();
+    credential("password", "pw-v2");
+    const refreshed = await run("refresh", ["--from-credentials", "--cache", "--restart", "app.service"]);
+    expect(refreshed.exitCode, refreshed.stderr).toBe(64);
+    expect(snapshot()).toEqual(before);
+    expect(recorded()).toEqual([]);
+  });
+
   it("no CREDENTIALS_DIRECTORY: 78", async () => {
     await installed();
     const refreshed = await execa(process.execPath, [cli, "refresh", "--spec", specFile, "--from-credentials"], {
