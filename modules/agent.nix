@@ -44,6 +44,8 @@ let
 
   # refresh.interval set: <name>-secrets-refresh.service loads the same credentials, always fresh.
   credentialsRefreshed = filterAttrs (_: s: s.refresh.interval != null) viaAgent;
+  # throughAgent with refresh.interval: the refresh unit loads the -secrets unit's outputs fresh.
+  filesRefreshed = filterAttrs (_: s: s.refresh.interval != null) filesThroughAgent;
   refreshUnitOf = name: "${name}-secrets-refresh";
 
   basePolicy = hsLib.mkAgentPolicy {
@@ -55,7 +57,10 @@ let
       basePolicy.units
       // mapAttrs' (
         name: _: nameValuePair "${refreshUnitOf name}.service" { refreshes = hsLib.unitNameOf name; }
-      ) credentialsRefreshed;
+      ) credentialsRefreshed
+      // mapAttrs' (
+        name: _: nameValuePair "${refreshUnitOf name}.service" { refreshes = "${name}-secrets.service"; }
+      ) filesRefreshed;
   };
   policyProblems = concatLists (
     mapAttrsToList (

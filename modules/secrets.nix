@@ -264,9 +264,11 @@ let
               span) and, only when a file changed, rewrite them and restart or reload the
               service (`onChange`): a `<service>-secrets-refresh.timer` and `.service`. `null`
               (the default): no refresh; the secrets change only when the service restarts.
-              For `delivery = "files"` without `throughAgent` or `dynamicUser`, and for
-              `delivery = "credentials"` (the refresh unit loads the credentials fresh from the
-              agent and restarts the service if one differs; `onChange = "reload"` is refused there).
+              For `delivery = "files"` without `dynamicUser` (with `throughAgent`, the refresh
+              unit loads the files' contents fresh from the agent, no token and no network), and
+              for `delivery = "credentials"` (the refresh unit loads the credentials fresh from
+              the agent and restarts the service if one differs; `onChange = "reload"` is refused
+              there). Not for `dynamicUser` with `delivery = "files"`.
             '';
           };
           onChange = mkOption {
@@ -491,10 +493,11 @@ let
       argsOf name s
       // {
         inherit (s.refresh) interval onChange randomizedDelay;
+        fromAgent = s.throughAgent;
       }
     );
 
-  refreshable = filterAttrs (_: s: s.delivery == "files" && !s.throughAgent && !s.dynamicUser) refreshed;
+  refreshable = filterAttrs (_: s: s.delivery == "files" && !s.dynamicUser) refreshed;
   allOutputDirs = mapAttrsToList outputDirOf fileDelivered;
 in
 {
@@ -616,8 +619,8 @@ in
                 message = "homelab-secrets (${name}): a dynamicUser service fetches into its own RuntimeDirectory=; leave outputDir unset";
               }
               {
-                assertion = s.refresh.interval == null || s.delivery == "credentials" || (!s.throughAgent && !s.dynamicUser);
-                message = "homelab-secrets (${name}): refresh is only available for delivery = \"files\" without throughAgent and without dynamicUser, and for delivery = \"credentials\", for now; unset homelab.secrets.${name}.refresh.interval";
+                assertion = s.refresh.interval == null || s.delivery == "credentials" || !s.dynamicUser;
+                message = "homelab-secrets (${name}): refresh is only available for delivery = \"files\" without dynamicUser, and for delivery = \"credentials\", for now; unset homelab.secrets.${name}.refresh.interval";
               }
               {
                 # systemd loads credentials when a service starts; a reload keeps the old ones.

@@ -735,7 +735,10 @@ let
         the service runs), and the CLI leaves alone a directory holding none of the outputs.
         The restart is `systemctl try-restart --job-mode=ignore-requirements <service>`: only
         the service restarts, not its secrets unit (PartOf=), which would fetch a second time.
-        Not for fromAgent (throughAgent) secrets units or DynamicUser= services yet.
+        fromAgent (as given to mkSecretService): the refresh unit loads the same outputs from
+        the agent's socket (LoadCredential=, no token, no network; the agent's policy must map
+        `<name>-secrets-refresh.service` to `{ refreshes = "<name>-secrets.service"; }`, which
+        homelab.agent does) and runs `refresh --from-credentials`. Not for DynamicUser= services.
       */
       mkRefreshUnits =
         args@{
@@ -779,8 +782,9 @@ let
               ;
           };
           token = tokenFor spec.source tokenFile;
-          network = spec.source.type != "file";
-          procNet = readsProcNet spec.source;
+          network = !fromAgent && spec.source.type != "file";
+          procNet = !fromAgent && readsProcNet spec.source;
+          outputNames = attrNames spec.files ++ attrNames spec.envFiles ++ attrNames spec.templates;
           action =
             {
               restart = [
@@ -795,13 +799,20 @@ let
             }
             .${onChange} or (throw "homelab-secrets (${name}): refresh onChange must be \"restart\", \"reload\" or \"none\" (got ${toString onChange})");
         in
-        assert lib.assertMsg (!fromAgent) "homelab-secrets (${name}): refresh is not available for secrets units that get their values from the credential agent (throughAgent) yet";
+        assert lib.assertMsg (
+          !(fromAgent && cacheEnabled cache)
+        ) "homelab-secrets (${name}): cache is not available with values from the credential agent (fromAgent)";
         assert lib.assertMsg (isString interval && interval != "") "homelab-secrets (${name}): refresh interval must be a systemd time span such as \"1h\"";
         {
           services.${unit} = {
             description = "homelab-secrets: refresh the secrets of ${consumer} (restart or reload it if they changed)";
-            after = [ "${name}-secrets.service" ] ++ optional network "network-online.target";
+            after = [
+              "${name}-secrets.service"
+            ]
+            ++ optional network "network-online.target"
+            ++ optional fromAgent "homelab-secrets-agent.socket";
             wants = optional network "network-online.target";
+            requires = optional fromAgent "homelab-secrets-agent.socket";
             # A switch does not run it; the timer does.
             restartIfChanged = false;
             # Not running (no output directory): skipped, nothing fetched, nothing created.
@@ -809,24 +820,36 @@ let
             serviceConfig = defaultHardening { inherit network procNet; } // {
               Type = "oneshot";
               ExecStart = concatStringsSep " " (
-                [
-                  exe
-                  "refresh"
-                  "--spec"
-                  "${specFile spec}"
-                  "--deadline"
-                  (toString deadline)
-                ]
-                ++ optional serialize "--serialize"
+                (
+                  if fromAgent then
+                    # The agent answers this unit's loads fresh (its policy: "refreshes").
+                    [
+                      exe
+                      "refresh"
+                      "--spec"
+                      "${specFile spec}"
+                      "--from-credentials"
+                    ]
+                  else
+                    [
+                      exe
+                      "refresh"
+                      "--spec"
+                      "${specFile spec}"
+                      "--deadline"
+                      (toString deadline)
+                    ]
+                    ++ optional serialize "--serialize"
+                )
                 ++ optional verbose "--verbose"
                 ++ optional (cacheEnabled cache) "--cache"
                 ++ action
               );
-              LoadCredential = credentialFor spec token;
+              LoadCredential = if fromAgent then map (n: "${n}:${agentSocket}") outputNames else credentialFor spec token;
               # The fetch, then systemctl waiting for the service's restart.
               TimeoutStartSec = toString (timeoutFor deadline + 90);
               # "-": gone (the service stopped) between the condition and the start is no error.
-              ReadWritePaths = [ "-${outputDir}" ] ++ optional serialize lockDir ++ cacheParts.readWritePaths;
+              ReadWritePaths = [ "-${outputDir}" ] ++ optional (serialize && !fromAgent) lockDir ++ cacheParts.readWritePaths;
               SyslogIdentifier = unit;
             }
             // optionalAttrs (cacheParts.execStartPre != [ ]) { ExecStartPre = cacheParts.execStartPre; }

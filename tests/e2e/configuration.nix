@@ -117,6 +117,15 @@ in
       envFiles."agentfiles.env".vars.STATIC_USER = "op://Demo/static/username";
     };
 
+    # throughAgent with refresh (agent-files-refresh.test.ts): its -secrets-refresh unit loads
+    # the files' contents fresh from the agent and rewrites them only when they changed.
+    agentfilesrefresh-demo = {
+      throughAgent = true;
+      files.password.reference = "op://Demo/dynamic/password";
+      envFiles."refresh.env".vars.STATIC_USER = "op://Demo/static/username";
+      refresh.interval = "1h";
+    };
+
     missing-demo = {
       source = vault;
       files.password.reference = "op://Demo/missing/password";
@@ -202,6 +211,12 @@ in
       User = "static-demo";
       Group = "static-demo";
       ExecStart = probe "agentfiles-demo";
+    };
+
+    agentfilesrefresh-demo.serviceConfig = {
+      User = "static-demo";
+      Group = "static-demo";
+      ExecStart = probe "agentfilesrefresh-demo";
     };
 
     agent-demo.serviceConfig = {

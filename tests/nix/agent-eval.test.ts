@@ -185,6 +185,46 @@ if (why !== undefined && inCI) {
       expect(Object.keys(policy.units).sort()).toEqual(["app-secrets-refresh.service", "app.service"]);
     });
 
+    it("refresh with throughAgent: a root oneshot loading the -secrets unit's outputs fresh from the agent, no token, no network", () => {
+      const web = `systemd.services.web.serviceConfig.ExecStart = "/bin/true"; homelab.secrets.web = { throughAgent = true; files.pw.reference = "op://V/db/password"; envFiles."web.env".vars.K = "op://V/api/key"; };`;
+      const refreshed = web.replace("throughAgent = true;", `throughAgent = true; refresh = { interval = "30m"; onChange = "reload"; };`);
+      expect((run("failedAssertions", cfg(refreshed + agent)) as string[]).join("\n")).toBe("");
+      const units = run("units", cfg(refreshed + agent)) as Record<string, Unit>;
+      const without = run("units", cfg(web + agent)) as Record<string, Unit>;
+      const r = units["web-secrets-refresh.service"]!;
+      const secrets = units["web-secrets.service"]!;
+      expect(asList(r["Service"]!["LoadCredential"]).sort()).toEqual(asList(secrets["Service"]!["LoadCredential"]).sort());
+      expect(asList(r["Service"]!["LoadCredential"]).sort()).toEqual([
+        "pw:/run/homelab-secrets/credentials.sock",
+        "web.env:/run/homelab-secrets/credentials.sock",
+      ]);
+      expect(String(r["Service"]!["ExecStart"])).toMatch(
+        /\/bin\/homelab-secrets refresh --spec \S+-web-spec\.json --from-credentials --reload web\.service$/,
+      );
+      expect(String(r["Service"]!["ExecStart"]).match(/\S+-web-spec\.json/)![0], "the -secrets unit's spec").toBe(
+        String(secrets["Service"]!["ExecStart"]).match(/\S+-web-spec\.json/)![0],
+      );
+      expect(r["Unit"]!["ConditionPathIsDirectory"], "skipped while the service is not running").toBe("/run/web-secrets");
+      expect(asList(r["Unit"]!["After"]).join(" ")).toContain("homelab-secrets-agent.socket");
+      expect(asList(r["Unit"]!["Requires"]).join(" ")).toContain("homelab-secrets-agent.socket");
+      expect(asList(r["Unit"]!["After"]).join(" ")).not.toContain("network-online.target");
+      expect(r["Service"]!["PrivateNetwork"]).toBe("true");
+      expect(r["Service"]!["User"]).toBeUndefined();
+      expect(asList(r["Service"]!["ReadWritePaths"])).toEqual(["-/run/web-secrets"]);
+      expect(JSON.stringify(r), "no token in the refresh unit").not.toMatch(/op-connect-token|agenix/);
+      expect(units["web-secrets-refresh.timer"]!["Timer"]).toMatchObject({ OnBootSec: "30m", OnUnitActiveSec: "30m" });
+      expect(units["web-secrets.service"], "the -secrets unit is exactly as without refresh").toEqual(without["web-secrets.service"]);
+      expect(units["web.service"]).toEqual(without["web.service"]);
+
+      const golden = evalHarness(nix!, found.inputs!, { attr: "golden", configuration: cfg(refreshed + agent), readWrite: true }) as {
+        files: Record<string, string>;
+      };
+      const [, text] = Object.entries(golden.files).find(([path]) => path.endsWith("-homelab-secrets-agent-policy.json"))!;
+      const policy = JSON.parse(text) as { units: Record<string, unknown> };
+      expect(policy.units["web-secrets-refresh.service"]).toEqual({ refreshes: "web-secrets.service" });
+      expect(Object.keys(policy.units).sort()).toEqual(["web-secrets-refresh.service", "web-secrets.service"]);
+    });
+
     it('refresh onChange = "reload" with delivery = "credentials" is refused (a reload keeps the old credentials)', () => {
       const failures = (c: string) => (run("failedAssertions", c) as string[]).join("\n");
       const reload = app.replace("delivery =", `refresh = { interval = "30m"; onChange = "reload"; }; delivery =`);

@@ -114,11 +114,11 @@ if (why !== undefined && inCI) {
       expect(on["web.service"]).toEqual(off["web.service"]);
     });
 
-    it("refused with a clear message for throughAgent and dynamicUser; accepted otherwise", () => {
+    it("refused with a clear message for dynamicUser; accepted otherwise (throughAgent: tests/nix/agent-eval.test.ts)", () => {
       const message =
-        /homelab-secrets \(web\): refresh is only available for delivery = "files" without throughAgent and without dynamicUser/;
+        /homelab-secrets \(web\): refresh is only available for delivery = "files" without dynamicUser, and for delivery = "credentials"/;
       const agent = `homelab.agent = { enable = true; source = { type = "connect"; host = "http://127.0.0.1:8080"; }; };`;
-      expect(failures(web(`refresh.interval = "1h"; throughAgent = true;`).replace(/}$/, `${agent} }`))).toMatch(message);
+      expect(failures(web(`refresh.interval = "1h"; throughAgent = true;`).replace(/}$/, `${agent} }`))).toBe("");
       const dyn = `{ ${base.replace(`User = "web";`, "DynamicUser = true;")} homelab.secrets.web = { dynamicUser = true; files.pw.reference = "op://V/db/password"; refresh.interval = "1h"; }; }`;
       expect(failures(dyn)).toMatch(message);
       const creds = `{ ${base.replace(`User = "web";`, "DynamicUser = true;")} ${agent} homelab.secrets.web = { delivery = "credentials"; dynamicUser = true; files.pw.reference = "op://V/db/password"; refresh.interval = "1h"; }; }`;
@@ -167,9 +167,14 @@ if (why !== undefined && inCI) {
       expect(String(s["ExecStart"])).toMatch(/ --reload api\.service$/);
       expect(s["PrivateNetwork"], "a file source: no network, like the secrets unit").toBe("true");
       expect(u["api-secrets-refresh.timer"]!["Timer"]).toEqual({ OnBootSec: "2h", OnUnitActiveSec: "2h", RandomizedDelaySec: "10m" });
+      const agent = units(
+        `{ homelab, ... }: { systemd.services = (homelab.mkRefreshUnits { ${args} fromAgent = true; }).services // { api.serviceConfig.ExecStart = "/bin/true"; }; }`,
+      )["api-secrets-refresh.service"]!;
+      expect(String(agent["Service"]!["ExecStart"])).toMatch(/ refresh --spec \S+ --from-credentials --restart api\.service$/);
+      expect(agent["Service"]!["LoadCredential"]).toBe("pw:/run/homelab-secrets/credentials.sock");
       expect(() =>
-        units(`{ homelab, ... }: { systemd.services = (homelab.mkRefreshUnits { ${args} fromAgent = true; }).services; }`),
-      ).toThrow(/refresh is not available for secrets units that get their values from the credential agent/);
+        units(`{ homelab, ... }: { systemd.services = (homelab.mkRefreshUnits { ${args} fromAgent = true; cache = { }; }).services; }`),
+      ).toThrow(/cache is not available with values from the credential agent/);
     });
   });
 }

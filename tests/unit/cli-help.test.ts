@@ -86,7 +86,7 @@ describe("--help of every command", () => {
     const source = ["--source", "--connect-host", "--token-credential", "--token-file", "--deadline"];
     const expected: Record<Command, string[]> = {
       fetch: [...source, "--serialize", "--verbose", "--spec", "--cache", "--cache-dir", "--cache-max-age", "--cache-reuse"],
-      refresh: [...source, "--serialize", "--verbose", "--spec", "--restart", "--reload", "--cache", "--cache-dir"],
+      refresh: [...source, "--serialize", "--verbose", "--spec", "--restart", "--reload", "--from-credentials", "--cache", "--cache-dir"],
       "refresh-credentials": ["--verbose", "--service", "--id", "--restart"],
       read: [...source, "--verbose", "--out", "--mode"],
       check: ["--verbose", "--spec", "--mapfile"],

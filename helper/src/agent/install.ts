@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { configError, tempFailError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { outputDirectorySettings, specOwner } from "../commands/fetch.js";
-import { loadSpec, specOutputNames } from "../spec.js";
-import { removeFiles, staleTempFiles, writeFilesAtomically } from "../write.js";
+import { loadSpec, specOutputNames, type Spec } from "../spec.js";
+import { removeFiles, staleTempFiles, writeFilesAtomically, type FileToWrite } from "../write.js";
 import { credentialSizeMax } from "./policy.js";
 
 export interface InstallOptions {
@@ -24,14 +24,28 @@ export interface InstallOptions {
 export async function runInstall(options: InstallOptions): Promise<string[]> {
   const { log } = options;
   const spec = await loadSpec(options.specFile);
-  const directory = (options.env ?? process.env)["CREDENTIALS_DIRECTORY"];
+  const owner = specOwner(spec);
+  const files = await filesFromCredentials(spec, options.env);
+  await writeFilesAtomically(files, { createDirs: outputDirectorySettings(spec, owner, options.env), log });
+  await removeFiles(await staleTempFiles(spec.outputDir, new Set(specOutputNames(spec))), log);
+  log.info(`${spec.name}: wrote ${files.length} file(s) to ${spec.outputDir} from the credential agent`);
+  return files.map((f) => f.path);
+}
+
+/**
+ * Every output of `spec` as systemd loaded it from the agent into $CREDENTIALS_DIRECTORY, as
+ * the file to write in its outputDir (the spec's owner and modes). Reads everything before
+ * anything is written: a missing or empty credential is 75, $CREDENTIALS_DIRECTORY unset 78.
+ */
+export async function filesFromCredentials(spec: Spec, env: NodeJS.ProcessEnv = process.env): Promise<FileToWrite[]> {
+  const directory = env["CREDENTIALS_DIRECTORY"];
   if (!directory)
     throw configError(
       `${spec.name}: $CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential=<output>:<agent socket> for every output`,
     );
   const owner = specOwner(spec);
   const modes = new Map([...spec.files, ...spec.envFiles, ...spec.templates].map((o) => [o.name, o.mode]));
-  const files = [];
+  const files: FileToWrite[] = [];
   for (const name of specOutputNames(spec)) {
     files.push({
       path: join(spec.outputDir, name),
@@ -40,10 +54,7 @@ export async function runInstall(options: InstallOptions): Promise<string[]> {
       owner,
     });
   }
-  await writeFilesAtomically(files, { createDirs: outputDirectorySettings(spec, owner, options.env), log });
-  await removeFiles(await staleTempFiles(spec.outputDir, new Set(specOutputNames(spec))), log);
-  log.info(`${spec.name}: wrote ${files.length} file(s) to ${spec.outputDir} from the credential agent`);
-  return files.map((f) => f.path);
+  return files;
 }
 
 async function readCredential(directory: string, name: string, specName: string): Promise<Buffer> {

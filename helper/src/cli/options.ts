@@ -98,6 +98,7 @@ export type RefreshArgs = CommonArgs & {
   spec: string;
   restart?: string[];
   reload?: string[];
+  "from-credentials": boolean;
   cache: boolean;
   "cache-dir": string;
   "cache-marker-dir": string;
@@ -117,6 +118,12 @@ export const refreshOptions = {
     array: true,
     conflicts: "restart",
     describe: "When something changed: systemctl try-reload-or-restart this unit",
+  },
+  "from-credentials": {
+    type: "boolean",
+    default: false,
+    conflicts: "cache",
+    describe: "The rendered files are the agent's fresh credentials in $CREDENTIALS_DIRECTORY (throughAgent): no backend, no token",
   },
   ...cacheStoreOptions,
   cache: {

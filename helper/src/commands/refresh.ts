@@ -3,6 +3,7 @@ import type { Stats } from "node:fs";
 import { lstat, open } from "node:fs/promises";
 import { join } from "node:path";
 import type { CacheSettings } from "../cache/fetch-cache.js";
+import { configError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { compareWithDisk, type Difference } from "../refresh/compare.js";
 import { runSystemctl, systemctlVerb, type OnChange } from "../refresh/systemctl.js";
@@ -29,6 +30,14 @@ export interface RefreshOptions {
    * falls back to nothing.
    */
   readonly cache?: Pick<CacheSettings, "dir" | "markerDir" | "creds" | "now">;
+  /**
+   * The throughAgent refresh unit's way: the rendered bytes are the fresh credentials systemd
+   * loaded from the agent into $CREDENTIALS_DIRECTORY (read as `install` reads them), no
+   * backend and no token. Not with `cache` (the agent keeps its own).
+   */
+  readonly fromCredentials?: boolean;
+  /** Where $CREDENTIALS_DIRECTORY is read (tests); default: process.env. */
+  readonly env?: NodeJS.ProcessEnv;
   /** Runs systemctl (tests replace it); default: systemctl from PATH. */
   readonly systemctl?: (action: OnChange, units: readonly string[], log: Logger) => Promise<void>;
 }
@@ -73,37 +82,13 @@ const meanwhile = "the service stopped or restarted meanwhile; a restart fetches
 async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats): Promise<RefreshResult> {
   const { log } = options;
   const outputDir = spec.outputDir;
-  const refs = specReferences(spec);
-  const sourceConfig = chooseSource(spec.source, options.overrides);
-  const values = await resolveFromSource(sourceConfig, refs, {
-    deadlineSeconds: options.deadlineSeconds,
-    log,
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
-  });
-  // Loaded only with --cache, as fetch does. No reuse and no fallback: only remember() is used.
-  const cache = options.cache
-    ? (await import("../cache/fetch-cache.js")).openFetchCache(
-        { ...options.cache, maxAgeSeconds: 0, reuseSeconds: 0 },
-        { name: spec.name, source: sourceConfig, refs },
-        log,
-      )
-    : undefined;
-  const owner = specOwner(spec);
-  const files: FileToWrite[] = renderOutputs(spec, values).map((output) => ({
-    path: join(outputDir, output.name),
-    content: output.content,
-    mode: output.mode,
-    owner,
-  }));
+  const { files, from, remember } = options.fromCredentials ? await fromAgent(spec, options) : await fromBackend(spec, options);
 
   const differences = await compareWithDisk(files);
   if (differences.length === 0) {
-    log.info(
-      `${spec.name}: unchanged (${files.length} file(s) from ${refs.length} reference(s) via ${sourceConfig.type}); nothing written`,
-    );
+    log.info(`${spec.name}: unchanged (${files.length} file(s) from ${from}); nothing written`);
     // The files are what the backend says now, whatever the secrets unit wrote them from.
-    await cache?.remember(values);
+    await remember();
     return { outcome: "unchanged", outputDir, differences, notified: [] };
   }
   log.info(`${spec.name}: changed: ${differences.map((d) => `${d.name} (${d.reason})`).join(", ")}`);
@@ -123,7 +108,7 @@ async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats):
   }
   await removeFiles(await staleTempFiles(outputDir, new Set(specOutputNames(spec))), log);
   log.info(`${spec.name}: rewrote ${files.length} file(s) in ${outputDir}`);
-  await cache?.remember(values);
+  await remember();
 
   const onChange = options.onChange;
   if (!onChange || onChange.units.length === 0) return { outcome: "changed", outputDir, differences, notified: [] };
@@ -134,6 +119,55 @@ async function refreshRunning(spec: Spec, options: RefreshOptions, held: Stats):
   await (options.systemctl ?? runSystemctl)(onChange.action, onChange.units, log);
   log.info(`${spec.name}: systemctl ${systemctlVerb[onChange.action]} ${onChange.units.join(" ")} done`);
   return { outcome: "changed", outputDir, differences, notified: onChange.units };
+}
+
+/** The files a refresh compares with the disk, where they came from, and what a success seals. */
+interface Fresh {
+  readonly files: readonly FileToWrite[];
+  readonly from: string;
+  readonly remember: () => Promise<void>;
+}
+
+/** One batch from the spec's backend, rendered; sealed in the cache with --cache. */
+async function fromBackend(spec: Spec, options: RefreshOptions): Promise<Fresh> {
+  const { log } = options;
+  const refs = specReferences(spec);
+  const sourceConfig = chooseSource(spec.source, options.overrides);
+  const values = await resolveFromSource(sourceConfig, refs, {
+    deadlineSeconds: options.deadlineSeconds,
+    log,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.serialize ? { lock: options.lockPath ? { path: options.lockPath } : {} } : {}),
+  });
+  // Loaded only with --cache, as fetch does. No reuse and no fallback: only remember() is used.
+  const cache = options.cache
+    ? (await import("../cache/fetch-cache.js")).openFetchCache(
+        { ...options.cache, maxAgeSeconds: 0, reuseSeconds: 0 },
+        { name: spec.name, source: sourceConfig, refs },
+        log,
+      )
+    : undefined;
+  const owner = specOwner(spec);
+  const files = renderOutputs(spec, values).map((output) => ({
+    path: join(spec.outputDir, output.name),
+    content: output.content,
+    mode: output.mode,
+    owner,
+  }));
+  return {
+    files,
+    from: `${refs.length} reference(s) via ${sourceConfig.type}`,
+    remember: async () => {
+      await cache?.remember(values);
+    },
+  };
+}
+
+/** The agent's fresh answers, already rendered, as systemd loaded them for this unit. */
+async function fromAgent(spec: Spec, options: RefreshOptions): Promise<Fresh> {
+  if (options.cache) throw configError(`${spec.name}: --cache is not for --from-credentials (the agent keeps its own cache)`);
+  const { filesFromCredentials } = await import("../agent/install.js");
+  return { files: await filesFromCredentials(spec, options.env), from: "the credential agent", remember: async () => {} };
 }
 
 function skipped(spec: Spec, log: Logger, why: string, because = "the service is not running"): RefreshResult {
