@@ -1,4 +1,5 @@
 // Shared discovery for the Nix test suites: the nix-instantiate binary and NIXPKGS_LIB.
+import { afterAll, describe, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -151,4 +152,39 @@ export function evalHarness(nix: string, inputs: NixosInputs, opts: EvalOptions)
     const e = error as { stderr?: string; message: string };
     throw new Error(`nix-instantiate ${opts.attr} failed:\n${e.stderr ?? e.message}`);
   }
+}
+
+/** A unit as the harness's `units` attribute returns it: section → key → value(s). */
+export type EvaluatedUnit = Record<string, Record<string, string | string[]>>;
+
+/** A unit setting that may be given once or as a list, as a list. */
+export const asList = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+/** Evaluate `configuration` through tests/nix/eval-harness.nix and return attribute `attr` (readWrite: a writable store). */
+export type HarnessRun = (attr: string, configuration: string, options?: { readWrite?: boolean }) => unknown;
+
+/**
+ * A describe block of evaluation tests against NixOS's own modules, for `file`: without
+ * nix-instantiate or the NixOS inputs it fails under CI (a missing prerequisite is a failure
+ * there) and is skipped loudly elsewhere.
+ */
+export function describeNixEval(file: string, title: string, body: (run: HarnessRun) => void): void {
+  const nix = findNixInstantiate();
+  const found = findNixosInputs();
+  const why = nix === undefined ? "nix-instantiate not found (apt-get install nix-bin)" : found.why;
+  if (why !== undefined && inCI) {
+    describe(title, () => {
+      it("has its prerequisites (CI=true)", () => {
+        throw new Error(`${why}; CI must run the Nix evaluation tests`);
+      });
+    });
+    return;
+  }
+  if (why !== undefined) console.warn(`\n*** SKIPPED ${file}: ${why} ***\n`);
+  describe.skipIf(why !== undefined)(title, () => {
+    afterAll(removeWritableStore);
+    body((attr, configuration, options) =>
+      evalHarness(nix!, found.inputs!, { attr, configuration, readWrite: options?.readWrite ?? false }),
+    );
+  });
 }
